@@ -1,0 +1,113 @@
+//! The database side of the engine.
+//!
+//! - [`DbQuery`]: one SQL statement (or transaction) as a typed value; running it is the only way
+//!   to reach PostgreSQL once the server is up.
+//! - [`actor::DbActor`]: owns the deadpool-postgres pool and runs queries; several instances, each
+//!   on its own arbiter thread, share the one pool so the actor is not a single-thread bottleneck.
+//! - [`Db`]: the cheap, cloneable handle components hold; it spreads messages over the instances.
+//! - [`pool`]: pool construction and the warm/prune maintenance the actor's timer performs.
+//! - [`bootstrap`]: what runs on a dedicated connection before the pool starts: database
+//!   creation, migrations under an advisory lock, seed data.
+
+pub mod actor;
+pub mod bootstrap;
+pub mod pool;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::{Addr, Arbiter, Message};
+use deadpool_postgres::Client;
+
+pub use actor::{DbActor, PoolStatus, Recycle};
+pub use pool::{build_pool, PoolSettings};
+
+use crate::error::DbError;
+use crate::metrics::ACTOR_BACKLOG;
+
+/// One query: a typed message for the DB actor. Implementors hold their parameters and run their
+/// SQL on a pooled connection with `prepare_cached`, mapping rows into types with errors.
+pub trait DbQuery: Send + 'static {
+    /// What the query produces.
+    type Output: Send + 'static;
+    /// A stable statement name: the `statement` label of the query-duration histogram.
+    const NAME: &'static str;
+    /// Runs the query on a connection taken from the pool for this call alone.
+    fn run(self, client: &mut Client) -> impl Future<Output = Result<Self::Output, DbError>>;
+}
+
+/// The message the DB actor receives: a query plus the caller's tracing span (so the query's logs
+/// carry the request id) and the time it was sent (so the backlog can be measured).
+pub struct Envelope<Q> {
+    pub(crate) query: Q,
+    pub(crate) span: tracing::Span,
+    pub(crate) sent_at: Instant,
+}
+
+impl<Q: DbQuery> Message for Envelope<Q> {
+    type Result = Result<Q::Output, DbError>;
+}
+
+/// The handle every component uses to reach the database: a set of DB actor addresses sharing one
+/// pool. Cloning is cheap.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<DbInner>,
+}
+
+struct DbInner {
+    actors: Vec<Addr<DbActor>>,
+    next: AtomicUsize,
+    arbiters: Vec<Arbiter>,
+}
+
+impl Db {
+    /// Starts `instances` supervised DB actors, each on an arbiter (thread) of its own, sharing
+    /// `pool`. The first instance also runs the pool's maintenance timer.
+    pub fn start(pool: deadpool_postgres::Pool, settings: PoolSettings, instances: usize) -> Db {
+        let instances = instances.max(1);
+        let mut actors = Vec::with_capacity(instances);
+        let mut arbiters = Vec::with_capacity(instances);
+        for index in 0..instances {
+            let arbiter = Arbiter::new();
+            let pool = pool.clone();
+            let settings = settings.clone();
+            let addr = actix::Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+                DbActor::new(pool, settings, index == 0)
+            });
+            actors.push(addr);
+            arbiters.push(arbiter);
+        }
+        Db { inner: Arc::new(DbInner { actors, next: AtomicUsize::new(0), arbiters }) }
+    }
+
+    /// Sends `query` to the next DB actor and waits for its result. A DB actor that is gone (its
+    /// arbiter stopped) answers as an unavailable database, never as a panic.
+    pub async fn run<Q: DbQuery>(&self, query: Q) -> Result<Q::Output, DbError> {
+        let index = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.actors.len();
+        let envelope = Envelope { query, span: tracing::Span::current(), sent_at: Instant::now() };
+        metrics::gauge!(ACTOR_BACKLOG, "actor" => "db").increment(1.0);
+        match self.inner.actors[index].send(envelope).await {
+            Ok(result) => result,
+            Err(_mailbox) => {
+                // The handler never ran, so it never took the message off the backlog.
+                metrics::gauge!(ACTOR_BACKLOG, "actor" => "db").decrement(1.0);
+                Err(DbError::unavailable("the database actor is not running"))
+            }
+        }
+    }
+
+    /// The addresses of the DB actor instances (tests use them to recycle an actor).
+    pub fn actors(&self) -> &[Addr<DbActor>] {
+        &self.inner.actors
+    }
+
+    /// Stops every DB actor's arbiter. Queries sent afterwards fail as `Unavailable`.
+    pub fn stop(&self) {
+        for arbiter in &self.inner.arbiters {
+            arbiter.stop();
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Managed certificates: the inventory's central record, with certctl's field names so its
+//! clients move over unchanged.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::validation::{FieldError, Violations};
+
+/// Where a certificate is in its life. Stored as certctl's strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CertificateStatus {
+    Pending,
+    Active,
+    Expiring,
+    Expired,
+    RenewalInProgress,
+    Failed,
+    Revoked,
+    Archived,
+}
+
+impl CertificateStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [CertificateStatus; 8] = [
+        CertificateStatus::Pending,
+        CertificateStatus::Active,
+        CertificateStatus::Expiring,
+        CertificateStatus::Expired,
+        CertificateStatus::RenewalInProgress,
+        CertificateStatus::Failed,
+        CertificateStatus::Revoked,
+        CertificateStatus::Archived,
+    ];
+
+    /// The stored and serialized name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertificateStatus::Pending => "Pending",
+            CertificateStatus::Active => "Active",
+            CertificateStatus::Expiring => "Expiring",
+            CertificateStatus::Expired => "Expired",
+            CertificateStatus::RenewalInProgress => "RenewalInProgress",
+            CertificateStatus::Failed => "Failed",
+            CertificateStatus::Revoked => "Revoked",
+            CertificateStatus::Archived => "Archived",
+        }
+    }
+
+    /// Parses a stored or client-supplied name (exact, case-sensitive as certctl's).
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+}
+
+/// A managed certificate as the API returns it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Certificate {
+    pub id: String,
+    pub name: String,
+    pub common_name: String,
+    pub sans: Vec<String>,
+    pub environment: String,
+    pub owner_id: String,
+    pub team_id: String,
+    pub issuer_id: String,
+    pub renewal_policy_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_profile_id: Option<String>,
+    pub status: CertificateStatus,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub tags: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_renewal_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_deployment_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub revocation_reason: String,
+    pub source: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The body of `POST /api/v1/certificates`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCertificate {
+    /// Optional client-chosen id (certctl accepts one); generated as `mc-<uuid>` when absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    pub name: String,
+    pub common_name: String,
+    #[serde(default)]
+    pub sans: Vec<String>,
+    #[serde(default)]
+    pub environment: String,
+    pub owner_id: String,
+    pub team_id: String,
+    pub issuer_id: String,
+    pub renewal_policy_id: String,
+    #[serde(default)]
+    pub certificate_profile_id: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The body of `PUT /api/v1/certificates/{id}`: every field optional, absent means unchanged.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificatePatch {
+    pub name: Option<String>,
+    pub common_name: Option<String>,
+    pub sans: Option<Vec<String>>,
+    pub environment: Option<String>,
+    pub owner_id: Option<String>,
+    pub team_id: Option<String>,
+    pub issuer_id: Option<String>,
+    pub renewal_policy_id: Option<String>,
+    pub certificate_profile_id: Option<String>,
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+/// Upper bounds that keep one record small and indexable.
+const MAX_NAME: usize = 255;
+const MAX_DNS_NAME: usize = 253;
+const MAX_SANS: usize = 100;
+const MAX_ENVIRONMENT: usize = 64;
+const MAX_TAGS: usize = 50;
+const MAX_TAG_LEN: usize = 256;
+
+impl NewCertificate {
+    /// Checks every field, reporting all problems at once.
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut v = Violations::default();
+        if let Some(id) = &self.id {
+            v.id("id", id);
+        }
+        v.text("name", &self.name, MAX_NAME);
+        check_common_name(&mut v, &self.common_name);
+        check_sans(&mut v, &self.sans);
+        check_environment(&mut v, &self.environment);
+        v.id("owner_id", &self.owner_id);
+        v.id("team_id", &self.team_id);
+        v.id("issuer_id", &self.issuer_id);
+        v.id("renewal_policy_id", &self.renewal_policy_id);
+        if let Some(profile) = &self.certificate_profile_id {
+            v.id("certificate_profile_id", profile);
+        }
+        check_tags(&mut v, &self.tags);
+        v.into_result()
+    }
+}
+
+impl CertificatePatch {
+    /// Checks every present field, reporting all problems at once.
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut v = Violations::default();
+        if let Some(name) = &self.name {
+            v.text("name", name, MAX_NAME);
+        }
+        if let Some(cn) = &self.common_name {
+            check_common_name(&mut v, cn);
+        }
+        if let Some(sans) = &self.sans {
+            check_sans(&mut v, sans);
+        }
+        if let Some(env) = &self.environment {
+            check_environment(&mut v, env);
+        }
+        for (field, value) in [
+            ("owner_id", &self.owner_id),
+            ("team_id", &self.team_id),
+            ("issuer_id", &self.issuer_id),
+            ("renewal_policy_id", &self.renewal_policy_id),
+            ("certificate_profile_id", &self.certificate_profile_id),
+        ] {
+            if let Some(value) = value {
+                v.id(field, value);
+            }
+        }
+        if let Some(tags) = &self.tags {
+            check_tags(&mut v, tags);
+        }
+        v.into_result()
+    }
+
+    /// Whether the patch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.common_name.is_none()
+            && self.sans.is_none()
+            && self.environment.is_none()
+            && self.owner_id.is_none()
+            && self.team_id.is_none()
+            && self.issuer_id.is_none()
+            && self.renewal_policy_id.is_none()
+            && self.certificate_profile_id.is_none()
+            && self.tags.is_none()
+    }
+}
+
+fn check_common_name(v: &mut Violations, cn: &str) {
+    v.text("common_name", cn, MAX_DNS_NAME);
+    if cn.chars().any(char::is_whitespace) {
+        v.add("common_name", "must not contain whitespace");
+    }
+}
+
+fn check_sans(v: &mut Violations, sans: &[String]) {
+    if sans.len() > MAX_SANS {
+        v.add("sans", format!("must list at most {MAX_SANS} names"));
+        return;
+    }
+    for (i, san) in sans.iter().enumerate() {
+        let field = format!("sans[{i}]");
+        if san.is_empty() || san.len() > MAX_DNS_NAME || san.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            v.add(field, format!("must be a name of 1 to {MAX_DNS_NAME} characters without whitespace"));
+        }
+    }
+}
+
+fn check_environment(v: &mut Violations, env: &str) {
+    if env.len() > MAX_ENVIRONMENT || !env.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        v.add("environment", format!("must be at most {MAX_ENVIRONMENT} letters, digits, '-' or '_'"));
+    }
+}
+
+fn check_tags(v: &mut Violations, tags: &BTreeMap<String, String>) {
+    if tags.len() > MAX_TAGS {
+        v.add("tags", format!("must have at most {MAX_TAGS} entries"));
+    }
+    for (key, value) in tags {
+        if key.is_empty() || key.len() > MAX_TAG_LEN || value.len() > MAX_TAG_LEN {
+            v.add(format!("tags.{key}"), format!("keys must be 1 to {MAX_TAG_LEN} bytes and values at most {MAX_TAG_LEN}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> NewCertificate {
+        serde_json::from_value(serde_json::json!({
+            "name": "api", "common_name": "api.example.com", "owner_id": "o-alice",
+            "team_id": "t-platform", "issuer_id": "iss-local", "renewal_policy_id": "rp-standard"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_minimal_certificate_is_valid() {
+        assert_eq!(sample().validate(), Ok(()));
+    }
+
+    #[test]
+    fn every_bad_field_is_reported() {
+        let mut c = sample();
+        c.name = String::new();
+        c.common_name = "has space.example.com".into();
+        c.sans = vec!["ok.example.com".into(), String::new()];
+        c.owner_id = "bad id".into();
+        let fields: Vec<String> = c.validate().unwrap_err().into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["name", "common_name", "sans[1]", "owner_id"]);
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_names() {
+        for status in CertificateStatus::ALL {
+            assert_eq!(CertificateStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(CertificateStatus::parse("active"), None);
+    }
+}

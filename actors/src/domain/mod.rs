@@ -1,0 +1,9 @@
+//! Domain types and their validation rules.
+//!
+//! - [`certificate`]: managed certificates (certctl's `ManagedCertificate`), create and patch inputs.
+//! - [`api_key`]: API key records as stored (hash only).
+//! - [`validation`]: field-level validation errors shared by every input type.
+
+pub mod api_key;
+pub mod certificate;
+pub mod validation;

@@ -1,0 +1,17 @@
+//! certctl-actors: the engine of certctl. It knows nothing about HTTP.
+//!
+//! - [`db`]: the DB actor that owns the deadpool-postgres pool, the [`db::Db`] handle every other
+//!   component uses to send it typed query messages, migrations and database bootstrap.
+//! - [`domain`]: the domain types (certificates, API keys) and their validation rules.
+//! - [`queries`]: every SQL statement, one typed message per query, grouped by resource.
+//! - [`metrics`]: the names and help texts of every metric the engine records.
+//! - [`error`]: [`DbError`], the one error type a query can return.
+
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod metrics;
+pub mod queries;
+
+pub use db::{Db, DbQuery};
+pub use error::DbError;

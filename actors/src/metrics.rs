@@ -1,0 +1,37 @@
+//! Every metric the engine records: names as constants and their help texts, registered once by
+//! [`describe`]. Names follow Prometheus conventions (`_total` counters, `_seconds` histograms in
+//! base units); label values come from small fixed sets, never ids.
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+/// Histogram, label `statement` (the query's `DbQuery::NAME`) and `outcome` (`ok` | error kind).
+pub const DB_QUERY_DURATION_SECONDS: &str = "certctl_db_query_duration_seconds";
+/// Gauge: connections currently open in the pool.
+pub const DB_POOL_SIZE: &str = "certctl_db_pool_size";
+/// Gauge: open connections idle in the pool.
+pub const DB_POOL_AVAILABLE: &str = "certctl_db_pool_available";
+/// Gauge: callers waiting for a connection.
+pub const DB_POOL_WAITING: &str = "certctl_db_pool_waiting";
+/// Gauge: the pool's maximum size (`CERTCTL_DATABASE_MAX_CONNS`).
+pub const DB_POOL_MAX: &str = "certctl_db_pool_max";
+/// Counter: idle connections closed by the pool maintenance timer.
+pub const DB_POOL_PRUNED_TOTAL: &str = "certctl_db_pool_pruned_total";
+/// Gauge, label `actor`: messages sent to an actor and not yet started.
+pub const ACTOR_BACKLOG: &str = "certctl_actor_backlog";
+/// Gauge, label `actor`: messages an actor is working on right now.
+pub const ACTOR_INFLIGHT: &str = "certctl_actor_inflight";
+/// Counter, label `actor`: restarts performed by the actor's supervisor.
+pub const ACTOR_RESTARTS_TOTAL: &str = "certctl_actor_restarts_total";
+
+/// Registers help texts and units for the engine's metrics. Call once after installing a recorder.
+pub fn describe() {
+    describe_histogram!(DB_QUERY_DURATION_SECONDS, Unit::Seconds, "Time from taking a pool connection to the query's result, by statement and outcome.");
+    describe_gauge!(DB_POOL_SIZE, "Connections currently open in the PostgreSQL pool.");
+    describe_gauge!(DB_POOL_AVAILABLE, "Open connections idle in the PostgreSQL pool.");
+    describe_gauge!(DB_POOL_WAITING, "Callers waiting for a PostgreSQL connection.");
+    describe_gauge!(DB_POOL_MAX, "Maximum size of the PostgreSQL pool (CERTCTL_DATABASE_MAX_CONNS).");
+    describe_counter!(DB_POOL_PRUNED_TOTAL, "Idle PostgreSQL connections closed after CERTCTL_DATABASE_IDLE_TIMEOUT.");
+    describe_gauge!(ACTOR_BACKLOG, "Messages sent to an actor that it has not started yet.");
+    describe_gauge!(ACTOR_INFLIGHT, "Messages an actor is processing right now.");
+    describe_counter!(ACTOR_RESTARTS_TOTAL, "Restarts of a supervised actor.");
+}

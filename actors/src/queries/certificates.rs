@@ -1,0 +1,256 @@
+//! Managed certificate statements: create, get, keyset list, patch and archive.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Client;
+use tokio_postgres::types::Json;
+use tokio_postgres::Row;
+
+use crate::db::DbQuery;
+use crate::domain::certificate::{Certificate, CertificatePatch, CertificateStatus, NewCertificate};
+use crate::error::DbError;
+
+/// The column list every statement returns, in the order [`certificate_from_row`] reads it.
+const COLUMNS: &str = "id, name, common_name, sans, environment, owner_id, team_id, issuer_id, \
+    renewal_policy_id, certificate_profile_id, status, expires_at, tags, last_renewal_at, \
+    last_deployment_at, revoked_at, revocation_reason, source, created_at, updated_at";
+
+fn certificate_from_row(row: &Row) -> Result<Certificate, DbError> {
+    let status: &str = row.try_get("status")?;
+    let status = CertificateStatus::parse(status)
+        .ok_or_else(|| DbError::Unexpected(anyhow::anyhow!("unknown certificate status {status:?} in the database")))?;
+    let tags: Json<std::collections::BTreeMap<String, String>> = row.try_get("tags")?;
+    Ok(Certificate {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        common_name: row.try_get("common_name")?,
+        sans: row.try_get("sans")?,
+        environment: row.try_get("environment")?,
+        owner_id: row.try_get("owner_id")?,
+        team_id: row.try_get("team_id")?,
+        issuer_id: row.try_get("issuer_id")?,
+        renewal_policy_id: row.try_get("renewal_policy_id")?,
+        certificate_profile_id: row.try_get("certificate_profile_id")?,
+        status,
+        expires_at: row.try_get("expires_at")?,
+        tags: tags.0,
+        last_renewal_at: row.try_get("last_renewal_at")?,
+        last_deployment_at: row.try_get("last_deployment_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        revocation_reason: row.try_get("revocation_reason")?,
+        source: row.try_get("source")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// A new id in certctl's style: `mc-` and a time-ordered UUID, so ids sort roughly by creation.
+fn new_certificate_id() -> String {
+    format!("mc-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Inserts a certificate in status `Pending` and returns it.
+pub struct CreateCertificate(pub NewCertificate);
+
+impl DbQuery for CreateCertificate {
+    type Output = Certificate;
+    const NAME: &'static str = "create_certificate";
+
+    async fn run(self, client: &mut Client) -> Result<Certificate, DbError> {
+        let c = self.0;
+        let id = c.id.unwrap_or_else(new_certificate_id);
+        let sql = format!(
+            "INSERT INTO managed_certificates (id, name, common_name, sans, environment, owner_id, team_id, \
+             issuer_id, renewal_policy_id, certificate_profile_id, tags, status, source) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'Pending', 'API') RETURNING {COLUMNS}"
+        );
+        let stmt = client.prepare_cached(&sql).await?;
+        let row = client
+            .query_one(
+                &stmt,
+                &[
+                    &id,
+                    &c.name,
+                    &c.common_name,
+                    &c.sans,
+                    &c.environment,
+                    &c.owner_id,
+                    &c.team_id,
+                    &c.issuer_id,
+                    &c.renewal_policy_id,
+                    &c.certificate_profile_id,
+                    &Json(&c.tags),
+                ],
+            )
+            .await?;
+        certificate_from_row(&row)
+    }
+}
+
+/// One certificate by id (archived ones included).
+pub struct GetCertificate {
+    pub id: String,
+}
+
+impl DbQuery for GetCertificate {
+    type Output = Option<Certificate>;
+    const NAME: &'static str = "get_certificate";
+
+    async fn run(self, client: &mut Client) -> Result<Option<Certificate>, DbError> {
+        let stmt = client.prepare_cached(&format!("SELECT {COLUMNS} FROM managed_certificates WHERE id = $1")).await?;
+        client.query_opt(&stmt, &[&self.id]).await?.as_ref().map(certificate_from_row).transpose()
+    }
+}
+
+/// Where a keyset page starts: after the certificate with this creation time and id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateKey {
+    pub created_at: DateTime<Utc>,
+    pub id: String,
+}
+
+/// A page of certificates in creation order (`created_at`, then `id`), served by the
+/// `(created_at, id)` index. Fetches one row more than `limit` to know whether a next page exists.
+pub struct ListCertificates {
+    pub after: Option<CertificateKey>,
+    pub limit: i64,
+    pub status: Option<CertificateStatus>,
+}
+
+/// A page and, when more rows follow, the key to continue after.
+#[derive(Debug)]
+pub struct CertificatePage {
+    pub items: Vec<Certificate>,
+    pub next: Option<CertificateKey>,
+}
+
+impl DbQuery for ListCertificates {
+    type Output = CertificatePage;
+    const NAME: &'static str = "list_certificates";
+
+    async fn run(self, client: &mut Client) -> Result<CertificatePage, DbError> {
+        // One statement per filter shape (no `$1 IS NULL OR …`), so every cached plan can use the
+        // index for the row comparison.
+        let mut conditions = Vec::new();
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
+        let status = self.status.map(|s| s.as_str());
+        if let Some(after) = &self.after {
+            params.push(&after.created_at);
+            params.push(&after.id);
+            conditions.push(format!("(created_at, id) > (${}, ${})", params.len() - 1, params.len()));
+        }
+        if let Some(status) = &status {
+            params.push(status);
+            conditions.push(format!("status = ${}", params.len()));
+        }
+        let fetch = self.limit + 1;
+        params.push(&fetch);
+        let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM managed_certificates {filter} ORDER BY created_at, id LIMIT ${}",
+            params.len()
+        );
+        let stmt = client.prepare_cached(&sql).await?;
+        let rows = client.query(&stmt, &params).await?;
+        let mut items = rows.iter().map(certificate_from_row).collect::<Result<Vec<_>, _>>()?;
+        let next = if items.len() as i64 > self.limit {
+            items.truncate(self.limit as usize);
+            items.last().map(|c| CertificateKey { created_at: c.created_at, id: c.id.clone() })
+        } else {
+            None
+        };
+        Ok(CertificatePage { items, next })
+    }
+}
+
+/// What a patch or archive found.
+#[derive(Debug)]
+pub enum ChangeOutcome {
+    /// The certificate after the change.
+    Changed(Certificate),
+    /// No certificate has that id.
+    NotFound,
+    /// The certificate is archived and can no longer be edited.
+    Archived,
+}
+
+/// Applies a partial update; absent fields keep their value. Archived certificates are refused.
+pub struct UpdateCertificate {
+    pub id: String,
+    pub patch: CertificatePatch,
+}
+
+impl DbQuery for UpdateCertificate {
+    type Output = ChangeOutcome;
+    const NAME: &'static str = "update_certificate";
+
+    async fn run(self, client: &mut Client) -> Result<ChangeOutcome, DbError> {
+        let p = self.patch;
+        let sql = format!(
+            "UPDATE managed_certificates SET \
+               name = coalesce($2, name), common_name = coalesce($3, common_name), \
+               sans = coalesce($4, sans), environment = coalesce($5, environment), \
+               owner_id = coalesce($6, owner_id), team_id = coalesce($7, team_id), \
+               issuer_id = coalesce($8, issuer_id), renewal_policy_id = coalesce($9, renewal_policy_id), \
+               certificate_profile_id = coalesce($10, certificate_profile_id), tags = coalesce($11, tags), \
+               updated_at = now() \
+             WHERE id = $1 AND status <> 'Archived' RETURNING {COLUMNS}"
+        );
+        let stmt = client.prepare_cached(&sql).await?;
+        let tags = p.tags.as_ref().map(Json);
+        let row = client
+            .query_opt(
+                &stmt,
+                &[
+                    &self.id,
+                    &p.name,
+                    &p.common_name,
+                    &p.sans,
+                    &p.environment,
+                    &p.owner_id,
+                    &p.team_id,
+                    &p.issuer_id,
+                    &p.renewal_policy_id,
+                    &p.certificate_profile_id,
+                    &tags,
+                ],
+            )
+            .await?;
+        match row {
+            Some(row) => Ok(ChangeOutcome::Changed(certificate_from_row(&row)?)),
+            None => not_changed(client, &self.id).await,
+        }
+    }
+}
+
+/// Tells apart "no such certificate" and "archived" after an update matched no row.
+async fn not_changed(client: &mut Client, id: &str) -> Result<ChangeOutcome, DbError> {
+    let stmt = client.prepare_cached("SELECT status FROM managed_certificates WHERE id = $1").await?;
+    Ok(match client.query_opt(&stmt, &[&id]).await? {
+        None => ChangeOutcome::NotFound,
+        Some(_) => ChangeOutcome::Archived,
+    })
+}
+
+/// Archives a certificate (certctl's `DELETE`): the row stays for history with status
+/// `Archived`. Archiving an archived certificate changes nothing and reports it as changed.
+pub struct ArchiveCertificate {
+    pub id: String,
+}
+
+impl DbQuery for ArchiveCertificate {
+    type Output = ChangeOutcome;
+    const NAME: &'static str = "archive_certificate";
+
+    async fn run(self, client: &mut Client) -> Result<ChangeOutcome, DbError> {
+        let sql = format!(
+            "UPDATE managed_certificates SET status = 'Archived', \
+               updated_at = CASE WHEN status = 'Archived' THEN updated_at ELSE now() END \
+             WHERE id = $1 RETURNING {COLUMNS}"
+        );
+        let stmt = client.prepare_cached(&sql).await?;
+        match client.query_opt(&stmt, &[&self.id]).await? {
+            Some(row) => Ok(ChangeOutcome::Changed(certificate_from_row(&row)?)),
+            None => Ok(ChangeOutcome::NotFound),
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! HTTP: the app's routes and the pieces every handler shares.
+//!
+//! - [`request_context`]: request ids, spans, problem fallback, HTTP metrics (outermost middleware).
+//! - [`problem`]: [`problem::ApiError`] and its RFC 9457 rendering.
+//! - [`json`]: the `ValidJson<T>` body extractor.
+//! - [`cursor`]: opaque keyset cursors.
+//! - [`routes`]: one file per group of endpoints.
+
+pub mod cursor;
+pub mod json;
+pub mod problem;
+pub mod request_context;
+pub mod routes;
+
+use actix_web::middleware::from_fn;
+use actix_web::web;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use certctl_actors::Db;
+
+use self::problem::ApiError;
+use crate::auth::require_api_key;
+
+/// State shared by every worker (built once, outside the `HttpServer::new` closure).
+pub struct AppState {
+    pub db: Db,
+    /// The effective settings, masked, for the admin config endpoint.
+    pub effective_settings: Vec<(&'static str, String)>,
+    /// The schema version this build expects (for `/ready`).
+    pub expected_schema_version: i32,
+}
+
+/// The Prometheus handle, present in app data only when `/metrics` is served on this listener.
+pub struct MetricsEndpoint(pub PrometheusHandle);
+
+/// Registers every route. Public: `/health`, `/ready`, `/metrics` (when on this listener),
+/// `/api/v1/version`, `/api/v1/auth/info`. Everything else under `/api/v1` needs a key.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::InvalidQuery(e.to_string()).into()))
+        .route("/health", web::get().to(routes::health::health))
+        .route("/ready", web::get().to(routes::health::ready))
+        .route("/metrics", web::get().to(routes::metrics::metrics))
+        .route("/api/v1/version", web::get().to(routes::meta::version))
+        .route("/api/v1/auth/info", web::get().to(routes::meta::auth_info))
+        .service(
+            web::scope("/api/v1")
+                .wrap(from_fn(require_api_key))
+                .route("/auth/check", web::get().to(routes::meta::auth_check))
+                .route("/admin/config", web::get().to(routes::meta::admin_config))
+                .service(
+                    web::resource("/certificates")
+                        .route(web::get().to(routes::certificates::list))
+                        .route(web::post().to(routes::certificates::create)),
+                )
+                .service(
+                    web::resource("/certificates/{id}")
+                        .route(web::get().to(routes::certificates::get))
+                        .route(web::put().to(routes::certificates::update))
+                        .route(web::delete().to(routes::certificates::archive)),
+                ),
+        );
+}

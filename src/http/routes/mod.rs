@@ -1,0 +1,25 @@
+//! Endpoints, one file per group.
+//!
+//! - [`health`]: `/health` (liveness) and `/ready` (database reachable and migrated).
+//! - [`metrics`]: `/metrics` in Prometheus text format.
+//! - [`meta`]: version, auth info/check, the admin config view.
+//! - [`certificates`]: `/api/v1/certificates` CRUD.
+
+pub mod certificates;
+pub mod health;
+pub mod meta;
+pub mod metrics;
+
+use super::problem::ApiError;
+use certctl_actors::domain::validation::is_valid_id;
+
+/// Checks an `{id}` path segment.
+pub fn path_id(raw: String) -> Result<String, ApiError> {
+    if is_valid_id(&raw) {
+        Ok(raw)
+    } else {
+        Err(ApiError::InvalidPath(
+            "ids are 1 to 128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit".into(),
+        ))
+    }
+}

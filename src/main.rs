@@ -1,0 +1,47 @@
+//! `certctl-server`: parse settings, start logging, build the application, serve until a signal.
+//! A panic anywhere is a bug: it is logged and the process exits with code 70 so the service
+//! manager restarts it from a clean state (see ARCHITECTURE.md, "Failure policy").
+
+use std::process::ExitCode;
+
+use certctl::settings::{self, Command};
+use certctl::startup::Application;
+use certctl::telemetry;
+
+fn main() -> ExitCode {
+    let cli = match settings::load() {
+        Ok(cli) => cli,
+        Err(line) => {
+            eprintln!("{line}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.print_config || cli.command == Some(Command::Config) {
+        print!("{}", cli.settings.render());
+        return ExitCode::SUCCESS;
+    }
+    telemetry::init_tracing(cli.settings.log_level, cli.settings.log_format);
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!(panic = %info, "panic: exiting so the service manager restarts certctl from a clean state");
+        eprintln!("certctl-server: panic: {info}");
+        std::process::exit(70);
+    }));
+
+    actix_web::rt::System::new().block_on(async move {
+        let app = match Application::build(cli.settings).await {
+            Ok(app) => app,
+            Err(e) => {
+                tracing::error!(error.cause_chain = ?e, "start-up failed");
+                eprintln!("certctl-server: start-up failed: {e:#}");
+                return ExitCode::from(1);
+            }
+        };
+        match app.run_until_stopped().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("certctl-server: {e:#}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}

@@ -1,0 +1,268 @@
+//! Typed settings, parsed once at start-up from `CERTCTL_*` environment variables (or the matching
+//! `--flags`). `certctl-server --help` lists every variable with its default; an invalid value
+//! stops start-up with one line naming the variable, the value and what is accepted
+//! ([`load`]); `certctl-server config` prints the effective settings with secrets masked.
+//!
+//! - [`parsers`]: value parsers with operator-readable messages (durations, booleans, key lists).
+//! - [`secret`]: a wrapper that never prints its contents.
+//! - [`print`]: the masked `config` listing.
+
+pub mod parsers;
+pub mod print;
+pub mod secret;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub use parsers::{DatabaseUrl, NamedKey};
+pub use secret::Secret;
+
+/// The command line: settings plus an optional subcommand.
+#[derive(Parser, Debug)]
+#[command(
+    name = "certctl-server",
+    version,
+    about = "certctl: certificate lifecycle control plane",
+    long_about = "certctl keeps the inventory of X.509 certificates in PostgreSQL, renews them before \
+                  they expire and hands them to agents. Every setting below is read from its CERTCTL_* \
+                  environment variable; a flag of the same name overrides it."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Print the effective settings (secrets masked) and exit; same as the `config` subcommand.
+    #[arg(long)]
+    pub print_config: bool,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// Subcommands besides running the server.
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Print the effective settings (secrets masked) and exit.
+    Config,
+}
+
+/// How API requests are authenticated.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthType {
+    /// `Authorization: Bearer <key>` checked against the configured and stored keys.
+    #[value(name = "api-key")]
+    ApiKey,
+    /// No authentication at all (development only; warned about on every start).
+    None,
+}
+
+/// Log verbosity.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Log line format.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (for log shippers).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Every server setting. Field docs are the `--help` text.
+#[derive(Args, Debug, Clone)]
+pub struct Settings {
+    /// PostgreSQL URL (postgres://user:pass@host:port/db or key=value form). Unset: the server runs
+    /// its own PostgreSQL cluster under CERTCTL_DATA_DIR.
+    #[arg(long, env = "CERTCTL_DATABASE_URL", value_parser = parsers::database_url, hide_env_values = true)]
+    pub database_url: Option<DatabaseUrl>,
+
+    /// Maximum open connections in the pool; about a fifth are kept warm.
+    #[arg(long, env = "CERTCTL_DATABASE_MAX_CONNS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub database_max_conns: u32,
+
+    /// Idle connections above the warm fifth are closed after this long unused.
+    #[arg(long, env = "CERTCTL_DATABASE_IDLE_TIMEOUT", default_value = "5m", value_parser = parsers::duration)]
+    pub database_idle_timeout: Duration,
+
+    /// Longest wait for a free connection (and for connecting); past it the request gets a 503.
+    #[arg(long, env = "CERTCTL_DATABASE_POOL_TIMEOUT", default_value = "5s", value_parser = parsers::duration)]
+    pub database_pool_timeout: Duration,
+
+    /// statement_timeout set on every connection.
+    #[arg(long, env = "CERTCTL_DATABASE_STATEMENT_TIMEOUT", default_value = "30s", value_parser = parsers::duration)]
+    pub database_statement_timeout: Duration,
+
+    /// How long start-up waits for the database to accept connections.
+    #[arg(long, env = "CERTCTL_DATABASE_CONNECT_TIMEOUT", default_value = "30s", value_parser = parsers::duration)]
+    pub database_connect_timeout: Duration,
+
+    /// DB actor instances (one arbiter thread each) sharing the pool.
+    #[arg(long, env = "CERTCTL_DATABASE_ACTORS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub database_actors: u16,
+
+    /// Directory for server state: the embedded PostgreSQL cluster, the self-signed TLS
+    /// certificate and the lock that keeps two servers off the same directory.
+    #[arg(long, env = "CERTCTL_DATA_DIR", default_value = "./certctl-data")]
+    pub data_dir: PathBuf,
+
+    /// Directory holding initdb and postgres for the embedded cluster. Unset: PATH, then
+    /// `pg_config --bindir`, then /usr/lib/postgresql/*/bin.
+    #[arg(long, env = "CERTCTL_POSTGRES_BIN_DIR")]
+    pub postgres_bin_dir: Option<PathBuf>,
+
+    /// Address to listen on.
+    #[arg(long, env = "CERTCTL_SERVER_HOST", default_value = "127.0.0.1", value_parser = parsers::host)]
+    pub server_host: String,
+
+    /// Port to listen on (0 picks a free port).
+    #[arg(long, env = "CERTCTL_SERVER_PORT", default_value_t = 8443)]
+    pub server_port: u16,
+
+    /// Serve HTTPS (true) or plain HTTP behind a TLS-terminating proxy (false).
+    #[arg(long, env = "CERTCTL_SERVER_TLS", default_value = "true", value_parser = parsers::boolean, action = clap::ArgAction::Set)]
+    pub server_tls: bool,
+
+    /// PEM certificate chain for HTTPS. Unset (with the key unset): a self-signed ECDSA P-256
+    /// certificate is generated in CERTCTL_DATA_DIR/tls on first start.
+    #[arg(long, env = "CERTCTL_SERVER_TLS_CERT_PATH")]
+    pub server_tls_cert_path: Option<PathBuf>,
+
+    /// PEM private key for HTTPS (PKCS#8, SEC1 or PKCS#1).
+    #[arg(long, env = "CERTCTL_SERVER_TLS_KEY_PATH")]
+    pub server_tls_key_path: Option<PathBuf>,
+
+    /// HTTP worker threads (0: one per CPU core).
+    #[arg(long, env = "CERTCTL_SERVER_WORKERS", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=256))]
+    pub server_workers: u16,
+
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "CERTCTL_MAX_BODY_SIZE", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1..=1_073_741_824))]
+    pub max_body_size: u64,
+
+    /// Authentication of API requests.
+    #[arg(long, env = "CERTCTL_AUTH_TYPE", value_enum, default_value = "api-key")]
+    pub auth_type: AuthType,
+
+    /// API keys as name:key[:admin], comma-separated. Keys must be at least 16 characters.
+    #[arg(long, env = "CERTCTL_API_KEYS_NAMED", value_parser = parsers::named_keys, hide_env_values = true)]
+    pub api_keys_named: Option<Secret<Vec<NamedKey>>>,
+
+    /// Legacy certctl API keys, comma-separated; each becomes a non-admin key named legacy-key-N.
+    #[arg(long, env = "CERTCTL_AUTH_SECRET", value_parser = parsers::legacy_keys, hide_env_values = true)]
+    pub auth_secret: Option<Secret<Vec<NamedKey>>>,
+
+    /// Log verbosity (RUST_LOG, when set, refines it per module).
+    #[arg(long, env = "CERTCTL_LOG_LEVEL", value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+
+    /// Log line format.
+    #[arg(long, env = "CERTCTL_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+
+    /// Serve /metrics on this separate plain-HTTP address instead of the API listener.
+    #[arg(long, env = "CERTCTL_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Load the demo fixtures (teams, owners, policies, iss-local…). Default: true with the
+    /// embedded PostgreSQL, false with CERTCTL_DATABASE_URL.
+    #[arg(long, env = "CERTCTL_DEMO_SEED", value_parser = parsers::boolean, action = clap::ArgAction::Set)]
+    pub demo_seed: Option<bool>,
+}
+
+/// A settings problem found after parsing: names the variable, the value and what is accepted.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {var}={value:?}: {accepted}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub value: String,
+    pub accepted: String,
+}
+
+impl Settings {
+    /// Whether the server manages its own PostgreSQL cluster.
+    pub fn embedded_database(&self) -> bool {
+        self.database_url.is_none()
+    }
+
+    /// Whether the demo seed runs (explicit setting, else on only with the embedded cluster).
+    pub fn demo_seed_enabled(&self) -> bool {
+        self.demo_seed.unwrap_or_else(|| self.embedded_database())
+    }
+
+    /// Every configured key: named keys first, then legacy ones.
+    pub fn configured_keys(&self) -> Vec<NamedKey> {
+        let named = self.api_keys_named.as_ref().map(|s| s.expose().clone()).unwrap_or_default();
+        let legacy = self.auth_secret.as_ref().map(|s| s.expose().clone()).unwrap_or_default();
+        named.into_iter().chain(legacy).collect()
+    }
+
+    /// Checks what single values cannot: settings that only make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.server_tls_cert_path, &self.server_tls_key_path) {
+            (Some(_), None) => {
+                return Err(ConfigError {
+                    var: "CERTCTL_SERVER_TLS_KEY_PATH",
+                    value: String::new(),
+                    accepted: "must be set when CERTCTL_SERVER_TLS_CERT_PATH is set".into(),
+                })
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError {
+                    var: "CERTCTL_SERVER_TLS_CERT_PATH",
+                    value: String::new(),
+                    accepted: "must be set when CERTCTL_SERVER_TLS_KEY_PATH is set".into(),
+                })
+            }
+            _ => {}
+        }
+        let mut names = std::collections::HashSet::new();
+        for key in self.configured_keys() {
+            if !names.insert(key.name.clone()) {
+                return Err(ConfigError {
+                    var: "CERTCTL_API_KEYS_NAMED",
+                    value: key.name,
+                    accepted: "key names must be unique".into(),
+                });
+            }
+        }
+        if self.database_pool_timeout.is_zero() {
+            return Err(ConfigError {
+                var: "CERTCTL_DATABASE_POOL_TIMEOUT",
+                value: "0s".into(),
+                accepted: "a duration above zero such as 5s".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Parses the process's arguments and environment. Help and version print and exit; any invalid
+/// value becomes one line naming the variable (the caller prints it and exits non-zero).
+pub fn load() -> Result<Cli, String> {
+    load_from(std::env::args_os())
+}
+
+/// [`load`] over explicit arguments (the environment is still read).
+pub fn load_from<I, T>(args: I) -> Result<Cli, String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            e.exit()
+        }
+        Err(e) => return Err(parsers::one_line(&e)),
+    };
+    cli.settings.validate().map_err(|e| e.to_string())?;
+    Ok(cli)
+}

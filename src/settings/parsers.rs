@@ -1,0 +1,205 @@
+//! Value parsers for settings, each with a message that says what is accepted, and [`one_line`],
+//! which turns any clap error into a single line naming the environment variable.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::CommandFactory;
+
+use super::{Cli, Secret};
+
+/// A parsed PostgreSQL URL: the driver config, plus a masked form for printing.
+#[derive(Clone)]
+pub struct DatabaseUrl {
+    pub config: tokio_postgres::Config,
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+impl DatabaseUrl {
+    /// `postgres://user:***@host:port/db`, never the password.
+    pub fn masked(&self) -> String {
+        let c = &self.config;
+        let hosts: Vec<String> = c
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        let ports: Vec<String> = c.get_ports().iter().map(u16::to_string).collect();
+        let password = if c.get_password().is_some() { ":***" } else { "" };
+        format!(
+            "postgres://{}{}@{}{}/{}",
+            c.get_user().unwrap_or(""),
+            password,
+            hosts.join(","),
+            if ports.is_empty() { String::new() } else { format!(":{}", ports.join(",")) },
+            c.get_dbname().unwrap_or("")
+        )
+    }
+}
+
+/// A key from CERTCTL_API_KEYS_NAMED or CERTCTL_AUTH_SECRET.
+#[derive(Clone)]
+pub struct NamedKey {
+    pub name: String,
+    pub key: String,
+    pub admin: bool,
+}
+
+impl std::fmt::Debug for NamedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:***{}", self.name, if self.admin { ":admin" } else { "" })
+    }
+}
+
+/// Shortest key accepted: 16 characters keep brute force out of reach even for human-made keys.
+pub const MIN_KEY_LEN: usize = 16;
+
+/// `30s`, `5m`, `1h30m`, `250ms` (humantime syntax, Go-style durations included).
+pub fn duration(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value.trim())
+        .map_err(|_| "expected a duration such as 250ms, 30s, 5m or 1h30m".to_string())
+}
+
+/// `true/false`, `1/0`, `yes/no`, `on/off` (case-insensitive).
+pub fn boolean(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false (also 1/0, yes/no, on/off)".to_string()),
+    }
+}
+
+/// An IP address or a DNS host name.
+pub fn host(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    let is_ip = std::net::IpAddr::from_str(value).is_ok();
+    let is_name = !value.is_empty()
+        && value.len() <= 253
+        && value.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if is_ip || is_name {
+        Ok(value.to_string())
+    } else {
+        Err("expected an IP address (127.0.0.1, 0.0.0.0, ::1) or a host name".to_string())
+    }
+}
+
+/// A PostgreSQL connection string in URL or key=value form.
+pub fn database_url(value: &str) -> Result<DatabaseUrl, String> {
+    tokio_postgres::Config::from_str(value.trim())
+        .map(|config| DatabaseUrl { config })
+        .map_err(|_| "expected a PostgreSQL URL such as postgres://certctl:secret@db.example.com:5432/certctl".to_string())
+}
+
+/// `name:key[:admin],...`
+pub fn named_keys(value: &str) -> Result<Secret<Vec<NamedKey>>, String> {
+    const FORMAT: &str = "expected name:key[:admin] entries separated by commas, with keys of at least 16 characters";
+    let mut keys = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let parts: Vec<&str> = entry.split(':').collect();
+        let (name, key, admin) = match parts.as_slice() {
+            [name, key] => (*name, *key, false),
+            [name, key, "admin"] => (*name, *key, true),
+            _ => return Err(FORMAT.to_string()),
+        };
+        if !certctl_actors::domain::validation::is_valid_id(name) || key.len() < MIN_KEY_LEN {
+            return Err(FORMAT.to_string());
+        }
+        keys.push(NamedKey { name: name.to_string(), key: key.to_string(), admin });
+    }
+    if keys.is_empty() {
+        return Err(FORMAT.to_string());
+    }
+    Ok(Secret::new(keys))
+}
+
+/// certctl's legacy comma list of keys, named `legacy-key-1`, `legacy-key-2`, … and not admin.
+pub fn legacy_keys(value: &str) -> Result<Secret<Vec<NamedKey>>, String> {
+    let keys: Vec<NamedKey> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .enumerate()
+        .map(|(i, key)| NamedKey { name: format!("legacy-key-{}", i + 1), key: key.to_string(), admin: false })
+        .collect();
+    if keys.is_empty() || keys.iter().any(|k| k.key.len() < MIN_KEY_LEN) {
+        return Err("expected keys of at least 16 characters separated by commas".to_string());
+    }
+    Ok(Secret::new(keys))
+}
+
+/// Renders a clap error as one line: `invalid CERTCTL_X="value": what is accepted`.
+pub fn one_line(error: &clap::Error) -> String {
+    let arg = match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => arg.clone(),
+        _ => String::new(),
+    };
+    let var = env_name_of(&arg).unwrap_or_else(|| arg.clone());
+    let value = match error.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(value)) => value.clone(),
+        _ => String::new(),
+    };
+    let accepted = match (error.kind(), error.get(ContextKind::ValidValue)) {
+        (_, Some(ContextValue::Strings(valid))) => format!("expected one of {}", valid.join(", ")),
+        (ErrorKind::ValueValidation, _) => {
+            std::error::Error::source(error).map(|s| s.to_string()).unwrap_or_else(|| "invalid value".into())
+        }
+        _ => {
+            // Anything else (unknown flag, missing value…): clap's own first line is clear enough.
+            let rendered = error.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            return format!("certctl-server: {first}");
+        }
+    };
+    format!("certctl-server: invalid {var}={value:?}: {accepted}")
+}
+
+/// Maps clap's `--flag <VALUE>` rendering of an argument back to its environment variable.
+fn env_name_of(rendered_arg: &str) -> Option<String> {
+    let long = rendered_arg.split_whitespace().next()?.trim_start_matches("--");
+    let command = Cli::command();
+    let arg = command.get_arguments().find(|a| a.get_long() == Some(long))?;
+    arg.get_env().map(|e| e.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_go_style_values() {
+        assert_eq!(duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert!(duration("soon").is_err());
+    }
+
+    #[test]
+    fn named_keys_parse_admin_flags() {
+        let keys = named_keys("ops:0123456789abcdef:admin, ci:fedcba9876543210").unwrap();
+        let keys = keys.expose();
+        assert_eq!(keys.len(), 2);
+        assert!(keys[0].admin && !keys[1].admin);
+        assert!(named_keys("ops:short").is_err());
+        assert!(named_keys("ops:0123456789abcdef:root").is_err());
+    }
+
+    #[test]
+    fn database_urls_are_masked() {
+        let url = database_url("postgres://certctl:hunter2hunter2@db:5432/certctl").unwrap();
+        assert_eq!(url.masked(), "postgres://certctl:***@db:5432/certctl");
+    }
+}

@@ -1,0 +1,240 @@
+//! `Application::build(Settings)`: everything between parsed settings and a listening server,
+//! used by `main` and by the tests alike.
+//!
+//! Order: database (the embedded cluster when no URL is set) → migrations and seed on a dedicated
+//! connection → pool and DB actors → TLS → listener → API keys (first-start admin key) → HTTP
+//! server (and the separate metrics listener when configured).
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{from_fn, Compress};
+use actix_web::{web, App, HttpResponse, HttpServer};
+use anyhow::Context as _;
+
+use certctl_actors::db::bootstrap;
+use certctl_actors::db::{build_pool, PoolSettings};
+use certctl_actors::Db;
+
+use crate::auth::bootstrap::authenticator;
+use crate::embedded_postgres::{EmbeddedOptions, EmbeddedPostgres, DB_NAME};
+use crate::http::problem::ApiError;
+use crate::http::request_context::{request_context, BodyLimit};
+use crate::http::{self, AppState, MetricsEndpoint};
+use crate::settings::Settings;
+use crate::{telemetry, tls};
+
+/// A built server, ready to run.
+pub struct Application {
+    port: u16,
+    metrics_port: Option<u16>,
+    scheme: &'static str,
+    server: Server,
+    metrics_server: Option<Server>,
+    db: Db,
+    embedded: Option<EmbeddedPostgres>,
+    generated_admin_key: Option<String>,
+}
+
+impl Application {
+    /// Starts the database side, binds the listeners and builds the HTTP server.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let prometheus = telemetry::metrics_handle();
+        let patience = settings.database_connect_timeout;
+
+        let (embedded, base_config) = match &settings.database_url {
+            Some(url) => (None, url.config.clone()),
+            None => {
+                let mut options = EmbeddedOptions::new(&settings.data_dir);
+                options.bin_dir = settings.postgres_bin_dir.clone();
+                // Room for the pool, the migration connection and an operator's psql sessions.
+                options.max_connections = (settings.database_max_conns + 20).max(100);
+                let embedded = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(options))
+                    .await
+                    .context("the embedded PostgreSQL start-up task failed")??;
+                bootstrap::ensure_database(&embedded.connect_config("postgres"), DB_NAME, patience).await?;
+                let config = embedded.connect_config(DB_NAME);
+                (Some(embedded), config)
+            }
+        };
+
+        let report = bootstrap::migrate(&base_config, settings.demo_seed_enabled(), patience).await?;
+        tracing::info!(schema_version = report.version, applied = report.applied.len(), "database schema is current");
+
+        let pool_settings = PoolSettings::new(
+            settings.database_max_conns as usize,
+            settings.database_idle_timeout,
+            settings.database_pool_timeout,
+        );
+        let pool = build_pool(session_config(base_config, &settings), &pool_settings)?;
+        let db = Db::start(pool, pool_settings, settings.database_actors as usize);
+
+        let tls = if settings.server_tls {
+            let for_tls = settings.clone();
+            Some(tokio::task::spawn_blocking(move || tls::load(&for_tls)).await.context("the TLS set-up task failed")??)
+        } else {
+            None
+        };
+
+        let listener = TcpListener::bind((settings.server_host.as_str(), settings.server_port)).with_context(|| {
+            format!("cannot listen on CERTCTL_SERVER_HOST={} CERTCTL_SERVER_PORT={}", settings.server_host, settings.server_port)
+        })?;
+        let port = listener.local_addr()?.port();
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url_host = match settings.server_host.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+            Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+            _ => settings.server_host.clone(),
+        };
+        let base_url = format!("{scheme}://{url_host}:{port}");
+        let cacert = tls.as_ref().filter(|t| t.self_signed).map(|t| t.cert_path.clone());
+        let (auth, generated_admin_key) = authenticator(&settings, &db, &base_url, cacert.as_deref()).await?;
+
+        let state = web::Data::new(AppState {
+            db: db.clone(),
+            effective_settings: settings.effective(),
+            expected_schema_version: bootstrap::expected_schema_version(),
+        });
+        let auth = web::Data::new(auth);
+        let body_limit = web::Data::new(BodyLimit(settings.max_body_size));
+        let metrics_here = settings.metrics_addr.is_none().then(|| web::Data::new(MetricsEndpoint(prometheus.clone())));
+        let max_body = settings.max_body_size as usize;
+
+        let mut server = HttpServer::new(move || {
+            let mut app = App::new()
+                .wrap(Compress::default())
+                .wrap(from_fn(request_context))
+                .app_data(state.clone())
+                .app_data(auth.clone())
+                .app_data(body_limit.clone())
+                .app_data(web::PayloadConfig::new(max_body));
+            if let Some(metrics) = &metrics_here {
+                app = app.app_data(metrics.clone());
+            }
+            app.configure(http::configure).default_service(web::to(route_not_found))
+        })
+        .client_request_timeout(Duration::from_secs(30))
+        .shutdown_timeout(30);
+        if settings.server_workers > 0 {
+            server = server.workers(settings.server_workers as usize);
+        }
+        let server = match tls {
+            Some(tls) => server.listen_rustls_0_23(listener, tls.config)?,
+            None => server.listen(listener)?,
+        }
+        .run();
+
+        let (metrics_server, metrics_port) = match settings.metrics_addr {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr).with_context(|| format!("cannot listen on CERTCTL_METRICS_ADDR={addr}"))?;
+                let metrics_port = listener.local_addr()?.port();
+                let endpoint = web::Data::new(MetricsEndpoint(prometheus));
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .wrap(from_fn(request_context))
+                        .app_data(endpoint.clone())
+                        .route("/metrics", web::get().to(http::routes::metrics::metrics))
+                        .default_service(web::to(route_not_found))
+                })
+                .workers(1)
+                .listen(listener)?
+                .run();
+                tracing::info!(address = %addr, "metrics listener started");
+                (Some(server), Some(metrics_port))
+            }
+            None => (None, None),
+        };
+
+        tracing::info!(address = %base_url, tls = scheme == "https", embedded_database = embedded.is_some(), "certctl server listening");
+        Ok(Application { port, metrics_port, scheme, server, metrics_server, db, embedded, generated_admin_key })
+    }
+
+    /// The port the API listens on (useful with `CERTCTL_SERVER_PORT=0`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The port of the separate metrics listener, when configured.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        self.scheme
+    }
+
+    /// The database handle (tests use it to reach the DB actors).
+    pub fn db(&self) -> Db {
+        self.db.clone()
+    }
+
+    /// The admin key generated on this start, if one was (it was also printed).
+    pub fn generated_admin_key(&self) -> Option<&str> {
+        self.generated_admin_key.as_deref()
+    }
+
+    /// The embedded cluster's current `postgres` pid, when the server runs one.
+    pub fn embedded_postgres_pid(&self) -> Option<i32> {
+        self.embedded.as_ref().and_then(EmbeddedPostgres::pid)
+    }
+
+    /// A handle that stops the server (graceful: in-flight requests finish).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGINT/SIGTERM (or [`Application::handle`]'s stop), then shuts down the DB
+    /// actors and the embedded cluster in order. Fails if the embedded cluster could not be kept
+    /// running.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application { server, metrics_server, db, mut embedded, .. } = self;
+        let handle = server.handle();
+        let metrics_handle = metrics_server.as_ref().map(Server::handle);
+        if let Some(metrics_server) = metrics_server {
+            actix_web::rt::spawn(metrics_server);
+        }
+        let outcome = match &embedded {
+            Some(cluster) => {
+                tokio::select! {
+                    result = server => result.context("the HTTP server failed"),
+                    message = cluster.failed() => {
+                        handle.stop(true).await;
+                        Err(anyhow::anyhow!(message))
+                    }
+                }
+            }
+            None => server.await.context("the HTTP server failed"),
+        };
+        if let Some(metrics_handle) = metrics_handle {
+            metrics_handle.stop(true).await;
+        }
+        db.stop();
+        if let Some(mut cluster) = embedded.take() {
+            let _ = tokio::task::spawn_blocking(move || cluster.stop()).await;
+        }
+        tracing::info!("certctl server stopped");
+        outcome
+    }
+}
+
+/// The pool's connection settings: the base config plus per-session options, sent at connect
+/// time so no connection needs an extra round trip before its first query.
+fn session_config(mut config: tokio_postgres::Config, settings: &Settings) -> tokio_postgres::Config {
+    let statement_timeout = format!("-c statement_timeout={}", settings.database_statement_timeout.as_millis());
+    let options = match config.get_options() {
+        Some(existing) if !existing.is_empty() => format!("{existing} {statement_timeout}"),
+        _ => statement_timeout,
+    };
+    config
+        .options(&options)
+        .application_name("certctl")
+        .connect_timeout(settings.database_pool_timeout)
+        .keepalives(true);
+    config
+}
+
+async fn route_not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::RouteNotFound)
+}

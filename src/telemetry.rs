@@ -1,0 +1,70 @@
+//! Logs and metrics set-up: the tracing subscriber (JSON or text, level from settings) and the
+//! process-wide Prometheus recorder, plus the HTTP metrics' names and help texts.
+
+use std::sync::OnceLock;
+
+use metrics::{describe_counter, describe_histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::{fmt, EnvFilter};
+
+use crate::settings::{LogFormat, LogLevel};
+
+/// Counter, labels `route` (the matched pattern), `method`, `status_class` (`2xx`…`5xx`).
+pub const HTTP_REQUESTS_TOTAL: &str = "certctl_http_requests_total";
+/// Histogram, labels `route`, `method`, `status_class`.
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "certctl_http_request_duration_seconds";
+
+/// Buckets for request latency: sub-millisecond API calls up to slow outliers.
+const HTTP_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+/// Buckets for query latency.
+const DB_BUCKETS: &[f64] = &[0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0];
+
+/// Installs the global tracing subscriber. Later calls (tests) are ignored.
+pub fn init_tracing(level: LogLevel, format: LogFormat) {
+    let level = match level {
+        LogLevel::Trace => "trace",
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+    };
+    // RUST_LOG refines per module when set; the setting is the default for everything else.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Text => builder.with_target(false).try_init(),
+    };
+}
+
+/// The process-wide Prometheus recorder, installed on first use (tests build many servers in one
+/// process; they share it).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(HTTP_REQUEST_DURATION_SECONDS.into()), HTTP_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(certctl_actors::metrics::DB_QUERY_DURATION_SECONDS.into()),
+                        DB_BUCKETS,
+                    )
+                })
+                .map(|b| b.build_recorder())
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+            let handle = recorder.handle();
+            // Fails only if another recorder is already installed, in which case ours just
+            // renders nothing extra; the server still runs.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            certctl_actors::metrics::describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(HTTP_REQUESTS_TOTAL, "HTTP requests served, by route pattern, method and status class.");
+    describe_histogram!(HTTP_REQUEST_DURATION_SECONDS, Unit::Seconds, "HTTP request latency, by route pattern, method and status class.");
+}
