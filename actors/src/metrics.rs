@@ -25,13 +25,35 @@ pub const ACTOR_RESTARTS_TOTAL: &str = "certctl_actor_restarts_total";
 
 /// Registers help texts and units for the engine's metrics. Call once after installing a recorder.
 pub fn describe() {
-    describe_histogram!(DB_QUERY_DURATION_SECONDS, Unit::Seconds, "Time from taking a pool connection to the query's result, by statement and outcome.");
-    describe_gauge!(DB_POOL_SIZE, "Connections currently open in the PostgreSQL pool.");
-    describe_gauge!(DB_POOL_AVAILABLE, "Open connections idle in the PostgreSQL pool.");
-    describe_gauge!(DB_POOL_WAITING, "Callers waiting for a PostgreSQL connection.");
-    describe_gauge!(DB_POOL_MAX, "Maximum size of the PostgreSQL pool (CERTCTL_DATABASE_MAX_CONNS).");
-    describe_counter!(DB_POOL_PRUNED_TOTAL, "Idle PostgreSQL connections closed after CERTCTL_DATABASE_IDLE_TIMEOUT.");
-    describe_gauge!(ACTOR_BACKLOG, "Messages sent to an actor that it has not started yet.");
+    describe_histogram!(
+        DB_QUERY_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time from taking a pool connection to the query's result, by statement and outcome."
+    );
+    describe_gauge!(
+        DB_POOL_SIZE,
+        "Connections currently open in the PostgreSQL pool."
+    );
+    describe_gauge!(
+        DB_POOL_AVAILABLE,
+        "Open connections idle in the PostgreSQL pool."
+    );
+    describe_gauge!(
+        DB_POOL_WAITING,
+        "Callers waiting for a PostgreSQL connection."
+    );
+    describe_gauge!(
+        DB_POOL_MAX,
+        "Maximum size of the PostgreSQL pool (CERTCTL_DATABASE_MAX_CONNS)."
+    );
+    describe_counter!(
+        DB_POOL_PRUNED_TOTAL,
+        "Idle PostgreSQL connections closed after CERTCTL_DATABASE_IDLE_TIMEOUT."
+    );
+    describe_gauge!(
+        ACTOR_BACKLOG,
+        "Messages sent to an actor that it has not started yet."
+    );
     describe_gauge!(ACTOR_INFLIGHT, "Messages an actor is processing right now.");
     describe_counter!(ACTOR_RESTARTS_TOTAL, "Restarts of a supervised actor.");
 }

@@ -22,7 +22,10 @@ impl Binaries {
     pub fn locate(explicit: Option<&Path>) -> Result<Binaries, String> {
         if let Some(dir) = explicit {
             return Self::in_dir(dir).ok_or_else(|| {
-                format!("CERTCTL_POSTGRES_BIN_DIR={} does not contain initdb and postgres", dir.display())
+                format!(
+                    "CERTCTL_POSTGRES_BIN_DIR={} does not contain initdb and postgres",
+                    dir.display()
+                )
             });
         }
         let from_path = std::env::var_os("PATH")
@@ -38,9 +41,14 @@ impl Binaries {
             .into_iter()
             .flatten()
             .flatten()
-            .filter_map(|e| Some((e.file_name().to_str()?.parse::<u32>().ok()?, e.path().join("bin"))))
+            .filter_map(|e| {
+                Some((
+                    e.file_name().to_str()?.parse::<u32>().ok()?,
+                    e.path().join("bin"),
+                ))
+            })
             .collect();
-        versioned.sort_by(|a, b| b.0.cmp(&a.0));
+        versioned.sort_by_key(|(version, _)| std::cmp::Reverse(*version));
         from_path
             .iter()
             .chain(from_pg_config.iter())
@@ -57,9 +65,13 @@ impl Binaries {
 
     /// The major version the binaries report (`postgres --version`), e.g. 15.
     pub fn major_version(&self) -> Option<u32> {
-        let out = Command::new(&self.postgres).arg("--version").output().ok()?;
+        let out = Command::new(&self.postgres)
+            .arg("--version")
+            .output()
+            .ok()?;
         let text = String::from_utf8_lossy(&out.stdout);
-        text.split_whitespace().find_map(|w| w.split('.').next()?.parse::<u32>().ok())
+        text.split_whitespace()
+            .find_map(|w| w.split('.').next()?.parse::<u32>().ok())
     }
 }
 

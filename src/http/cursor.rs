@@ -17,8 +17,15 @@ pub fn encode(key: &CertificateKey) -> String {
 
 /// Decodes a cursor made by [`encode`].
 pub fn decode(cursor: &str) -> Result<CertificateKey, ApiError> {
-    let invalid = || ApiError::InvalidQuery("cursor is not a cursor this server issued; use next_cursor from a previous page".into());
-    let bytes = URL_SAFE_NO_PAD.decode(cursor.as_bytes()).map_err(|_| invalid())?;
+    let invalid = || {
+        ApiError::InvalidQuery(
+            "cursor is not a cursor this server issued; use next_cursor from a previous page"
+                .into(),
+        )
+    };
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor.as_bytes())
+        .map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let (micros, id) = text.split_once(':').ok_or_else(invalid)?;
     let micros: i64 = micros.parse().map_err(|_| invalid())?;
@@ -26,7 +33,10 @@ pub fn decode(cursor: &str) -> Result<CertificateKey, ApiError> {
     if !is_valid_id(id) {
         return Err(invalid());
     }
-    Ok(CertificateKey { created_at, id: id.to_string() })
+    Ok(CertificateKey {
+        created_at,
+        id: id.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -35,7 +45,10 @@ mod tests {
 
     #[test]
     fn cursors_round_trip() {
-        let key = CertificateKey { created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(), id: "mc-a:b".into() };
+        let key = CertificateKey {
+            created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            id: "mc-a:b".into(),
+        };
         assert_eq!(decode(&encode(&key)).unwrap(), key);
         assert!(decode("not-a-cursor!").is_err());
         assert!(decode(&URL_SAFE_NO_PAD.encode("x:y")).is_err());

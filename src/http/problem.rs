@@ -25,7 +25,10 @@ pub enum ApiError {
     #[error("{0}")]
     MalformedJson(String),
     #[error("{detail}")]
-    InvalidBody { detail: String, field: Option<String> },
+    InvalidBody {
+        detail: String,
+        field: Option<String>,
+    },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("the request body exceeds the {limit}-byte limit (CERTCTL_MAX_BODY_SIZE)")]
@@ -43,7 +46,10 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(String),
     #[error("{detail}")]
-    Unavailable { detail: String, retry_after_secs: u32 },
+    Unavailable {
+        detail: String,
+        retry_after_secs: u32,
+    },
     #[error("{status} response without a body")]
     Status { status: StatusCode },
     #[error("internal error")]
@@ -78,7 +84,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
             ApiError::MalformedJson(_) => ("malformed-json", "Malformed JSON"),
             ApiError::InvalidBody { .. } => ("invalid-body", "Invalid request body"),
-            ApiError::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
+            ApiError::UnsupportedMediaType(_) => {
+                ("unsupported-media-type", "Unsupported media type")
+            }
             ApiError::PayloadTooLarge { .. } => ("payload-too-large", "Request body too large"),
             ApiError::InvalidQuery(_) => ("invalid-query", "Invalid query parameters"),
             ApiError::InvalidPath(_) => ("invalid-path", "Invalid path parameter"),
@@ -118,11 +126,16 @@ impl ApiError {
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
-            DbError::Unavailable { reason, .. } => {
-                ApiError::Unavailable { detail: format!("the database is unavailable ({reason}); retry shortly"), retry_after_secs: 2 }
+            DbError::Unavailable { reason, .. } => ApiError::Unavailable {
+                detail: format!("the database is unavailable ({reason}); retry shortly"),
+                retry_after_secs: 2,
+            },
+            DbError::UniqueViolation { constraint } => {
+                ApiError::Conflict(unique_detail(&constraint))
             }
-            DbError::UniqueViolation { constraint } => ApiError::Conflict(unique_detail(&constraint)),
-            DbError::ForeignKeyViolation { constraint } => ApiError::Validation(vec![foreign_key_field(&constraint)]),
+            DbError::ForeignKeyViolation { constraint } => {
+                ApiError::Validation(vec![foreign_key_field(&constraint)])
+            }
             DbError::CheckViolation { constraint } => ApiError::Validation(vec![FieldError {
                 field: constraint.rsplit('_').nth(1).unwrap_or("body").to_string(),
                 message: "is outside the accepted values".into(),
@@ -146,12 +159,21 @@ fn foreign_key_field(constraint: &str) -> FieldError {
     let column = constraint
         .strip_suffix("_fkey")
         .and_then(|rest| {
-            ["owner_id", "team_id", "issuer_id", "renewal_policy_id", "certificate_profile_id"]
-                .into_iter()
-                .find(|c| rest.ends_with(c))
+            [
+                "owner_id",
+                "team_id",
+                "issuer_id",
+                "renewal_policy_id",
+                "certificate_profile_id",
+            ]
+            .into_iter()
+            .find(|c| rest.ends_with(c))
         })
         .unwrap_or("body");
-    FieldError { field: column.to_string(), message: "refers to a resource that does not exist".into() }
+    FieldError {
+        field: column.to_string(),
+        message: "refers to a resource that does not exist".into(),
+    }
 }
 
 impl ResponseError for ApiError {
@@ -159,9 +181,10 @@ impl ResponseError for ApiError {
         match self {
             ApiError::NotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::MalformedJson(_) | ApiError::InvalidBody { .. } | ApiError::InvalidQuery(_) | ApiError::InvalidPath(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::MalformedJson(_)
+            | ApiError::InvalidBody { .. }
+            | ApiError::InvalidQuery(_)
+            | ApiError::InvalidPath(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -187,8 +210,17 @@ impl ResponseError for ApiError {
         };
         let single;
         let errors = match (errors, self) {
-            (None, ApiError::InvalidBody { field: Some(field), detail }) => {
-                single = [FieldError { field: field.clone(), message: detail.clone() }];
+            (
+                None,
+                ApiError::InvalidBody {
+                    field: Some(field),
+                    detail,
+                },
+            ) => {
+                single = [FieldError {
+                    field: field.clone(),
+                    message: detail.clone(),
+                }];
                 Some(&single[..])
             }
             (errors, _) => errors,
@@ -203,12 +235,20 @@ impl ResponseError for ApiError {
             errors,
         };
         let mut response = HttpResponse::build(status);
-        response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")));
+        response.insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        ));
         match self {
             ApiError::Unauthorized(_) => {
-                response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"certctl\"")));
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"certctl\""),
+                ));
             }
-            ApiError::Unavailable { retry_after_secs, .. } => {
+            ApiError::Unavailable {
+                retry_after_secs, ..
+            } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
             _ => {}

@@ -25,6 +25,7 @@ pub use secret::Secret;
 #[command(
     name = "certctl-server",
     version,
+    args_override_self = true,
     about = "certctl: certificate lifecycle control plane",
     long_about = "certctl keeps the inventory of X.509 certificates in PostgreSQL, renews them before \
                   they expire and hands them to agents. Every setting below is read from its CERTCTL_* \
@@ -199,8 +200,16 @@ impl Settings {
 
     /// Every configured key: named keys first, then legacy ones.
     pub fn configured_keys(&self) -> Vec<NamedKey> {
-        let named = self.api_keys_named.as_ref().map(|s| s.expose().clone()).unwrap_or_default();
-        let legacy = self.auth_secret.as_ref().map(|s| s.expose().clone()).unwrap_or_default();
+        let named = self
+            .api_keys_named
+            .as_ref()
+            .map(|s| s.expose().clone())
+            .unwrap_or_default();
+        let legacy = self
+            .auth_secret
+            .as_ref()
+            .map(|s| s.expose().clone())
+            .unwrap_or_default();
         named.into_iter().chain(legacy).collect()
     }
 
@@ -258,7 +267,12 @@ where
 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
             e.exit()
         }
         Err(e) => return Err(parsers::one_line(&e)),

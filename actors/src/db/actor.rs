@@ -18,7 +18,9 @@ use tracing::Instrument;
 use super::pool::{self, PoolSettings};
 use super::{DbQuery, Envelope};
 use crate::error::DbError;
-use crate::metrics::{ACTOR_BACKLOG, ACTOR_INFLIGHT, ACTOR_RESTARTS_TOTAL, DB_QUERY_DURATION_SECONDS};
+use crate::metrics::{
+    ACTOR_BACKLOG, ACTOR_INFLIGHT, ACTOR_RESTARTS_TOTAL, DB_QUERY_DURATION_SECONDS,
+};
 
 /// Owns the pool; see the module docs for its messages.
 pub struct DbActor {
@@ -32,7 +34,12 @@ pub struct DbActor {
 impl DbActor {
     /// A DB actor over `pool`; `maintains_pool` makes this instance run the maintenance timer.
     pub fn new(pool: Pool, settings: PoolSettings, maintains_pool: bool) -> Self {
-        DbActor { pool, settings, maintains_pool, warming: false }
+        DbActor {
+            pool,
+            settings,
+            maintains_pool,
+            warming: false,
+        }
     }
 
     fn maintain(&mut self, ctx: &mut Context<Self>) {
@@ -47,7 +54,10 @@ impl DbActor {
             let opened = futures_util::future::join_all((0..missing).map(|_| pool.get())).await;
             let failed = opened.iter().filter(|c| c.is_err()).count();
             if failed > 0 {
-                tracing::debug!(failed, "could not open warm database connections; retrying next tick");
+                tracing::debug!(
+                    failed,
+                    "could not open warm database connections; retrying next tick"
+                );
             }
         };
         ctx.spawn(warm.into_actor(self).map(|_, act, _| {
@@ -66,7 +76,9 @@ impl Actor for DbActor {
         ctx.set_mailbox_capacity(4096);
         if self.maintains_pool {
             self.maintain(ctx);
-            ctx.run_interval(self.settings.maintenance_interval, |act, ctx| act.maintain(ctx));
+            ctx.run_interval(self.settings.maintenance_interval, |act, ctx| {
+                act.maintain(ctx)
+            });
         }
     }
 }

@@ -80,14 +80,24 @@ impl Db {
             actors.push(addr);
             arbiters.push(arbiter);
         }
-        Db { inner: Arc::new(DbInner { actors, next: AtomicUsize::new(0), arbiters }) }
+        Db {
+            inner: Arc::new(DbInner {
+                actors,
+                next: AtomicUsize::new(0),
+                arbiters,
+            }),
+        }
     }
 
     /// Sends `query` to the next DB actor and waits for its result. A DB actor that is gone (its
     /// arbiter stopped) answers as an unavailable database, never as a panic.
     pub async fn run<Q: DbQuery>(&self, query: Q) -> Result<Q::Output, DbError> {
         let index = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.actors.len();
-        let envelope = Envelope { query, span: tracing::Span::current(), sent_at: Instant::now() };
+        let envelope = Envelope {
+            query,
+            span: tracing::Span::current(),
+            sent_at: Instant::now(),
+        };
         metrics::gauge!(ACTOR_BACKLOG, "actor" => "db").increment(1.0);
         match self.inner.actors[index].send(envelope).await {
             Ok(result) => result,

@@ -216,15 +216,28 @@ fn check_sans(v: &mut Violations, sans: &[String]) {
     }
     for (i, san) in sans.iter().enumerate() {
         let field = format!("sans[{i}]");
-        if san.is_empty() || san.len() > MAX_DNS_NAME || san.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            v.add(field, format!("must be a name of 1 to {MAX_DNS_NAME} characters without whitespace"));
+        if san.is_empty()
+            || san.len() > MAX_DNS_NAME
+            || san.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            v.add(
+                field,
+                format!("must be a name of 1 to {MAX_DNS_NAME} characters without whitespace"),
+            );
         }
     }
 }
 
 fn check_environment(v: &mut Violations, env: &str) {
-    if env.len() > MAX_ENVIRONMENT || !env.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        v.add("environment", format!("must be at most {MAX_ENVIRONMENT} letters, digits, '-' or '_'"));
+    if env.len() > MAX_ENVIRONMENT
+        || !env
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        v.add(
+            "environment",
+            format!("must be at most {MAX_ENVIRONMENT} letters, digits, '-' or '_'"),
+        );
     }
 }
 
@@ -234,7 +247,10 @@ fn check_tags(v: &mut Violations, tags: &BTreeMap<String, String>) {
     }
     for (key, value) in tags {
         if key.is_empty() || key.len() > MAX_TAG_LEN || value.len() > MAX_TAG_LEN {
-            v.add(format!("tags.{key}"), format!("keys must be 1 to {MAX_TAG_LEN} bytes and values at most {MAX_TAG_LEN}"));
+            v.add(
+                format!("tags.{key}"),
+                format!("keys must be 1 to {MAX_TAG_LEN} bytes and values at most {MAX_TAG_LEN}"),
+            );
         }
     }
 }
@@ -263,7 +279,12 @@ mod tests {
         c.common_name = "has space.example.com".into();
         c.sans = vec!["ok.example.com".into(), String::new()];
         c.owner_id = "bad id".into();
-        let fields: Vec<String> = c.validate().unwrap_err().into_iter().map(|e| e.field).collect();
+        let fields: Vec<String> = c
+            .validate()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
         assert_eq!(fields, ["name", "common_name", "sans[1]", "owner_id"]);
     }
 

@@ -19,7 +19,10 @@ pub struct Violations(Vec<FieldError>);
 impl Violations {
     /// Records that `field` is invalid because of `message`.
     pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError { field: field.into(), message: message.into() });
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
     }
 
     /// `Ok(())` when nothing was recorded, else every recorded error.

@@ -1,0 +1,234 @@
+//! The certificate inventory: create, get, list with keyset pages, update, archive.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, certificate_body, TestApp};
+
+#[actix_web::test]
+async fn a_created_certificate_can_be_read_back() {
+    let app = TestApp::spawn().await;
+    let response = app.post_certificate(&certificate_body("api")).await;
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!("/api/v1/certificates/{}", created["id"].as_str().unwrap())
+    );
+    assert_eq!(created["status"], "Pending");
+    assert_eq!(created["source"], "API");
+    assert_eq!(
+        created["sans"],
+        json!(["api.example.com", "www.api.example.com"])
+    );
+    assert_eq!(created["tags"], json!({"service": "api"}));
+
+    let fetched: Value = app.get(&location).await.json().await.unwrap();
+    assert_eq!(fetched, created);
+}
+
+#[actix_web::test]
+async fn a_client_chosen_id_is_kept() {
+    let app = TestApp::spawn().await;
+    let mut body = certificate_body("web");
+    body["id"] = json!("mc-web-prod");
+    let created: Value = app.post_certificate(&body).await.json().await.unwrap();
+    assert_eq!(created["id"], "mc-web-prod");
+    let mut again = certificate_body("web-2");
+    again["id"] = json!("mc-web-prod");
+    assert_problem(app.post_certificate(&again).await, 409, "conflict").await;
+}
+
+#[actix_web::test]
+async fn duplicate_names_are_a_409_problem() {
+    let app = TestApp::spawn().await;
+    app.create_certificate("dup").await;
+    let body = assert_problem(
+        app.post_certificate(&certificate_body("dup")).await,
+        409,
+        "conflict",
+    )
+    .await;
+    assert!(body["detail"].as_str().unwrap().contains("name"));
+}
+
+#[actix_web::test]
+async fn references_to_missing_resources_name_the_field() {
+    let app = TestApp::spawn().await;
+    let mut body = certificate_body("orphan");
+    body["issuer_id"] = json!("iss-does-not-exist");
+    let problem = assert_problem(app.post_certificate(&body).await, 422, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "issuer_id");
+}
+
+#[actix_web::test]
+async fn invalid_fields_are_all_reported_at_once() {
+    let app = TestApp::spawn().await;
+    let mut body = certificate_body("bad");
+    body["name"] = json!("");
+    body["common_name"] = json!("has space.example.com");
+    body["environment"] = json!("prod env!");
+    let problem = assert_problem(app.post_certificate(&body).await, 422, "validation-failed").await;
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["name", "common_name", "environment"]);
+}
+
+#[actix_web::test]
+async fn lists_page_through_every_certificate_with_cursors() {
+    let app = TestApp::spawn().await;
+    for i in 0..7 {
+        app.create_certificate(&format!("page-{i}")).await;
+    }
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/certificates?limit=3".to_string();
+    loop {
+        let page: Value = app.get(&path).await.json().await.unwrap();
+        assert_eq!(page["limit"], 3);
+        for item in page["data"].as_array().unwrap() {
+            seen.push(item["name"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/certificates?limit=3&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..7).map(|i| format!("page-{i}")).collect();
+    assert_eq!(seen, expected, "every certificate once, in creation order");
+}
+
+#[actix_web::test]
+async fn lists_filter_by_status() {
+    let app = TestApp::spawn().await;
+    let kept = app.create_certificate("kept").await;
+    let archived = app.create_certificate("gone").await;
+    let id = archived["id"].as_str().unwrap();
+    assert_eq!(
+        app.admin(Method::DELETE, &format!("/api/v1/certificates/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+
+    let page: Value = app
+        .get("/api/v1/certificates?status=Archived")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [id]);
+    let page: Value = app
+        .get("/api/v1/certificates?status=Pending")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["data"][0]["id"], kept["id"]);
+}
+
+#[actix_web::test]
+async fn updates_change_only_the_fields_sent() {
+    let app = TestApp::spawn().await;
+    let created = app.create_certificate("patchme").await;
+    let id = created["id"].as_str().unwrap();
+    let response = app
+        .admin(Method::PUT, &format!("/api/v1/certificates/{id}"))
+        .json(&json!({"environment": "staging", "tags": {"tier": "1"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let updated: Value = response.json().await.unwrap();
+    assert_eq!(updated["environment"], "staging");
+    assert_eq!(updated["tags"], json!({"tier": "1"}));
+    assert_eq!(updated["name"], created["name"]);
+    assert_eq!(updated["common_name"], created["common_name"]);
+    assert_ne!(updated["updated_at"], created["updated_at"]);
+}
+
+#[actix_web::test]
+async fn an_empty_update_is_refused() {
+    let app = TestApp::spawn().await;
+    let created = app.create_certificate("nothing").await;
+    let id = created["id"].as_str().unwrap();
+    let response = app
+        .admin(Method::PUT, &format!("/api/v1/certificates/{id}"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 400, "invalid-body").await;
+}
+
+#[actix_web::test]
+async fn archiving_keeps_the_record_and_freezes_it() {
+    let app = TestApp::spawn().await;
+    let created = app.create_certificate("old").await;
+    let id = created["id"].as_str().unwrap();
+    let path = format!("/api/v1/certificates/{id}");
+
+    assert_eq!(
+        app.admin(Method::DELETE, &path)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        app.admin(Method::DELETE, &path)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204,
+        "archiving is idempotent"
+    );
+    let fetched: Value = app.get(&path).await.json().await.unwrap();
+    assert_eq!(fetched["status"], "Archived");
+
+    let response = app
+        .admin(Method::PUT, &path)
+        .json(&json!({"environment": "dev"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 409, "conflict").await;
+}
+
+#[actix_web::test]
+async fn unknown_certificates_are_404_problems() {
+    let app = TestApp::spawn().await;
+    assert_problem(
+        app.get("/api/v1/certificates/mc-nope").await,
+        404,
+        "not-found",
+    )
+    .await;
+    let response = app
+        .admin(Method::PUT, "/api/v1/certificates/mc-nope")
+        .json(&json!({"environment": "dev"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 404, "not-found").await;
+    let response = app
+        .admin(Method::DELETE, "/api/v1/certificates/mc-nope")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 404, "not-found").await;
+}

@@ -1,0 +1,132 @@
+//! Settings: invalid values stop start-up with one line naming the variable; `config` masks
+//! secrets; an external database without keys is refused.
+
+use std::process::Command;
+
+use crate::helpers::{cluster, fresh_database};
+
+/// Runs the server binary with a clean environment plus `vars`.
+fn run(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_certctl-server"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(vars.iter().copied())
+        .output()
+        .expect("running certctl-server")
+}
+
+#[test]
+fn invalid_values_name_the_variable_and_what_is_accepted() {
+    let cases = [
+        (
+            "CERTCTL_DATABASE_MAX_CONNS",
+            "lots",
+            "CERTCTL_DATABASE_MAX_CONNS=\"lots\"",
+        ),
+        ("CERTCTL_DATABASE_MAX_CONNS", "0", "1..=10000"),
+        ("CERTCTL_LOG_FORMAT", "xml", "json, text"),
+        ("CERTCTL_SERVER_TLS", "maybe", "expected true or false"),
+        (
+            "CERTCTL_DATABASE_IDLE_TIMEOUT",
+            "soon",
+            "expected a duration",
+        ),
+        ("CERTCTL_AUTH_TYPE", "jwt", "api-key, none"),
+        ("CERTCTL_API_KEYS_NAMED", "ops:short", "name:key[:admin]"),
+        ("CERTCTL_SERVER_PORT", "70000", "CERTCTL_SERVER_PORT"),
+        (
+            "CERTCTL_DATABASE_URL",
+            "mysql://nope",
+            "expected a PostgreSQL URL",
+        ),
+        ("CERTCTL_METRICS_ADDR", "nowhere", "CERTCTL_METRICS_ADDR"),
+    ];
+    for (var, value, expected) in cases {
+        let output = run(&[], &[(var, value)]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{var}={value} must stop start-up: {stderr}"
+        );
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "one line for {var}: {stderr}"
+        );
+        assert!(stderr.contains(var), "{var} named in: {stderr}");
+        assert!(stderr.contains(expected), "{expected:?} in: {stderr}");
+    }
+}
+
+#[test]
+fn tls_paths_must_come_in_pairs() {
+    let output = run(&[], &[("CERTCTL_SERVER_TLS_CERT_PATH", "/tmp/cert.pem")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("CERTCTL_SERVER_TLS_KEY_PATH"), "{stderr}");
+}
+
+#[test]
+fn config_prints_effective_settings_with_secrets_masked() {
+    let output = run(
+        &["config"],
+        &[
+            (
+                "CERTCTL_DATABASE_URL",
+                "postgres://certctl:supersecretpassword@db.example.com/certctl",
+            ),
+            ("CERTCTL_API_KEYS_NAMED", "ops:supersecretkey0123:admin"),
+            ("CERTCTL_DATABASE_MAX_CONNS", "80"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success());
+    assert!(stdout.contains("CERTCTL_DATABASE_MAX_CONNS=80"));
+    assert!(stdout.contains("CERTCTL_DATABASE_URL=postgres://certctl:***@db.example.com"));
+    assert!(stdout.contains("CERTCTL_API_KEYS_NAMED=ops:***:admin"));
+    assert!(!stdout.contains("supersecret"), "{stdout}");
+    let flag = run(&["--print-config"], &[]);
+    assert!(String::from_utf8_lossy(&flag.stdout).contains("CERTCTL_SERVER_PORT=8443"));
+}
+
+#[test]
+fn help_lists_every_variable_with_its_default() {
+    let output = run(&["--help"], &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for var in [
+        "CERTCTL_DATABASE_URL",
+        "CERTCTL_DATABASE_MAX_CONNS",
+        "CERTCTL_SERVER_PORT",
+        "CERTCTL_LOG_FORMAT",
+        "CERTCTL_METRICS_ADDR",
+    ] {
+        assert!(stdout.contains(var), "{var} in --help");
+    }
+    assert!(stdout.contains("[default: 50]"));
+}
+
+#[actix_web::test]
+async fn an_external_database_without_keys_refuses_to_start() {
+    let db = fresh_database().await;
+    let url = cluster().url_for(&db);
+    let output = tokio::task::spawn_blocking(move || {
+        run(
+            &[],
+            &[
+                ("CERTCTL_DATABASE_URL", url.as_str()),
+                ("CERTCTL_SERVER_PORT", "0"),
+                ("CERTCTL_SERVER_TLS", "false"),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("CERTCTL_API_KEYS_NAMED") && stderr.contains("CERTCTL_AUTH_TYPE=none"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,14 @@
+//! Integration tests: real servers from `Application::build`, real PostgreSQL (one cluster per
+//! test process, a fresh database per test), real HTTP and TLS over real sockets.
+
+mod auth;
+mod bad_input;
+mod certificates;
+mod config;
+mod embedded;
+mod health;
+mod helpers;
+mod migrations;
+mod observability;
+mod resilience;
+mod tls;
