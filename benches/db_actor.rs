@@ -46,7 +46,9 @@ fn main() {
     let embedded = EmbeddedPostgres::start(options).expect("starting PostgreSQL");
 
     let results = actix_rt::System::new().block_on(async move {
-        bootstrap::ensure_database(&embedded.connect_config("postgres"), DB_NAME, Duration::from_secs(10)).await.unwrap();
+        bootstrap::ensure_database(&embedded.connect_config("postgres"), DB_NAME, Duration::from_secs(10))
+            .await
+            .unwrap();
         let config = embedded.connect_config(DB_NAME);
         bootstrap::migrate(&config, true, Duration::from_secs(10)).await.unwrap();
         seed(&config).await;
@@ -131,7 +133,9 @@ fn run_direct(pool: deadpool_postgres::Pool, workload: Workload, duration: Durat
             let mut client = pool.get().await.expect("pool");
             match workload {
                 Workload::Get => drop(GetCertificate { id: id_for(n) }.run(&mut client).await.expect("get")),
-                Workload::List => drop(ListCertificates { after: None, limit: 50, status: None }.run(&mut client).await.expect("list")),
+                Workload::List => drop(
+                    ListCertificates { after: None, limit: 50, status: None }.run(&mut client).await.expect("list"),
+                ),
             }
         }
     })
@@ -144,7 +148,9 @@ fn run_actor(db: Db, workload: Workload, duration: Duration) -> Outcome {
         async move {
             match workload {
                 Workload::Get => drop(db.run(GetCertificate { id: id_for(n) }).await.expect("get")),
-                Workload::List => drop(db.run(ListCertificates { after: None, limit: 50, status: None }).await.expect("list")),
+                Workload::List => {
+                    drop(db.run(ListCertificates { after: None, limit: 50, status: None }).await.expect("list"))
+                }
             }
         }
     })
@@ -182,6 +188,8 @@ where
     let seconds = started.elapsed().as_secs_f64();
     let mut all = std::mem::take(&mut *latencies.lock().unwrap());
     all.sort_unstable();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0) as f64;
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0) as f64
+    };
     Outcome { ops: all.len() as u64, seconds, p50_us: pct(0.50), p99_us: pct(0.99) }
 }

@@ -50,24 +50,17 @@ impl Application {
                 options.bin_dir = settings.postgres_bin_dir.clone();
                 // Room for the pool, the migration connection and an operator's psql sessions.
                 options.max_connections = (settings.database_max_conns + 20).max(100);
-                let embedded =
-                    tokio::task::spawn_blocking(move || EmbeddedPostgres::start(options))
-                        .await
-                        .context("the embedded PostgreSQL start-up task failed")??;
-                bootstrap::ensure_database(&embedded.connect_config("postgres"), DB_NAME, patience)
-                    .await?;
+                let embedded = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(options))
+                    .await
+                    .context("the embedded PostgreSQL start-up task failed")??;
+                bootstrap::ensure_database(&embedded.connect_config("postgres"), DB_NAME, patience).await?;
                 let config = embedded.connect_config(DB_NAME);
                 (Some(embedded), config)
             }
         };
 
-        let report =
-            bootstrap::migrate(&base_config, settings.demo_seed_enabled(), patience).await?;
-        tracing::info!(
-            schema_version = report.version,
-            applied = report.applied.len(),
-            "database schema is current"
-        );
+        let report = bootstrap::migrate(&base_config, settings.demo_seed_enabled(), patience).await?;
+        tracing::info!(schema_version = report.version, applied = report.applied.len(), "database schema is current");
 
         let pool_settings = PoolSettings::new(
             settings.database_max_conns as usize,
@@ -75,7 +68,7 @@ impl Application {
             settings.database_pool_timeout,
         );
         let pool = build_pool(session_config(base_config, &settings), &pool_settings)?;
-        let db = Db::start(pool, pool_settings, settings.database_actors as usize);
+        let db = Db::start(pool, pool_settings, settings.database_actor_count());
 
         let tls = if settings.server_tls {
             let for_tls = settings.clone();
@@ -88,13 +81,12 @@ impl Application {
             None
         };
 
-        let listener = TcpListener::bind((settings.server_host.as_str(), settings.server_port))
-            .with_context(|| {
-                format!(
-                    "cannot listen on CERTCTL_SERVER_HOST={} CERTCTL_SERVER_PORT={}",
-                    settings.server_host, settings.server_port
-                )
-            })?;
+        let listener = TcpListener::bind((settings.server_host.as_str(), settings.server_port)).with_context(|| {
+            format!(
+                "cannot listen on CERTCTL_SERVER_HOST={} CERTCTL_SERVER_PORT={}",
+                settings.server_host, settings.server_port
+            )
+        })?;
         let port = listener.local_addr()?.port();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url_host = match settings.server_host.parse::<std::net::IpAddr>() {
@@ -103,12 +95,8 @@ impl Application {
             _ => settings.server_host.clone(),
         };
         let base_url = format!("{scheme}://{url_host}:{port}");
-        let cacert = tls
-            .as_ref()
-            .filter(|t| t.self_signed)
-            .map(|t| t.cert_path.clone());
-        let (auth, generated_admin_key) =
-            authenticator(&settings, &db, &base_url, cacert.as_deref()).await?;
+        let cacert = tls.as_ref().filter(|t| t.self_signed).map(|t| t.cert_path.clone());
+        let (auth, generated_admin_key) = authenticator(&settings, &db, &base_url, cacert.as_deref()).await?;
 
         let state = web::Data::new(AppState {
             db: db.clone(),
@@ -117,10 +105,7 @@ impl Application {
         });
         let auth = web::Data::new(auth);
         let body_limit = web::Data::new(BodyLimit(settings.max_body_size));
-        let metrics_here = settings
-            .metrics_addr
-            .is_none()
-            .then(|| web::Data::new(MetricsEndpoint(prometheus.clone())));
+        let metrics_here = settings.metrics_addr.is_none().then(|| web::Data::new(MetricsEndpoint(prometheus.clone())));
         let max_body = settings.max_body_size as usize;
 
         let mut server = HttpServer::new(move || {
@@ -134,8 +119,7 @@ impl Application {
             if let Some(metrics) = &metrics_here {
                 app = app.app_data(metrics.clone());
             }
-            app.configure(http::configure)
-                .default_service(web::to(route_not_found))
+            app.configure(http::configure).default_service(web::to(route_not_found))
         })
         .client_request_timeout(Duration::from_secs(30))
         .shutdown_timeout(30);
@@ -150,8 +134,8 @@ impl Application {
 
         let (metrics_server, metrics_port) = match settings.metrics_addr {
             Some(addr) => {
-                let listener = TcpListener::bind(addr)
-                    .with_context(|| format!("cannot listen on CERTCTL_METRICS_ADDR={addr}"))?;
+                let listener =
+                    TcpListener::bind(addr).with_context(|| format!("cannot listen on CERTCTL_METRICS_ADDR={addr}"))?;
                 let metrics_port = listener.local_addr()?.port();
                 let endpoint = web::Data::new(MetricsEndpoint(prometheus));
                 let server = HttpServer::new(move || {
@@ -171,16 +155,7 @@ impl Application {
         };
 
         tracing::info!(address = %base_url, tls = scheme == "https", embedded_database = embedded.is_some(), "certctl server listening");
-        Ok(Application {
-            port,
-            metrics_port,
-            scheme,
-            server,
-            metrics_server,
-            db,
-            embedded,
-            generated_admin_key,
-        })
+        Ok(Application { port, metrics_port, scheme, server, metrics_server, db, embedded, generated_admin_key })
     }
 
     /// The port the API listens on (useful with `CERTCTL_SERVER_PORT=0`).
@@ -222,13 +197,7 @@ impl Application {
     /// actors and the embedded cluster in order. Fails if the embedded cluster could not be kept
     /// running.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Application {
-            server,
-            metrics_server,
-            db,
-            mut embedded,
-            ..
-        } = self;
+        let Application { server, metrics_server, db, mut embedded, .. } = self;
         let handle = server.handle();
         let metrics_handle = metrics_server.as_ref().map(Server::handle);
         if let Some(metrics_server) = metrics_server {
@@ -260,14 +229,8 @@ impl Application {
 
 /// The pool's connection settings: the base config plus per-session options, sent at connect
 /// time so no connection needs an extra round trip before its first query.
-fn session_config(
-    mut config: tokio_postgres::Config,
-    settings: &Settings,
-) -> tokio_postgres::Config {
-    let statement_timeout = format!(
-        "-c statement_timeout={}",
-        settings.database_statement_timeout.as_millis()
-    );
+fn session_config(mut config: tokio_postgres::Config, settings: &Settings) -> tokio_postgres::Config {
+    let statement_timeout = format!("-c statement_timeout={}", settings.database_statement_timeout.as_millis());
     let options = match config.get_options() {
         Some(existing) if !existing.is_empty() => format!("{existing} {statement_timeout}"),
         _ => statement_timeout,

@@ -15,13 +15,9 @@ pub const HTTP_REQUESTS_TOTAL: &str = "certctl_http_requests_total";
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "certctl_http_request_duration_seconds";
 
 /// Buckets for request latency: sub-millisecond API calls up to slow outliers.
-const HTTP_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+const HTTP_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 /// Buckets for query latency.
-const DB_BUCKETS: &[f64] = &[
-    0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
-];
+const DB_BUCKETS: &[f64] = &[0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0];
 
 /// Installs the global tracing subscriber. Later calls (tests) are ignored.
 pub fn init_tracing(level: LogLevel, format: LogFormat) {
@@ -32,16 +28,16 @@ pub fn init_tracing(level: LogLevel, format: LogFormat) {
         LogLevel::Warn => "warn",
         LogLevel::Error => "error",
     };
-    // RUST_LOG refines per module when set; the setting is the default for everything else.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // The setting is the level for everything; RUST_LOG, when set, adds per-module directives
+    // on top (e.g. RUST_LOG=tokio_postgres=debug).
+    let filter = EnvFilter::new(level);
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(extra) => extra.split(',').filter_map(|d| d.trim().parse().ok()).fold(filter, EnvFilter::add_directive),
+        Err(_) => filter,
+    };
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Text => builder.with_target(false).try_init(),
     };
 }
@@ -53,13 +49,16 @@ pub fn metrics_handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Full(HTTP_REQUEST_DURATION_SECONDS.into()),
-                    HTTP_BUCKETS,
-                )
+                .set_buckets_for_metric(Matcher::Full(HTTP_REQUEST_DURATION_SECONDS.into()), HTTP_BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(
                         Matcher::Full(certctl_actors::metrics::DB_QUERY_DURATION_SECONDS.into()),
+                        DB_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(certctl_actors::metrics::DB_POOL_WAIT_SECONDS.into()),
                         DB_BUCKETS,
                     )
                 })
@@ -77,10 +76,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 fn describe() {
-    describe_counter!(
-        HTTP_REQUESTS_TOTAL,
-        "HTTP requests served, by route pattern, method and status class."
-    );
+    describe_counter!(HTTP_REQUESTS_TOTAL, "HTTP requests served, by route pattern, method and status class.");
     describe_histogram!(
         HTTP_REQUEST_DURATION_SECONDS,
         Unit::Seconds,

@@ -29,10 +29,7 @@ pub struct TlsMaterial {
 
 /// Loads the configured certificate, or the self-signed one (made when needed).
 pub fn load(settings: &Settings) -> anyhow::Result<TlsMaterial> {
-    let (cert_path, key_path, self_signed) = match (
-        &settings.server_tls_cert_path,
-        &settings.server_tls_key_path,
-    ) {
+    let (cert_path, key_path, self_signed) = match (&settings.server_tls_cert_path, &settings.server_tls_key_path) {
         (Some(cert), Some(key)) => (cert.clone(), key.clone(), false),
         _ => {
             let dir = settings.data_dir.join("tls");
@@ -43,43 +40,27 @@ pub fn load(settings: &Settings) -> anyhow::Result<TlsMaterial> {
         }
     };
     let config = server_config(&cert_path, &key_path)?;
-    Ok(TlsMaterial {
-        config,
-        cert_path,
-        self_signed,
-    })
+    Ok(TlsMaterial { config, cert_path, self_signed })
 }
 
 /// A rustls server config (TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1 by ALPN) from PEM files.
 pub fn server_config(cert_path: &Path, key_path: &Path) -> anyhow::Result<rustls::ServerConfig> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
-        .with_context(|| {
-            format!(
-                "reading CERTCTL_SERVER_TLS_CERT_PATH={}",
-                cert_path.display()
-            )
-        })?
+        .with_context(|| format!("reading CERTCTL_SERVER_TLS_CERT_PATH={}", cert_path.display()))?
         .collect::<Result<_, _>>()
         .with_context(|| format!("parsing the PEM certificates in {}", cert_path.display()))?;
     if chain.is_empty() {
-        bail!(
-            "CERTCTL_SERVER_TLS_CERT_PATH={} holds no PEM certificate",
-            cert_path.display()
-        );
+        bail!("CERTCTL_SERVER_TLS_CERT_PATH={} holds no PEM certificate", cert_path.display());
     }
     let key = PrivateKeyDer::from_pem_file(key_path).with_context(|| {
-        format!(
-            "reading a PEM private key from CERTCTL_SERVER_TLS_KEY_PATH={}",
-            key_path.display()
-        )
+        format!("reading a PEM private key from CERTCTL_SERVER_TLS_KEY_PATH={}", key_path.display())
     })?;
-    let mut config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .context("configuring TLS versions")?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .context("the TLS certificate and private key do not match or are unsupported")?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .context("configuring TLS versions")?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the TLS certificate and private key do not match or are unsupported")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -92,41 +73,25 @@ fn ensure_self_signed(dir: &Path, cert: &Path, key: &Path, host: &str) -> anyhow
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .context("generating the TLS key")?;
-    let mut params =
-        rcgen::CertificateParams::new(names).context("building the self-signed certificate")?;
-    params.distinguished_name.push(
-        rcgen::DnType::CommonName,
-        "certctl self-signed server certificate",
-    );
-    params
-        .distinguished_name
-        .push(rcgen::DnType::OrganizationName, "certctl");
+    let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).context("generating the TLS key")?;
+    let mut params = rcgen::CertificateParams::new(names).context("building the self-signed certificate")?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, "certctl self-signed server certificate");
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "certctl");
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::days(1);
     params.not_after = now + time::Duration::days(SELF_SIGNED_DAYS);
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let certificate = params
-        .self_signed(&key_pair)
-        .context("signing the self-signed certificate")?;
+    let certificate = params.self_signed(&key_pair).context("signing the self-signed certificate")?;
     write_private(key, key_pair.serialize_pem().as_bytes())?;
-    std::fs::write(cert, certificate.pem())
-        .with_context(|| format!("writing {}", cert.display()))?;
+    std::fs::write(cert, certificate.pem()).with_context(|| format!("writing {}", cert.display()))?;
     tracing::info!(cert = %cert.display(), "generated a self-signed TLS certificate");
     Ok(())
 }
 
 /// The names the certificate covers: localhost, 127.0.0.1, ::1 and the configured host.
 fn san_names(host: &str) -> Vec<String> {
-    let mut names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
-    let unspecified = host
-        .parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_unspecified());
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let unspecified = host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified());
     if !unspecified && !names.iter().any(|n| n == host) {
         names.push(host.to_string());
     }
@@ -144,8 +109,7 @@ fn still_good(cert: &Path, names: &[String]) -> bool {
     let Ok(parsed) = pem.parse_x509() else {
         return false;
     };
-    let remaining =
-        parsed.validity().not_after.timestamp() - time::OffsetDateTime::now_utc().unix_timestamp();
+    let remaining = parsed.validity().not_after.timestamp() - time::OffsetDateTime::now_utc().unix_timestamp();
     if remaining < RENEW_BEFORE_DAYS * 86_400 {
         return false;
     }

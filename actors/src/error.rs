@@ -34,10 +34,7 @@ pub enum DbError {
 impl DbError {
     /// An `Unavailable` error without an underlying cause.
     pub fn unavailable(reason: &'static str) -> Self {
-        DbError::Unavailable {
-            reason,
-            source: None,
-        }
+        DbError::Unavailable { reason, source: None }
     }
 
     /// A short, stable label for metrics (`kind` label of the query error counter).
@@ -55,20 +52,14 @@ impl DbError {
 impl From<tokio_postgres::Error> for DbError {
     fn from(e: tokio_postgres::Error) -> Self {
         if e.is_closed() {
-            return DbError::Unavailable {
-                reason: "connection to the database was lost",
-                source: Some(e.into()),
-            };
+            return DbError::Unavailable { reason: "connection to the database was lost", source: Some(e.into()) };
         }
         let Some(db) = e.as_db_error() else {
             // Not a server-side error: I/O, protocol or row conversion. An I/O error means the
             // connection broke mid-query; anything else is a bug worth a 500.
             let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
             return if io {
-                DbError::Unavailable {
-                    reason: "connection to the database failed",
-                    source: Some(e.into()),
-                }
+                DbError::Unavailable { reason: "connection to the database failed", source: Some(e.into()) }
             } else {
                 DbError::Unexpected(anyhow::Error::new(e).context("query failed"))
             };
@@ -82,20 +73,11 @@ impl From<tokio_postgres::Error> for DbError {
         } else if *code == SqlState::CHECK_VIOLATION {
             DbError::CheckViolation { constraint }
         } else if *code == SqlState::QUERY_CANCELED {
-            DbError::Unavailable {
-                reason: "statement timed out",
-                source: Some(e.into()),
-            }
-        } else if code.code().starts_with("08")
-            || code.code().starts_with("57P")
-            || code.code().starts_with("53")
-        {
+            DbError::Unavailable { reason: "statement timed out", source: Some(e.into()) }
+        } else if code.code().starts_with("08") || code.code().starts_with("57P") || code.code().starts_with("53") {
             // Class 08 connection exceptions, 57P operator intervention (shutdown, cannot connect
             // now, database dropped), 53 insufficient resources (too many connections).
-            DbError::Unavailable {
-                reason: "the database refused the connection",
-                source: Some(e.into()),
-            }
+            DbError::Unavailable { reason: "the database refused the connection", source: Some(e.into()) }
         } else {
             DbError::Unexpected(anyhow::Error::new(e).context("query failed"))
         }
@@ -105,28 +87,21 @@ impl From<tokio_postgres::Error> for DbError {
 impl From<PoolError> for DbError {
     fn from(e: PoolError) -> Self {
         match e {
-            PoolError::Timeout(_) => DbError::Unavailable {
-                reason: "no database connection became free in time",
-                source: Some(e.into()),
-            },
+            PoolError::Timeout(_) => {
+                DbError::Unavailable { reason: "no database connection became free in time", source: Some(e.into()) }
+            }
             PoolError::Backend(inner) => {
                 let mut mapped = DbError::from(inner);
                 if let DbError::Unexpected(source) = mapped {
-                    mapped = DbError::Unavailable {
-                        reason: "could not connect to the database",
-                        source: Some(source),
-                    };
+                    mapped = DbError::Unavailable { reason: "could not connect to the database", source: Some(source) };
                 }
                 mapped
             }
             PoolError::Closed => DbError::unavailable("the connection pool is closed"),
-            PoolError::PostCreateHook(_) => DbError::Unavailable {
-                reason: "could not prepare a database connection",
-                source: Some(e.into()),
-            },
-            PoolError::NoRuntimeSpecified => {
-                DbError::Unexpected(anyhow::anyhow!("deadpool has no runtime configured"))
+            PoolError::PostCreateHook(_) => {
+                DbError::Unavailable { reason: "could not prepare a database connection", source: Some(e.into()) }
             }
+            PoolError::NoRuntimeSpecified => DbError::Unexpected(anyhow::anyhow!("deadpool has no runtime configured")),
         }
     }
 }

@@ -4,7 +4,10 @@
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 
-/// Histogram, label `statement` (the query's `DbQuery::NAME`) and `outcome` (`ok` | error kind).
+/// Histogram: time a query waited for a pooled connection.
+pub const DB_POOL_WAIT_SECONDS: &str = "certctl_db_pool_wait_seconds";
+/// Histogram, label `statement` (the query's `DbQuery::NAME`) and `outcome` (`ok` | error kind):
+/// time from holding a connection to the query's result.
 pub const DB_QUERY_DURATION_SECONDS: &str = "certctl_db_query_duration_seconds";
 /// Gauge: connections currently open in the pool.
 pub const DB_POOL_SIZE: &str = "certctl_db_pool_size";
@@ -30,30 +33,12 @@ pub fn describe() {
         Unit::Seconds,
         "Time from taking a pool connection to the query's result, by statement and outcome."
     );
-    describe_gauge!(
-        DB_POOL_SIZE,
-        "Connections currently open in the PostgreSQL pool."
-    );
-    describe_gauge!(
-        DB_POOL_AVAILABLE,
-        "Open connections idle in the PostgreSQL pool."
-    );
-    describe_gauge!(
-        DB_POOL_WAITING,
-        "Callers waiting for a PostgreSQL connection."
-    );
-    describe_gauge!(
-        DB_POOL_MAX,
-        "Maximum size of the PostgreSQL pool (CERTCTL_DATABASE_MAX_CONNS)."
-    );
-    describe_counter!(
-        DB_POOL_PRUNED_TOTAL,
-        "Idle PostgreSQL connections closed after CERTCTL_DATABASE_IDLE_TIMEOUT."
-    );
-    describe_gauge!(
-        ACTOR_BACKLOG,
-        "Messages sent to an actor that it has not started yet."
-    );
+    describe_gauge!(DB_POOL_SIZE, "Connections currently open in the PostgreSQL pool.");
+    describe_gauge!(DB_POOL_AVAILABLE, "Open connections idle in the PostgreSQL pool.");
+    describe_gauge!(DB_POOL_WAITING, "Callers waiting for a PostgreSQL connection.");
+    describe_gauge!(DB_POOL_MAX, "Maximum size of the PostgreSQL pool (CERTCTL_DATABASE_MAX_CONNS).");
+    describe_counter!(DB_POOL_PRUNED_TOTAL, "Idle PostgreSQL connections closed after CERTCTL_DATABASE_IDLE_TIMEOUT.");
+    describe_gauge!(ACTOR_BACKLOG, "Messages sent to an actor that it has not started yet.");
     describe_gauge!(ACTOR_INFLIGHT, "Messages an actor is processing right now.");
     describe_counter!(ACTOR_RESTARTS_TOTAL, "Restarts of a supervised actor.");
 }

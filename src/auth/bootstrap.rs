@@ -33,10 +33,7 @@ pub async fn authenticator(
     for key in settings.configured_keys() {
         store.add_plain(&key.name, &key.key, key.admin);
     }
-    let stored = db
-        .run(ListApiKeys)
-        .await
-        .context("loading the stored API keys")?;
+    let stored = db.run(ListApiKeys).await.context("loading the stored API keys")?;
     for record in &stored {
         store.add_record(record);
     }
@@ -49,14 +46,8 @@ pub async fn authenticator(
             );
         }
         let key = generate_key();
-        let record = ApiKeyRecord {
-            name: BOOTSTRAP_KEY_NAME.into(),
-            key_hash: hash_key_hex(&key),
-            admin: true,
-        };
-        db.run(InsertApiKey(record.clone()))
-            .await
-            .context("storing the generated admin key")?;
+        let record = ApiKeyRecord { name: BOOTSTRAP_KEY_NAME.into(), key_hash: hash_key_hex(&key), admin: true };
+        db.run(InsertApiKey(record.clone())).await.context("storing the generated admin key")?;
         store.add_record(&record);
         print_banner(&key, base_url, cacert);
         generated = Some(key);
@@ -67,9 +58,7 @@ pub async fn authenticator(
 
 /// Prints the generated key once, on stdout, where an operator starting the server sees it.
 fn print_banner(key: &str, base_url: &str, cacert: Option<&std::path::Path>) {
-    let cacert = cacert
-        .map(|p| format!("--cacert {} ", p.display()))
-        .unwrap_or_default();
+    let cacert = cacert.map(|p| format!("--cacert {} ", p.display())).unwrap_or_default();
     println!(
         "\n================================================================================\n\
          certctl generated an admin API key. It is shown only this once; only its hash is stored.\n\n\

@@ -41,43 +41,25 @@ pub fn generate_key() -> String {
     use base64::Engine as _;
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    format!(
-        "cctl_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
+    format!("cctl_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 impl KeyStore {
     /// Adds a key by its plaintext (configured keys).
     pub fn add_plain(&mut self, name: &str, key: &str, admin: bool) {
-        self.keys.push(StoredKey {
-            hash: hash_key(key),
-            caller: Caller {
-                name: name.to_string(),
-                admin,
-            },
-        });
+        self.keys.push(StoredKey { hash: hash_key(key), caller: Caller { name: name.to_string(), admin } });
     }
 
     /// Adds a stored key by its hash. Malformed hashes are skipped with a warning.
     pub fn add_record(&mut self, record: &ApiKeyRecord) {
         let bytes: Option<Vec<u8>> = (0..record.key_hash.len())
             .step_by(2)
-            .map(|i| {
-                record
-                    .key_hash
-                    .get(i..i + 2)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-            })
+            .map(|i| record.key_hash.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
             .collect();
         match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
-            Some(hash) => self.keys.push(StoredKey {
-                hash,
-                caller: Caller {
-                    name: record.name.clone(),
-                    admin: record.admin,
-                },
-            }),
+            Some(hash) => {
+                self.keys.push(StoredKey { hash, caller: Caller { name: record.name.clone(), admin: record.admin } })
+            }
             None => {
                 tracing::warn!(key = %record.name, "ignoring a stored API key with a malformed hash")
             }
@@ -116,19 +98,9 @@ mod tests {
         let mut store = KeyStore::default();
         store.add_plain("ops", "0123456789abcdef", true);
         let generated = generate_key();
-        store.add_record(&ApiKeyRecord {
-            name: "gen".into(),
-            key_hash: hash_key_hex(&generated),
-            admin: false,
-        });
-        assert_eq!(
-            store.authenticate("0123456789abcdef").map(|c| c.admin),
-            Some(true)
-        );
-        assert_eq!(
-            store.authenticate(&generated).map(|c| c.name),
-            Some("gen".into())
-        );
+        store.add_record(&ApiKeyRecord { name: "gen".into(), key_hash: hash_key_hex(&generated), admin: false });
+        assert_eq!(store.authenticate("0123456789abcdef").map(|c| c.admin), Some(true));
+        assert_eq!(store.authenticate(&generated).map(|c| c.name), Some("gen".into()));
         assert_eq!(store.authenticate("0123456789abcdeX"), None);
     }
 

@@ -34,30 +34,19 @@ impl Authenticator {
     /// The caller for an `Authorization` header value, or why it is refused.
     pub fn check(&self, authorization: Option<&str>) -> Result<Caller, ApiError> {
         let store = match self {
-            Authenticator::Disabled => {
-                return Ok(Caller {
-                    name: "anonymous".into(),
-                    admin: true,
-                })
-            }
+            Authenticator::Disabled => return Ok(Caller { name: "anonymous".into(), admin: true }),
             Authenticator::ApiKeys(store) => store,
         };
         let Some(value) = authorization else {
-            return Err(ApiError::Unauthorized(
-                "send an API key as `Authorization: Bearer <key>`".into(),
-            ));
+            return Err(ApiError::Unauthorized("send an API key as `Authorization: Bearer <key>`".into()));
         };
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::Unauthorized("the Authorization header must be `Bearer <key>`".into())
-            })?;
-        store
-            .authenticate(token)
-            .ok_or_else(|| ApiError::Unauthorized("the API key is not valid".into()))
+            .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be `Bearer <key>`".into()))?;
+        store.authenticate(token).ok_or_else(|| ApiError::Unauthorized("the API key is not valid".into()))
     }
 }
 
@@ -68,22 +57,14 @@ pub async fn require_api_key(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let checked = match req.app_data::<web::Data<Authenticator>>() {
-        Some(auth) => auth.check(
-            req.headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-        ),
-        None => Err(ApiError::Internal(anyhow::anyhow!(
-            "authenticator missing from app data"
-        ))),
+        Some(auth) => auth.check(req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())),
+        None => Err(ApiError::Internal(anyhow::anyhow!("authenticator missing from app data"))),
     };
     match checked {
         Ok(caller) => {
             tracing::Span::current().record("caller", caller.name.as_str());
             req.extensions_mut().insert(caller);
-            next.call(req)
-                .await
-                .map(ServiceResponse::map_into_boxed_body)
+            next.call(req).await.map(ServiceResponse::map_into_boxed_body)
         }
         Err(refusal) => Ok(req.error_response(refusal)),
     }
@@ -94,9 +75,12 @@ impl FromRequest for Caller {
     type Future = Ready<Result<Caller, ApiError>>;
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        ready(req.extensions().get::<Caller>().cloned().ok_or_else(|| {
-            ApiError::Unauthorized("send an API key as `Authorization: Bearer <key>`".into())
-        }))
+        ready(
+            req.extensions()
+                .get::<Caller>()
+                .cloned()
+                .ok_or_else(|| ApiError::Unauthorized("send an API key as `Authorization: Bearer <key>`".into())),
+        )
     }
 }
 
@@ -108,19 +92,12 @@ impl FromRequest for Admin {
     type Future = Ready<Result<Admin, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        ready(
-            Caller::from_request(req, payload)
-                .into_inner()
-                .and_then(|caller| {
-                    if caller.admin {
-                        Ok(Admin(caller))
-                    } else {
-                        Err(ApiError::Forbidden(format!(
-                            "the API key `{}` is not an admin key",
-                            caller.name
-                        )))
-                    }
-                }),
-        )
+        ready(Caller::from_request(req, payload).into_inner().and_then(|caller| {
+            if caller.admin {
+                Ok(Admin(caller))
+            } else {
+                Err(ApiError::Forbidden(format!("the API key `{}` is not an admin key", caller.name)))
+            }
+        }))
     }
 }

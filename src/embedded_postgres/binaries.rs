@@ -13,7 +13,7 @@ pub struct Binaries {
 /// What to tell an operator who has no PostgreSQL server installed.
 pub const INSTALL_HINT: &str = "no PostgreSQL server binaries (initdb, postgres) found on PATH, via \
 `pg_config --bindir` or under /usr/lib/postgresql/*/bin. Install them (Debian/Ubuntu: \
-`apt-get install postgresql`; Fedora: `dnf install postgresql-server`; macOS: `brew install postgresql`), \
+`apt-get install postgresql`; Fedora: `dnf install postgresql-server`), \
 point CERTCTL_POSTGRES_BIN_DIR at their directory, or set CERTCTL_DATABASE_URL to use an existing database";
 
 impl Binaries {
@@ -22,15 +22,11 @@ impl Binaries {
     pub fn locate(explicit: Option<&Path>) -> Result<Binaries, String> {
         if let Some(dir) = explicit {
             return Self::in_dir(dir).ok_or_else(|| {
-                format!(
-                    "CERTCTL_POSTGRES_BIN_DIR={} does not contain initdb and postgres",
-                    dir.display()
-                )
+                format!("CERTCTL_POSTGRES_BIN_DIR={} does not contain initdb and postgres", dir.display())
             });
         }
-        let from_path = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-            .unwrap_or_default();
+        let from_path =
+            std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default();
         let from_pg_config = Command::new("pg_config")
             .arg("--bindir")
             .output()
@@ -41,12 +37,7 @@ impl Binaries {
             .into_iter()
             .flatten()
             .flatten()
-            .filter_map(|e| {
-                Some((
-                    e.file_name().to_str()?.parse::<u32>().ok()?,
-                    e.path().join("bin"),
-                ))
-            })
+            .filter_map(|e| Some((e.file_name().to_str()?.parse::<u32>().ok()?, e.path().join("bin"))))
             .collect();
         versioned.sort_by_key(|(version, _)| std::cmp::Reverse(*version));
         from_path
@@ -65,13 +56,9 @@ impl Binaries {
 
     /// The major version the binaries report (`postgres --version`), e.g. 15.
     pub fn major_version(&self) -> Option<u32> {
-        let out = Command::new(&self.postgres)
-            .arg("--version")
-            .output()
-            .ok()?;
+        let out = Command::new(&self.postgres).arg("--version").output().ok()?;
         let text = String::from_utf8_lossy(&out.stdout);
-        text.split_whitespace()
-            .find_map(|w| w.split('.').next()?.parse::<u32>().ok())
+        text.split_whitespace().find_map(|w| w.split('.').next()?.parse::<u32>().ok())
     }
 }
 
@@ -95,10 +82,12 @@ impl RunAs {
         // storage (or null), which we read at once on this thread.
         let pw = unsafe { libc::getpwnam(name.as_ptr()) };
         if pw.is_null() {
-            return Err("running as root, but there is no `postgres` system user to run the embedded \
+            return Err(
+                "running as root, but there is no `postgres` system user to run the embedded \
                         PostgreSQL as (PostgreSQL refuses to run as root): create one \
                         (`useradd --system postgres`), run certctl-server as another user, or set CERTCTL_DATABASE_URL"
-                .into());
+                    .into(),
+            );
         }
         // SAFETY: pw is non-null and points to a valid passwd record.
         let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };

@@ -119,13 +119,7 @@ impl EmbeddedPostgres {
                 .spawn(move || keep_running(binaries, layout, run_as, options, shared, failed_tx))
                 .map_err(|e| EmbeddedError(format!("could not start the keeper thread: {e}")))?
         };
-        let embedded = EmbeddedPostgres {
-            layout,
-            shared,
-            keeper: Some(keeper),
-            failed,
-            _lock: lock,
-        };
+        let embedded = EmbeddedPostgres { layout, shared, keeper: Some(keeper), failed, _lock: lock };
         embedded.wait_ready(1, Duration::from_secs(60))?;
         tracing::info!(data_dir = %embedded.layout.data_dir.display(), pid = embedded.pid(), "embedded PostgreSQL ready");
         Ok(embedded)
@@ -137,8 +131,7 @@ impl EmbeddedPostgres {
         loop {
             let (pid, exited) = {
                 let state = self.shared.lock();
-                if state.generation > generation || (state.generation == generation && state.exited)
-                {
+                if state.generation > generation || (state.generation == generation && state.exited) {
                     (None, true)
                 } else if state.generation == generation {
                     (state.pid, false)
@@ -171,11 +164,7 @@ impl EmbeddedPostgres {
     /// Connection settings for database `dbname` as the server's database user, over the socket.
     pub fn connect_config(&self, dbname: &str) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
-        config
-            .host_path(&self.layout.socket_dir)
-            .port(process::PORT)
-            .user(DB_USER)
-            .dbname(dbname);
+        config.host_path(&self.layout.socket_dir).port(process::PORT).user(DB_USER).dbname(dbname);
         config
     }
 
@@ -192,10 +181,7 @@ impl EmbeddedPostgres {
     /// Resolves with a message once the cluster has died too often to be restarted.
     pub async fn failed(&self) -> String {
         let mut rx = self.failed.clone();
-        let message = rx
-            .wait_for(|v| v.is_some())
-            .await
-            .map(|m| m.clone().unwrap_or_default());
+        let message = rx.wait_for(|v| v.is_some()).await.map(|m| m.clone().unwrap_or_default());
         match message {
             Ok(message) => message,
             // The keeper ended without a failure (a clean stop): never resolve.
@@ -227,10 +213,7 @@ impl EmbeddedPostgres {
                 state.exited
             };
             if !exited {
-                tracing::warn!(
-                    pid,
-                    "embedded PostgreSQL ignored fast shutdown; sending SIGQUIT"
-                );
+                tracing::warn!(pid, "embedded PostgreSQL ignored fast shutdown; sending SIGQUIT");
                 process::signal(pid, libc::SIGQUIT);
             }
         }
@@ -285,9 +268,7 @@ fn keep_running(
         if stopping {
             return;
         }
-        let status = status
-            .map(|s| s.to_string())
-            .unwrap_or_else(|e| e.to_string());
+        let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
         deaths.retain(|t| t.elapsed() < window);
         deaths.push(Instant::now());
         if deaths.len() > options.max_restarts {
@@ -304,10 +285,8 @@ fn keep_running(
         tracing::error!(%status, restart_in_ms = backoff.as_millis() as u64, "embedded PostgreSQL exited unexpectedly; restarting");
         // Sleep, but wake at once if a stop is requested meanwhile.
         let state = shared.lock();
-        let (state, _) = shared
-            .changed
-            .wait_timeout_while(state, backoff, |s| !s.stopping)
-            .unwrap_or_else(|p| p.into_inner());
+        let (state, _) =
+            shared.changed.wait_timeout_while(state, backoff, |s| !s.stopping).unwrap_or_else(|p| p.into_inner());
         if state.stopping {
             return;
         }

@@ -33,17 +33,13 @@ impl Layout {
     /// path.
     pub fn new(data_dir: &Path) -> Result<Layout, String> {
         if !data_dir.exists() {
-            std::fs::create_dir_all(data_dir).map_err(|e| {
-                format!("cannot create CERTCTL_DATA_DIR={}: {e}", data_dir.display())
-            })?;
+            std::fs::create_dir_all(data_dir)
+                .map_err(|e| format!("cannot create CERTCTL_DATA_DIR={}: {e}", data_dir.display()))?;
             let _ = std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o711));
         }
-        let data_dir = data_dir.canonicalize().map_err(|e| {
-            format!(
-                "cannot resolve CERTCTL_DATA_DIR={}: {e}",
-                data_dir.display()
-            )
-        })?;
+        let data_dir = data_dir
+            .canonicalize()
+            .map_err(|e| format!("cannot resolve CERTCTL_DATA_DIR={}: {e}", data_dir.display()))?;
         let layout = Layout {
             pgdata: data_dir.join("postgres"),
             socket_dir: data_dir.join("run"),
@@ -72,13 +68,7 @@ impl Layout {
             .open(&path)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         // SAFETY: flock on a file descriptor we own.
-        if unsafe {
-            libc::flock(
-                std::os::fd::AsRawFd::as_raw_fd(&file),
-                libc::LOCK_EX | libc::LOCK_NB,
-            )
-        } != 0
-        {
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(format!(
                 "another certctl-server is already using CERTCTL_DATA_DIR={} (lock {} is held)",
                 self.data_dir.display(),
@@ -91,22 +81,18 @@ impl Layout {
     /// Creates `postgres/` and `run/` (mode 0700), owned by the account the cluster runs as.
     pub fn prepare_dirs(&self, run_as: Option<RunAs>) -> Result<(), String> {
         for dir in [&self.pgdata, &self.socket_dir] {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(|e| format!("cannot set permissions on {}: {e}", dir.display()))?;
             if let Some(user) = run_as {
-                std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid)).map_err(|e| {
-                    format!("cannot hand {} to the postgres user: {e}", dir.display())
-                })?;
+                std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid))
+                    .map_err(|e| format!("cannot hand {} to the postgres user: {e}", dir.display()))?;
             }
         }
         if run_as.is_some() {
             // The postgres user must be able to walk down to its directories.
             for ancestor in self.data_dir.ancestors() {
-                let mode = std::fs::metadata(ancestor)
-                    .map(|m| m.permissions().mode())
-                    .unwrap_or(0);
+                let mode = std::fs::metadata(ancestor).map(|m| m.permissions().mode()).unwrap_or(0);
                 if mode & 0o001 == 0 {
                     return Err(format!(
                         "the embedded PostgreSQL runs as the postgres user, which cannot enter {} (mode {:o}); \
@@ -145,11 +131,7 @@ fn pg_command(program: &Path, run_as: Option<RunAs>, cwd: &Path) -> Command {
 }
 
 /// Runs `initdb` when the cluster does not exist yet; checks the version when it does.
-pub fn init_cluster(
-    binaries: &Binaries,
-    layout: &Layout,
-    run_as: Option<RunAs>,
-) -> Result<(), String> {
+pub fn init_cluster(binaries: &Binaries, layout: &Layout, run_as: Option<RunAs>) -> Result<(), String> {
     let version_file = layout.pgdata.join("PG_VERSION");
     if let Ok(existing) = std::fs::read_to_string(&version_file) {
         let existing = existing.trim();
@@ -168,24 +150,11 @@ pub fn init_cluster(
     let output = pg_command(&binaries.initdb, run_as, &layout.pgdata)
         .arg("-D")
         .arg(&layout.pgdata)
-        .args([
-            "--username",
-            DB_USER,
-            "--auth",
-            "trust",
-            "--encoding",
-            "UTF8",
-            "--locale",
-            "C",
-        ])
+        .args(["--username", DB_USER, "--auth", "trust", "--encoding", "UTF8", "--locale", "C"])
         .output()
         .map_err(|e| format!("cannot run {}: {e}", binaries.initdb.display()))?;
     if !output.status.success() {
-        return Err(format!(
-            "initdb failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
+        return Err(format!("initdb failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim()));
     }
     Ok(())
 }
@@ -203,9 +172,7 @@ pub fn spawn_postgres(
         .mode(0o640)
         .open(&layout.log_file)
         .map_err(|e| format!("cannot open {}: {e}", layout.log_file.display()))?;
-    let log_err = log
-        .try_clone()
-        .map_err(|e| format!("cannot open {}: {e}", layout.log_file.display()))?;
+    let log_err = log.try_clone().map_err(|e| format!("cannot open {}: {e}", layout.log_file.display()))?;
     let mut command = pg_command(&binaries.postgres, run_as, &layout.pgdata);
     command
         .arg("-D")
@@ -215,10 +182,7 @@ pub fn spawn_postgres(
         .args(["-p", &PORT.to_string()])
         .args(["-c", "listen_addresses="])
         .args(["-c", "unix_socket_permissions=0700"])
-        .args([
-            "-c",
-            &format!("max_connections={}", options.max_connections),
-        ]);
+        .args(["-c", &format!("max_connections={}", options.max_connections)]);
     for (name, value) in &options.extra_settings {
         command.args(["-c", &format!("{name}={value}")]);
     }
@@ -236,9 +200,7 @@ pub fn spawn_postgres(
             Ok(())
         });
     }
-    command
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", binaries.postgres.display()))
+    command.spawn().map_err(|e| format!("cannot start {}: {e}", binaries.postgres.display()))
 }
 
 /// Whether `postmaster.pid` shows `pid` ready for connections.
@@ -262,14 +224,11 @@ pub fn signal(pid: i32, signal: libc::c_int) {
 /// Whether `pid` is a live process (zombies count as gone).
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence and permission.
-    let exists = unsafe { libc::kill(pid, 0) } == 0
-        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    let exists =
+        unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
     let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
+        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
         .unwrap_or(false);
     exists && !zombie
 }
@@ -290,21 +249,17 @@ pub fn stop_orphan(layout: &Layout) -> Result<(), String> {
     let Ok(text) = std::fs::read_to_string(layout.pgdata.join("postmaster.pid")) else {
         return Ok(());
     };
-    let Some(pid) = text
-        .lines()
-        .next()
-        .and_then(|l| l.trim().parse::<i32>().ok())
-    else {
+    let Some(pid) = text.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) else {
         return Ok(());
     };
     if pid <= 0 || !alive(pid) || !is_postgres(pid) {
         return Ok(());
     }
-    tracing::warn!(pid, "found an orphaned PostgreSQL on the data dir (left by a server that was killed); shutting it down");
-    for (sig, wait) in [
-        (libc::SIGINT, Duration::from_secs(30)),
-        (libc::SIGQUIT, Duration::from_secs(10)),
-    ] {
+    tracing::warn!(
+        pid,
+        "found an orphaned PostgreSQL on the data dir (left by a server that was killed); shutting it down"
+    );
+    for (sig, wait) in [(libc::SIGINT, Duration::from_secs(30)), (libc::SIGQUIT, Duration::from_secs(10))] {
         signal(pid, sig);
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline {
@@ -314,8 +269,5 @@ pub fn stop_orphan(layout: &Layout) -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    Err(format!(
-        "the orphaned PostgreSQL (pid {pid}) on {} did not shut down",
-        layout.pgdata.display()
-    ))
+    Err(format!("the orphaned PostgreSQL (pid {pid}) on {} did not shut down", layout.pgdata.display()))
 }

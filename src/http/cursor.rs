@@ -18,14 +18,9 @@ pub fn encode(key: &CertificateKey) -> String {
 /// Decodes a cursor made by [`encode`].
 pub fn decode(cursor: &str) -> Result<CertificateKey, ApiError> {
     let invalid = || {
-        ApiError::InvalidQuery(
-            "cursor is not a cursor this server issued; use next_cursor from a previous page"
-                .into(),
-        )
+        ApiError::InvalidQuery("cursor is not a cursor this server issued; use next_cursor from a previous page".into())
     };
-    let bytes = URL_SAFE_NO_PAD
-        .decode(cursor.as_bytes())
-        .map_err(|_| invalid())?;
+    let bytes = URL_SAFE_NO_PAD.decode(cursor.as_bytes()).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let (micros, id) = text.split_once(':').ok_or_else(invalid)?;
     let micros: i64 = micros.parse().map_err(|_| invalid())?;
@@ -33,10 +28,7 @@ pub fn decode(cursor: &str) -> Result<CertificateKey, ApiError> {
     if !is_valid_id(id) {
         return Err(invalid());
     }
-    Ok(CertificateKey {
-        created_at,
-        id: id.to_string(),
-    })
+    Ok(CertificateKey { created_at, id: id.to_string() })
 }
 
 #[cfg(test)]

@@ -19,39 +19,21 @@ impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let essence = content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if essence != "application/json" && !essence.ends_with("+json") {
-            let shown = if content_type.is_empty() {
-                "none".to_string()
-            } else {
-                format!("{content_type:?}")
-            };
+            let shown = if content_type.is_empty() { "none".to_string() } else { format!("{content_type:?}") };
             return Box::pin(async move {
                 Err(ApiError::UnsupportedMediaType(format!(
                     "send the body as application/json (Content-Type was {shown})"
                 )))
             });
         }
-        let limit = req
-            .app_data::<web::Data<BodyLimit>>()
-            .map(|l| l.0)
-            .unwrap_or(0);
+        let limit = req.app_data::<web::Data<BodyLimit>>().map(|l| l.0).unwrap_or(0);
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
             let bytes = body.await.map_err(|e| {
-                if e.as_response_error().status_code()
-                    == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
-                {
+                if e.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::PayloadTooLarge { limit }
                 } else {
                     ApiError::MalformedJson(format!("the request body could not be read: {e}"))
@@ -65,9 +47,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
 /// Deserializes `bytes` as one JSON value of type `T`, with the failing field's path on error.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::MalformedJson(
-            "the request body is empty; send a JSON object".into(),
-        ));
+        return Err(ApiError::MalformedJson("the request body is empty; send a JSON object".into()));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
@@ -76,9 +56,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         body_error(inner, path)
     })?;
     // Reject anything after the value (`{...} garbage`).
-    deserializer
-        .end()
-        .map_err(|e| body_error(e, String::from(".")))?;
+    deserializer.end().map_err(|e| body_error(e, String::from(".")))?;
     Ok(value)
 }
 
@@ -90,10 +68,7 @@ fn body_error(error: serde_json::Error, path: String) -> ApiError {
         }
         Category::Data => {
             let field = (path != "." && !path.is_empty()).then_some(path);
-            ApiError::InvalidBody {
-                detail: error.to_string(),
-                field,
-            }
+            ApiError::InvalidBody { detail: error.to_string(), field }
         }
     }
 }
@@ -112,18 +87,9 @@ mod tests {
 
     #[test]
     fn syntax_errors_are_malformed_json() {
-        assert!(matches!(
-            parse::<Body>(b"{\"name\": "),
-            Err(ApiError::MalformedJson(_))
-        ));
-        assert!(matches!(
-            parse::<Body>(b"{\"name\":\"a\",\"count\":1} x"),
-            Err(ApiError::MalformedJson(_))
-        ));
-        assert!(matches!(
-            parse::<Body>(b""),
-            Err(ApiError::MalformedJson(_))
-        ));
+        assert!(matches!(parse::<Body>(b"{\"name\": "), Err(ApiError::MalformedJson(_))));
+        assert!(matches!(parse::<Body>(b"{\"name\":\"a\",\"count\":1} x"), Err(ApiError::MalformedJson(_))));
+        assert!(matches!(parse::<Body>(b""), Err(ApiError::MalformedJson(_))));
     }
 
     #[test]
@@ -132,13 +98,7 @@ mod tests {
             Err(ApiError::InvalidBody { field, .. }) => assert_eq!(field.as_deref(), Some("count")),
             other => panic!("unexpected {other:?}"),
         }
-        assert!(matches!(
-            parse::<Body>(br#"{"name":"a","count":1,"extra":true}"#),
-            Err(ApiError::InvalidBody { .. })
-        ));
-        assert!(matches!(
-            parse::<Body>(br#"{"name":"a"}"#),
-            Err(ApiError::InvalidBody { .. })
-        ));
+        assert!(matches!(parse::<Body>(br#"{"name":"a","count":1,"extra":true}"#), Err(ApiError::InvalidBody { .. })));
+        assert!(matches!(parse::<Body>(br#"{"name":"a"}"#), Err(ApiError::InvalidBody { .. })));
     }
 }

@@ -36,30 +36,27 @@ pub struct MetricsEndpoint(pub PrometheusHandle);
 /// Registers every route. Public: `/health`, `/ready`, `/metrics` (when on this listener),
 /// `/api/v1/version`, `/api/v1/auth/info`. Everything else under `/api/v1` needs a key.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(
-        web::QueryConfig::default()
-            .error_handler(|e, _| ApiError::InvalidQuery(e.to_string()).into()),
-    )
-    .route("/health", web::get().to(routes::health::health))
-    .route("/ready", web::get().to(routes::health::ready))
-    .route("/metrics", web::get().to(routes::metrics::metrics))
-    .route("/api/v1/version", web::get().to(routes::meta::version))
-    .route("/api/v1/auth/info", web::get().to(routes::meta::auth_info))
-    .service(
-        web::scope("/api/v1")
-            .wrap(from_fn(require_api_key))
-            .route("/auth/check", web::get().to(routes::meta::auth_check))
-            .route("/admin/config", web::get().to(routes::meta::admin_config))
-            .service(
-                web::resource("/certificates")
-                    .route(web::get().to(routes::certificates::list))
-                    .route(web::post().to(routes::certificates::create)),
-            )
-            .service(
-                web::resource("/certificates/{id}")
-                    .route(web::get().to(routes::certificates::get))
-                    .route(web::put().to(routes::certificates::update))
-                    .route(web::delete().to(routes::certificates::archive)),
-            ),
-    );
+    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::InvalidQuery(e.to_string()).into()))
+        .route("/health", web::get().to(routes::health::health))
+        .route("/ready", web::get().to(routes::health::ready))
+        .route("/metrics", web::get().to(routes::metrics::metrics))
+        .route("/api/v1/version", web::get().to(routes::meta::version))
+        .route("/api/v1/auth/info", web::get().to(routes::meta::auth_info))
+        .service(
+            web::scope("/api/v1")
+                .wrap(from_fn(require_api_key))
+                .route("/auth/check", web::get().to(routes::meta::auth_check))
+                .route("/admin/config", web::get().to(routes::meta::admin_config))
+                .service(
+                    web::resource("/certificates")
+                        .route(web::get().to(routes::certificates::list))
+                        .route(web::post().to(routes::certificates::create)),
+                )
+                .service(
+                    web::resource("/certificates/{id}")
+                        .route(web::get().to(routes::certificates::get))
+                        .route(web::put().to(routes::certificates::update))
+                        .route(web::delete().to(routes::certificates::archive)),
+                ),
+        );
 }

@@ -25,10 +25,7 @@ pub enum ApiError {
     #[error("{0}")]
     MalformedJson(String),
     #[error("{detail}")]
-    InvalidBody {
-        detail: String,
-        field: Option<String>,
-    },
+    InvalidBody { detail: String, field: Option<String> },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("the request body exceeds the {limit}-byte limit (CERTCTL_MAX_BODY_SIZE)")]
@@ -46,10 +43,7 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(String),
     #[error("{detail}")]
-    Unavailable {
-        detail: String,
-        retry_after_secs: u32,
-    },
+    Unavailable { detail: String, retry_after_secs: u32 },
     #[error("{status} response without a body")]
     Status { status: StatusCode },
     #[error("internal error")]
@@ -84,9 +78,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
             ApiError::MalformedJson(_) => ("malformed-json", "Malformed JSON"),
             ApiError::InvalidBody { .. } => ("invalid-body", "Invalid request body"),
-            ApiError::UnsupportedMediaType(_) => {
-                ("unsupported-media-type", "Unsupported media type")
-            }
+            ApiError::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
             ApiError::PayloadTooLarge { .. } => ("payload-too-large", "Request body too large"),
             ApiError::InvalidQuery(_) => ("invalid-query", "Invalid query parameters"),
             ApiError::InvalidPath(_) => ("invalid-path", "Invalid path parameter"),
@@ -110,7 +102,9 @@ impl ApiError {
 
     fn detail(&self) -> String {
         match self {
-            ApiError::Internal(_) => "an unexpected error occurred; the server log has the details (search for the request id)".into(),
+            ApiError::Internal(_) => {
+                "an unexpected error occurred; the server log has the details (search for the request id)".into()
+            }
             ApiError::Validation(errors) => {
                 let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
                 format!("invalid fields: {}", fields.join(", "))
@@ -130,12 +124,8 @@ impl From<DbError> for ApiError {
                 detail: format!("the database is unavailable ({reason}); retry shortly"),
                 retry_after_secs: 2,
             },
-            DbError::UniqueViolation { constraint } => {
-                ApiError::Conflict(unique_detail(&constraint))
-            }
-            DbError::ForeignKeyViolation { constraint } => {
-                ApiError::Validation(vec![foreign_key_field(&constraint)])
-            }
+            DbError::UniqueViolation { constraint } => ApiError::Conflict(unique_detail(&constraint)),
+            DbError::ForeignKeyViolation { constraint } => ApiError::Validation(vec![foreign_key_field(&constraint)]),
             DbError::CheckViolation { constraint } => ApiError::Validation(vec![FieldError {
                 field: constraint.rsplit('_').nth(1).unwrap_or("body").to_string(),
                 message: "is outside the accepted values".into(),
@@ -159,21 +149,12 @@ fn foreign_key_field(constraint: &str) -> FieldError {
     let column = constraint
         .strip_suffix("_fkey")
         .and_then(|rest| {
-            [
-                "owner_id",
-                "team_id",
-                "issuer_id",
-                "renewal_policy_id",
-                "certificate_profile_id",
-            ]
-            .into_iter()
-            .find(|c| rest.ends_with(c))
+            ["owner_id", "team_id", "issuer_id", "renewal_policy_id", "certificate_profile_id"]
+                .into_iter()
+                .find(|c| rest.ends_with(c))
         })
         .unwrap_or("body");
-    FieldError {
-        field: column.to_string(),
-        message: "refers to a resource that does not exist".into(),
-    }
+    FieldError { field: column.to_string(), message: "refers to a resource that does not exist".into() }
 }
 
 impl ResponseError for ApiError {
@@ -210,17 +191,8 @@ impl ResponseError for ApiError {
         };
         let single;
         let errors = match (errors, self) {
-            (
-                None,
-                ApiError::InvalidBody {
-                    field: Some(field),
-                    detail,
-                },
-            ) => {
-                single = [FieldError {
-                    field: field.clone(),
-                    message: detail.clone(),
-                }];
+            (None, ApiError::InvalidBody { field: Some(field), detail }) => {
+                single = [FieldError { field: field.clone(), message: detail.clone() }];
                 Some(&single[..])
             }
             (errors, _) => errors,
@@ -235,20 +207,13 @@ impl ResponseError for ApiError {
             errors,
         };
         let mut response = HttpResponse::build(status);
-        response.insert_header((
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        ));
+        response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")));
         match self {
             ApiError::Unauthorized(_) => {
-                response.insert_header((
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"certctl\""),
-                ));
+                response
+                    .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"certctl\"")));
             }
-            ApiError::Unavailable {
-                retry_after_secs, ..
-            } => {
+            ApiError::Unavailable { retry_after_secs, .. } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
             _ => {}

@@ -47,9 +47,7 @@ pub fn current_request() -> Option<RequestInfo> {
 /// headers unescaped.
 fn sane_request_id(value: &str) -> bool {
     (1..=128).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 /// The middleware itself (use with `actix_web::middleware::from_fn`).
@@ -75,32 +73,22 @@ pub async fn request_context(
         caller = tracing::field::Empty,
     );
     req.extensions_mut().insert(RequestId(id.clone()));
-    let info = RequestInfo {
-        id: id.clone(),
-        path: req.path().to_owned(),
-    };
+    let info = RequestInfo { id: id.clone(), path: req.path().to_owned() };
 
     // Inner middleware answer errors as responses (see `auth::require_api_key`), so an `Err` here
     // only comes from actix itself; it is rendered by actix, outside this request's scope.
     let mut response = REQUEST
         .scope(
             info,
-            async move {
-                next.call(req)
-                    .await
-                    .map(|r| ensure_problem(r.map_into_boxed_body()))
-            }
-            .instrument(span.clone()),
+            async move { next.call(req).await.map(|r| ensure_problem(r.map_into_boxed_body())) }
+                .instrument(span.clone()),
         )
         .await?;
 
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
-    let route = response
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_string());
+    let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
     span.record("route", route.as_str());
     let status = response.status();
     let elapsed = started.elapsed();
@@ -112,11 +100,7 @@ pub async fn request_context(
     metrics::counter!(HTTP_REQUESTS_TOTAL, &labels).increment(1);
     metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, &labels).record(elapsed.as_secs_f64());
     span.in_scope(|| {
-        tracing::info!(
-            status = status.as_u16(),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            "request completed"
-        );
+        tracing::info!(status = status.as_u16(), duration_ms = elapsed.as_secs_f64() * 1000.0, "request completed");
     });
     Ok(response)
 }
@@ -140,11 +124,7 @@ fn ensure_problem(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody
         StatusCode::NOT_FOUND => ApiError::RouteNotFound,
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
         StatusCode::PAYLOAD_TOO_LARGE => {
-            let limit = response
-                .request()
-                .app_data::<web::Data<BodyLimit>>()
-                .map(|l| l.0)
-                .unwrap_or(0);
+            let limit = response.request().app_data::<web::Data<BodyLimit>>().map(|l| l.0).unwrap_or(0);
             ApiError::PayloadTooLarge { limit }
         }
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {

@@ -105,12 +105,12 @@ pub struct Settings {
     #[arg(long, env = "CERTCTL_DATABASE_CONNECT_TIMEOUT", default_value = "30s", value_parser = parsers::duration)]
     pub database_connect_timeout: Duration,
 
-    /// DB actor instances (one arbiter thread each) sharing the pool.
-    #[arg(long, env = "CERTCTL_DATABASE_ACTORS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// DB actor instances (one arbiter thread each) sharing the pool; 0 means one per CPU core.
+    #[arg(long, env = "CERTCTL_DATABASE_ACTORS", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
     pub database_actors: u16,
 
-    /// Directory for server state: the embedded PostgreSQL cluster, the self-signed TLS
-    /// certificate and the lock that keeps two servers off the same directory.
+    /// Directory for server state: the self-signed TLS certificate and, with the embedded
+    /// PostgreSQL, its cluster and the lock that keeps two servers off the same cluster.
     #[arg(long, env = "CERTCTL_DATA_DIR", default_value = "./certctl-data")]
     pub data_dir: PathBuf,
 
@@ -193,6 +193,14 @@ impl Settings {
         self.database_url.is_none()
     }
 
+    /// DB actor instances to start (`CERTCTL_DATABASE_ACTORS`, 0 resolved to the core count).
+    pub fn database_actor_count(&self) -> usize {
+        match self.database_actors {
+            0 => std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+            n => n as usize,
+        }
+    }
+
     /// Whether the demo seed runs (explicit setting, else on only with the embedded cluster).
     pub fn demo_seed_enabled(&self) -> bool {
         self.demo_seed.unwrap_or_else(|| self.embedded_database())
@@ -200,16 +208,8 @@ impl Settings {
 
     /// Every configured key: named keys first, then legacy ones.
     pub fn configured_keys(&self) -> Vec<NamedKey> {
-        let named = self
-            .api_keys_named
-            .as_ref()
-            .map(|s| s.expose().clone())
-            .unwrap_or_default();
-        let legacy = self
-            .auth_secret
-            .as_ref()
-            .map(|s| s.expose().clone())
-            .unwrap_or_default();
+        let named = self.api_keys_named.as_ref().map(|s| s.expose().clone()).unwrap_or_default();
+        let legacy = self.auth_secret.as_ref().map(|s| s.expose().clone()).unwrap_or_default();
         named.into_iter().chain(legacy).collect()
     }
 
@@ -238,7 +238,7 @@ impl Settings {
                 return Err(ConfigError {
                     var: "CERTCTL_API_KEYS_NAMED",
                     value: key.name,
-                    accepted: "key names must be unique".into(),
+                    accepted: "key names must be unique across CERTCTL_API_KEYS_NAMED and CERTCTL_AUTH_SECRET".into(),
                 });
             }
         }
@@ -267,16 +267,11 @@ where
 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(e)
-            if matches!(
-                e.kind(),
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
-            ) =>
-        {
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
             e.exit()
         }
         Err(e) => return Err(parsers::one_line(&e)),
     };
-    cli.settings.validate().map_err(|e| e.to_string())?;
+    cli.settings.validate().map_err(|e| format!("certctl-server: {e}"))?;
     Ok(cli)
 }

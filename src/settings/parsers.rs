@@ -34,21 +34,13 @@ impl DatabaseUrl {
             })
             .collect();
         let ports: Vec<String> = c.get_ports().iter().map(u16::to_string).collect();
-        let password = if c.get_password().is_some() {
-            ":***"
-        } else {
-            ""
-        };
+        let password = if c.get_password().is_some() { ":***" } else { "" };
         format!(
             "postgres://{}{}@{}{}/{}",
             c.get_user().unwrap_or(""),
             password,
             hosts.join(","),
-            if ports.is_empty() {
-                String::new()
-            } else {
-                format!(":{}", ports.join(","))
-            },
+            if ports.is_empty() { String::new() } else { format!(":{}", ports.join(",")) },
             c.get_dbname().unwrap_or("")
         )
     }
@@ -64,12 +56,7 @@ pub struct NamedKey {
 
 impl std::fmt::Debug for NamedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:***{}",
-            self.name,
-            if self.admin { ":admin" } else { "" }
-        )
+        write!(f, "{}:***{}", self.name, if self.admin { ":admin" } else { "" })
     }
 }
 
@@ -113,9 +100,9 @@ pub fn host(value: &str) -> Result<String, String> {
 
 /// A PostgreSQL connection string in URL or key=value form.
 pub fn database_url(value: &str) -> Result<DatabaseUrl, String> {
-    tokio_postgres::Config::from_str(value.trim())
-        .map(|config| DatabaseUrl { config })
-        .map_err(|_| "expected a PostgreSQL URL such as postgres://certctl:secret@db.example.com:5432/certctl".to_string())
+    tokio_postgres::Config::from_str(value.trim()).map(|config| DatabaseUrl { config }).map_err(|_| {
+        "expected a PostgreSQL URL such as postgres://certctl:secret@db.example.com:5432/certctl".to_string()
+    })
 }
 
 /// `name:key[:admin],...`
@@ -132,11 +119,7 @@ pub fn named_keys(value: &str) -> Result<Secret<Vec<NamedKey>>, String> {
         if !certctl_actors::domain::validation::is_valid_id(name) || key.len() < MIN_KEY_LEN {
             return Err(FORMAT.to_string());
         }
-        keys.push(NamedKey {
-            name: name.to_string(),
-            key: key.to_string(),
-            admin,
-        });
+        keys.push(NamedKey { name: name.to_string(), key: key.to_string(), admin });
     }
     if keys.is_empty() {
         return Err(FORMAT.to_string());
@@ -151,17 +134,16 @@ pub fn legacy_keys(value: &str) -> Result<Secret<Vec<NamedKey>>, String> {
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .enumerate()
-        .map(|(i, key)| NamedKey {
-            name: format!("legacy-key-{}", i + 1),
-            key: key.to_string(),
-            admin: false,
-        })
+        .map(|(i, key)| NamedKey { name: format!("legacy-key-{}", i + 1), key: key.to_string(), admin: false })
         .collect();
     if keys.is_empty() || keys.iter().any(|k| k.key.len() < MIN_KEY_LEN) {
         return Err("expected keys of at least 16 characters separated by commas".to_string());
     }
     Ok(Secret::new(keys))
 }
+
+/// Variables whose values are never printed, not even when rejected.
+pub const SECRET_VARS: [&str; 3] = ["CERTCTL_DATABASE_URL", "CERTCTL_API_KEYS_NAMED", "CERTCTL_AUTH_SECRET"];
 
 /// Renders a clap error as one line: `invalid CERTCTL_X="value": what is accepted`.
 pub fn one_line(error: &clap::Error) -> String {
@@ -171,22 +153,20 @@ pub fn one_line(error: &clap::Error) -> String {
     };
     let var = env_name_of(&arg).unwrap_or_else(|| arg.clone());
     let value = match error.get(ContextKind::InvalidValue) {
+        // A rejected secret is still a secret: never echo it.
+        Some(ContextValue::String(_)) if SECRET_VARS.contains(&var.as_str()) => "***".to_string(),
         Some(ContextValue::String(value)) => value.clone(),
         _ => String::new(),
     };
     let accepted = match (error.kind(), error.get(ContextKind::ValidValue)) {
         (_, Some(ContextValue::Strings(valid))) => format!("expected one of {}", valid.join(", ")),
-        (ErrorKind::ValueValidation, _) => std::error::Error::source(error)
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| "invalid value".into()),
+        (ErrorKind::ValueValidation, _) => {
+            std::error::Error::source(error).map(|s| s.to_string()).unwrap_or_else(|| "invalid value".into())
+        }
         _ => {
             // Anything else (unknown flag, missing value…): clap's own first line is clear enough.
             let rendered = error.render().to_string();
-            let first = rendered
-                .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
+            let first = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
             return format!("certctl-server: {first}");
         }
     };
@@ -195,14 +175,9 @@ pub fn one_line(error: &clap::Error) -> String {
 
 /// Maps clap's `--flag <VALUE>` rendering of an argument back to its environment variable.
 fn env_name_of(rendered_arg: &str) -> Option<String> {
-    let long = rendered_arg
-        .split_whitespace()
-        .next()?
-        .trim_start_matches("--");
+    let long = rendered_arg.split_whitespace().next()?.trim_start_matches("--");
     let command = Cli::command();
-    let arg = command
-        .get_arguments()
-        .find(|a| a.get_long() == Some(long))?;
+    let arg = command.get_arguments().find(|a| a.get_long() == Some(long))?;
     arg.get_env().map(|e| e.to_string_lossy().into_owned())
 }
 

@@ -6,64 +6,33 @@ use super::{AuthType, Settings};
 impl Settings {
     /// Every setting with its effective value; secrets show only what is safe (key names).
     pub fn effective(&self) -> Vec<(&'static str, String)> {
-        let opt_path = |p: &Option<std::path::PathBuf>| {
-            p.as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
-        };
+        let opt_path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
         let key_names = |keys: &Option<super::Secret<Vec<super::NamedKey>>>| {
             keys.as_ref()
-                .map(|k| {
-                    k.expose()
-                        .iter()
-                        .map(|k| format!("{k:?}"))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
+                .map(|k| k.expose().iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(","))
                 .unwrap_or_default()
         };
         vec![
             (
                 "CERTCTL_DATABASE_URL",
-                self.database_url
-                    .as_ref()
-                    .map(|u| u.masked())
-                    .unwrap_or_else(|| "(embedded)".into()),
+                self.database_url.as_ref().map(|u| u.masked()).unwrap_or_else(|| "(embedded)".into()),
             ),
-            (
-                "CERTCTL_DATABASE_MAX_CONNS",
-                self.database_max_conns.to_string(),
-            ),
-            (
-                "CERTCTL_DATABASE_IDLE_TIMEOUT",
-                humantime::format_duration(self.database_idle_timeout).to_string(),
-            ),
-            (
-                "CERTCTL_DATABASE_POOL_TIMEOUT",
-                humantime::format_duration(self.database_pool_timeout).to_string(),
-            ),
+            ("CERTCTL_DATABASE_MAX_CONNS", self.database_max_conns.to_string()),
+            ("CERTCTL_DATABASE_IDLE_TIMEOUT", humantime::format_duration(self.database_idle_timeout).to_string()),
+            ("CERTCTL_DATABASE_POOL_TIMEOUT", humantime::format_duration(self.database_pool_timeout).to_string()),
             (
                 "CERTCTL_DATABASE_STATEMENT_TIMEOUT",
                 humantime::format_duration(self.database_statement_timeout).to_string(),
             ),
-            (
-                "CERTCTL_DATABASE_CONNECT_TIMEOUT",
-                humantime::format_duration(self.database_connect_timeout).to_string(),
-            ),
+            ("CERTCTL_DATABASE_CONNECT_TIMEOUT", humantime::format_duration(self.database_connect_timeout).to_string()),
             ("CERTCTL_DATABASE_ACTORS", self.database_actors.to_string()),
             ("CERTCTL_DATA_DIR", self.data_dir.display().to_string()),
             ("CERTCTL_POSTGRES_BIN_DIR", opt_path(&self.postgres_bin_dir)),
             ("CERTCTL_SERVER_HOST", self.server_host.clone()),
             ("CERTCTL_SERVER_PORT", self.server_port.to_string()),
             ("CERTCTL_SERVER_TLS", self.server_tls.to_string()),
-            (
-                "CERTCTL_SERVER_TLS_CERT_PATH",
-                opt_path(&self.server_tls_cert_path),
-            ),
-            (
-                "CERTCTL_SERVER_TLS_KEY_PATH",
-                opt_path(&self.server_tls_key_path),
-            ),
+            ("CERTCTL_SERVER_TLS_CERT_PATH", opt_path(&self.server_tls_cert_path)),
+            ("CERTCTL_SERVER_TLS_KEY_PATH", opt_path(&self.server_tls_key_path)),
             ("CERTCTL_SERVER_WORKERS", self.server_workers.to_string()),
             ("CERTCTL_MAX_BODY_SIZE", self.max_body_size.to_string()),
             (
@@ -76,27 +45,15 @@ impl Settings {
             ),
             ("CERTCTL_API_KEYS_NAMED", key_names(&self.api_keys_named)),
             ("CERTCTL_AUTH_SECRET", key_names(&self.auth_secret)),
-            (
-                "CERTCTL_LOG_LEVEL",
-                format!("{:?}", self.log_level).to_lowercase(),
-            ),
-            (
-                "CERTCTL_LOG_FORMAT",
-                format!("{:?}", self.log_format).to_lowercase(),
-            ),
-            (
-                "CERTCTL_METRICS_ADDR",
-                self.metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
-            ),
+            ("CERTCTL_LOG_LEVEL", format!("{:?}", self.log_level).to_lowercase()),
+            ("CERTCTL_LOG_FORMAT", format!("{:?}", self.log_format).to_lowercase()),
+            ("CERTCTL_METRICS_ADDR", self.metrics_addr.map(|a| a.to_string()).unwrap_or_default()),
             ("CERTCTL_DEMO_SEED", self.demo_seed_enabled().to_string()),
         ]
     }
 
     /// The effective settings, one `NAME=value` line each.
     pub fn render(&self) -> String {
-        self.effective()
-            .into_iter()
-            .map(|(k, v)| format!("{k}={v}\n"))
-            .collect()
+        self.effective().into_iter().map(|(k, v)| format!("{k}={v}\n")).collect()
     }
 }

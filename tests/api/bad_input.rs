@@ -5,11 +5,7 @@ use serde_json::json;
 
 use crate::helpers::{assert_problem, certificate_body, TestApp};
 
-async fn post_raw(
-    app: &TestApp,
-    content_type: &str,
-    body: impl Into<reqwest::Body>,
-) -> reqwest::Response {
+async fn post_raw(app: &TestApp, content_type: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
     app.admin(Method::POST, "/api/v1/certificates")
         .header("content-type", content_type)
         .body(body)
@@ -21,25 +17,10 @@ async fn post_raw(
 #[actix_web::test]
 async fn malformed_json_is_a_400() {
     let app = TestApp::spawn().await;
-    assert_problem(
-        post_raw(&app, "application/json", "{\"name\": ").await,
-        400,
-        "malformed-json",
-    )
-    .await;
-    assert_problem(
-        post_raw(&app, "application/json", "").await,
-        400,
-        "malformed-json",
-    )
-    .await;
+    assert_problem(post_raw(&app, "application/json", "{\"name\": ").await, 400, "malformed-json").await;
+    assert_problem(post_raw(&app, "application/json", "").await, 400, "malformed-json").await;
     let trailing = format!("{} trailing", certificate_body("x"));
-    assert_problem(
-        post_raw(&app, "application/json", trailing).await,
-        400,
-        "malformed-json",
-    )
-    .await;
+    assert_problem(post_raw(&app, "application/json", trailing).await, 400, "malformed-json").await;
 }
 
 #[actix_web::test]
@@ -72,12 +53,7 @@ async fn wrong_types_name_the_field() {
 #[actix_web::test]
 async fn bodies_that_are_not_json_are_a_415() {
     let app = TestApp::spawn().await;
-    assert_problem(
-        post_raw(&app, "text/plain", "name=x").await,
-        415,
-        "unsupported-media-type",
-    )
-    .await;
+    assert_problem(post_raw(&app, "text/plain", "name=x").await, 415, "unsupported-media-type").await;
 }
 
 #[actix_web::test]
@@ -92,32 +68,14 @@ async fn oversize_bodies_are_a_413() {
 #[actix_web::test]
 async fn bad_path_ids_are_a_400() {
     let app = TestApp::spawn().await;
-    assert_problem(
-        app.get("/api/v1/certificates/bad%20id").await,
-        400,
-        "invalid-path",
-    )
-    .await;
-    assert_problem(
-        app.get(&format!("/api/v1/certificates/{}", "a".repeat(200)))
-            .await,
-        400,
-        "invalid-path",
-    )
-    .await;
+    assert_problem(app.get("/api/v1/certificates/bad%20id").await, 400, "invalid-path").await;
+    assert_problem(app.get(&format!("/api/v1/certificates/{}", "a".repeat(200))).await, 400, "invalid-path").await;
 }
 
 #[actix_web::test]
 async fn bad_query_parameters_are_a_400() {
     let app = TestApp::spawn().await;
-    for query in [
-        "limit=0",
-        "limit=1001",
-        "limit=ten",
-        "cursor=garbage!",
-        "status=Sleeping",
-        "colour=blue",
-    ] {
+    for query in ["limit=0", "limit=1001", "limit=ten", "cursor=garbage!", "status=Sleeping", "colour=blue"] {
         let response = app.get(&format!("/api/v1/certificates?{query}")).await;
         assert_problem(response, 400, "invalid-query").await;
     }
@@ -126,29 +84,16 @@ async fn bad_query_parameters_are_a_400() {
 #[actix_web::test]
 async fn wrong_methods_are_a_405() {
     let app = TestApp::spawn().await;
-    let response = app
-        .admin(Method::PATCH, "/api/v1/certificates")
-        .send()
-        .await
-        .unwrap();
+    let response = app.admin(Method::PATCH, "/api/v1/certificates").send().await.unwrap();
     assert_problem(response, 405, "method-not-allowed").await;
-    let response = app
-        .admin(Method::POST, "/api/v1/certificates/mc-x")
-        .send()
-        .await
-        .unwrap();
+    let response = app.admin(Method::POST, "/api/v1/certificates/mc-x").send().await.unwrap();
     assert_problem(response, 405, "method-not-allowed").await;
 }
 
 #[actix_web::test]
 async fn unknown_routes_are_a_404() {
     let app = TestApp::spawn().await;
-    assert_problem(
-        app.get("/api/v1/nothing-here").await,
-        404,
-        "route-not-found",
-    )
-    .await;
+    assert_problem(app.get("/api/v1/nothing-here").await, 404, "route-not-found").await;
     let response = app.anonymous(Method::GET, "/nothing").send().await.unwrap();
     let problem = assert_problem(response, 404, "route-not-found").await;
     assert_eq!(problem["instance"], "/nothing");
@@ -157,12 +102,7 @@ async fn unknown_routes_are_a_404() {
 #[actix_web::test]
 async fn a_sane_request_id_is_honoured_and_echoed() {
     let app = TestApp::spawn().await;
-    let response = app
-        .anonymous(Method::GET, "/nothing")
-        .header("x-request-id", "trace-abc.123")
-        .send()
-        .await
-        .unwrap();
+    let response = app.anonymous(Method::GET, "/nothing").header("x-request-id", "trace-abc.123").send().await.unwrap();
     assert_eq!(response.headers()["x-request-id"], "trace-abc.123");
     let problem = assert_problem(response, 404, "route-not-found").await;
     assert_eq!(problem["request_id"], "trace-abc.123");
@@ -172,12 +112,7 @@ async fn a_sane_request_id_is_honoured_and_echoed() {
 async fn an_insane_request_id_is_replaced() {
     let app = TestApp::spawn().await;
     let long = "x".repeat(300);
-    let response = app
-        .anonymous(Method::GET, "/health")
-        .header("x-request-id", long.as_str())
-        .send()
-        .await
-        .unwrap();
+    let response = app.anonymous(Method::GET, "/health").header("x-request-id", long.as_str()).send().await.unwrap();
     let echoed = response.headers()["x-request-id"].to_str().unwrap();
     assert_ne!(echoed, long);
     assert!(uuid::Uuid::parse_str(echoed).is_ok());

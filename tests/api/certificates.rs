@@ -12,16 +12,10 @@ async fn a_created_certificate_can_be_read_back() {
     assert_eq!(response.status(), 201);
     let location = response.headers()["location"].to_str().unwrap().to_string();
     let created: Value = response.json().await.unwrap();
-    assert_eq!(
-        location,
-        format!("/api/v1/certificates/{}", created["id"].as_str().unwrap())
-    );
+    assert_eq!(location, format!("/api/v1/certificates/{}", created["id"].as_str().unwrap()));
     assert_eq!(created["status"], "Pending");
     assert_eq!(created["source"], "API");
-    assert_eq!(
-        created["sans"],
-        json!(["api.example.com", "www.api.example.com"])
-    );
+    assert_eq!(created["sans"], json!(["api.example.com", "www.api.example.com"]));
     assert_eq!(created["tags"], json!({"service": "api"}));
 
     let fetched: Value = app.get(&location).await.json().await.unwrap();
@@ -44,12 +38,7 @@ async fn a_client_chosen_id_is_kept() {
 async fn duplicate_names_are_a_409_problem() {
     let app = TestApp::spawn().await;
     app.create_certificate("dup").await;
-    let body = assert_problem(
-        app.post_certificate(&certificate_body("dup")).await,
-        409,
-        "conflict",
-    )
-    .await;
+    let body = assert_problem(app.post_certificate(&certificate_body("dup")).await, 409, "conflict").await;
     assert!(body["detail"].as_str().unwrap().contains("name"));
 }
 
@@ -70,12 +59,8 @@ async fn invalid_fields_are_all_reported_at_once() {
     body["common_name"] = json!("has space.example.com");
     body["environment"] = json!("prod env!");
     let problem = assert_problem(app.post_certificate(&body).await, 422, "validation-failed").await;
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields: Vec<&str> =
+        problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["name", "common_name", "environment"]);
 }
 
@@ -108,34 +93,12 @@ async fn lists_filter_by_status() {
     let kept = app.create_certificate("kept").await;
     let archived = app.create_certificate("gone").await;
     let id = archived["id"].as_str().unwrap();
-    assert_eq!(
-        app.admin(Method::DELETE, &format!("/api/v1/certificates/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(app.admin(Method::DELETE, &format!("/api/v1/certificates/{id}")).send().await.unwrap().status(), 204);
 
-    let page: Value = app
-        .get("/api/v1/certificates?status=Archived")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<&str> = page["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
+    let page: Value = app.get("/api/v1/certificates?status=Archived").await.json().await.unwrap();
+    let ids: Vec<&str> = page["data"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [id]);
-    let page: Value = app
-        .get("/api/v1/certificates?status=Pending")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page: Value = app.get("/api/v1/certificates?status=Pending").await.json().await.unwrap();
     assert_eq!(page["data"][0]["id"], kept["id"]);
 }
 
@@ -164,12 +127,7 @@ async fn an_empty_update_is_refused() {
     let app = TestApp::spawn().await;
     let created = app.create_certificate("nothing").await;
     let id = created["id"].as_str().unwrap();
-    let response = app
-        .admin(Method::PUT, &format!("/api/v1/certificates/{id}"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let response = app.admin(Method::PUT, &format!("/api/v1/certificates/{id}")).json(&json!({})).send().await.unwrap();
     assert_problem(response, 400, "invalid-body").await;
 }
 
@@ -180,44 +138,19 @@ async fn archiving_keeps_the_record_and_freezes_it() {
     let id = created["id"].as_str().unwrap();
     let path = format!("/api/v1/certificates/{id}");
 
-    assert_eq!(
-        app.admin(Method::DELETE, &path)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
-    assert_eq!(
-        app.admin(Method::DELETE, &path)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204,
-        "archiving is idempotent"
-    );
+    assert_eq!(app.admin(Method::DELETE, &path).send().await.unwrap().status(), 204);
+    assert_eq!(app.admin(Method::DELETE, &path).send().await.unwrap().status(), 204, "archiving is idempotent");
     let fetched: Value = app.get(&path).await.json().await.unwrap();
     assert_eq!(fetched["status"], "Archived");
 
-    let response = app
-        .admin(Method::PUT, &path)
-        .json(&json!({"environment": "dev"}))
-        .send()
-        .await
-        .unwrap();
+    let response = app.admin(Method::PUT, &path).json(&json!({"environment": "dev"})).send().await.unwrap();
     assert_problem(response, 409, "conflict").await;
 }
 
 #[actix_web::test]
 async fn unknown_certificates_are_404_problems() {
     let app = TestApp::spawn().await;
-    assert_problem(
-        app.get("/api/v1/certificates/mc-nope").await,
-        404,
-        "not-found",
-    )
-    .await;
+    assert_problem(app.get("/api/v1/certificates/mc-nope").await, 404, "not-found").await;
     let response = app
         .admin(Method::PUT, "/api/v1/certificates/mc-nope")
         .json(&json!({"environment": "dev"}))
@@ -225,10 +158,6 @@ async fn unknown_certificates_are_404_problems() {
         .await
         .unwrap();
     assert_problem(response, 404, "not-found").await;
-    let response = app
-        .admin(Method::DELETE, "/api/v1/certificates/mc-nope")
-        .send()
-        .await
-        .unwrap();
+    let response = app.admin(Method::DELETE, "/api/v1/certificates/mc-nope").send().await.unwrap();
     assert_problem(response, 404, "not-found").await;
 }

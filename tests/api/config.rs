@@ -19,44 +19,38 @@ fn run(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
 #[test]
 fn invalid_values_name_the_variable_and_what_is_accepted() {
     let cases = [
-        (
-            "CERTCTL_DATABASE_MAX_CONNS",
-            "lots",
-            "CERTCTL_DATABASE_MAX_CONNS=\"lots\"",
-        ),
+        ("CERTCTL_DATABASE_MAX_CONNS", "lots", "CERTCTL_DATABASE_MAX_CONNS=\"lots\""),
         ("CERTCTL_DATABASE_MAX_CONNS", "0", "1..=10000"),
         ("CERTCTL_LOG_FORMAT", "xml", "json, text"),
         ("CERTCTL_SERVER_TLS", "maybe", "expected true or false"),
-        (
-            "CERTCTL_DATABASE_IDLE_TIMEOUT",
-            "soon",
-            "expected a duration",
-        ),
+        ("CERTCTL_DATABASE_IDLE_TIMEOUT", "soon", "expected a duration"),
         ("CERTCTL_AUTH_TYPE", "jwt", "api-key, none"),
         ("CERTCTL_API_KEYS_NAMED", "ops:short", "name:key[:admin]"),
         ("CERTCTL_SERVER_PORT", "70000", "CERTCTL_SERVER_PORT"),
-        (
-            "CERTCTL_DATABASE_URL",
-            "mysql://nope",
-            "expected a PostgreSQL URL",
-        ),
+        ("CERTCTL_DATABASE_URL", "mysql://nope", "expected a PostgreSQL URL"),
         ("CERTCTL_METRICS_ADDR", "nowhere", "CERTCTL_METRICS_ADDR"),
     ];
     for (var, value, expected) in cases {
         let output = run(&[], &[(var, value)]);
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{var}={value} must stop start-up: {stderr}"
-        );
-        assert_eq!(
-            stderr.trim().lines().count(),
-            1,
-            "one line for {var}: {stderr}"
-        );
+        assert_eq!(output.status.code(), Some(2), "{var}={value} must stop start-up: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line for {var}: {stderr}");
         assert!(stderr.contains(var), "{var} named in: {stderr}");
         assert!(stderr.contains(expected), "{expected:?} in: {stderr}");
+    }
+}
+
+#[test]
+fn rejected_secrets_are_not_echoed() {
+    for (var, value) in [
+        ("CERTCTL_DATABASE_URL", "mysql://certctl:topsecretvalue@db/certctl"),
+        ("CERTCTL_API_KEYS_NAMED", "ops:topsecretvalue0123:root"),
+        ("CERTCTL_AUTH_SECRET", "topsecret"),
+    ] {
+        let output = run(&[], &[(var, value)]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2));
+        assert!(stderr.contains(var) && !stderr.contains("topsecret"), "{stderr}");
     }
 }
 
@@ -73,10 +67,7 @@ fn config_prints_effective_settings_with_secrets_masked() {
     let output = run(
         &["config"],
         &[
-            (
-                "CERTCTL_DATABASE_URL",
-                "postgres://certctl:supersecretpassword@db.example.com/certctl",
-            ),
+            ("CERTCTL_DATABASE_URL", "postgres://certctl:supersecretpassword@db.example.com/certctl"),
             ("CERTCTL_API_KEYS_NAMED", "ops:supersecretkey0123:admin"),
             ("CERTCTL_DATABASE_MAX_CONNS", "80"),
         ],
@@ -114,19 +105,12 @@ async fn an_external_database_without_keys_refuses_to_start() {
     let output = tokio::task::spawn_blocking(move || {
         run(
             &[],
-            &[
-                ("CERTCTL_DATABASE_URL", url.as_str()),
-                ("CERTCTL_SERVER_PORT", "0"),
-                ("CERTCTL_SERVER_TLS", "false"),
-            ],
+            &[("CERTCTL_DATABASE_URL", url.as_str()), ("CERTCTL_SERVER_PORT", "0"), ("CERTCTL_SERVER_TLS", "false")],
         )
     })
     .await
     .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("CERTCTL_API_KEYS_NAMED") && stderr.contains("CERTCTL_AUTH_TYPE=none"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("CERTCTL_API_KEYS_NAMED") && stderr.contains("CERTCTL_AUTH_TYPE=none"), "{stderr}");
 }

@@ -40,58 +40,36 @@ struct Running {
 }
 
 async fn start(data_dir: &Path) -> anyhow::Result<Running> {
-    certctl::telemetry::init_tracing(
-        certctl::settings::LogLevel::Warn,
-        certctl::settings::LogFormat::Text,
-    );
+    certctl::telemetry::init_tracing(certctl::settings::LogLevel::Warn, certctl::settings::LogFormat::Text);
     let app = Application::build(settings_from(embedded_args(data_dir))).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     let key = app.generated_admin_key().map(str::to_owned);
     let pid = app.embedded_postgres_pid();
     let handle = app.handle();
     let task = actix_web::rt::spawn(app.run_until_stopped());
-    Ok(Running {
-        base,
-        key,
-        pid,
-        handle,
-        task,
-    })
+    Ok(Running { base, key, pid, handle, task })
 }
 
 impl Running {
     async fn stop(self) {
         self.handle.stop(true).await;
-        self.task
-            .await
-            .expect("server task")
-            .expect("clean shutdown");
+        self.task.await.expect("server task").expect("clean shutdown");
     }
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
+    reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
 }
 
 #[actix_web::test]
 async fn first_start_makes_a_cluster_and_a_key_and_a_restart_reuses_both() {
     let data_dir = scratch_dir("embedded");
     let first = start(&data_dir).await.expect("first start");
-    let key = first
-        .key
-        .clone()
-        .expect("a key is generated on first start");
+    let key = first.key.clone().expect("a key is generated on first start");
     assert!(data_dir.join("postgres/PG_VERSION").exists());
 
     let client = client();
-    let ready = client
-        .get(format!("{}/ready", first.base))
-        .send()
-        .await
-        .unwrap();
+    let ready = client.get(format!("{}/ready", first.base)).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     let created: Value = client
         .post(format!("{}/api/v1/certificates", first.base))
@@ -105,28 +83,17 @@ async fn first_start_makes_a_cluster_and_a_key_and_a_restart_reuses_both() {
         .unwrap();
     let first_pid = first.pid.expect("a postgres pid");
     first.stop().await;
-    assert!(
-        !Path::new(&format!("/proc/{first_pid}")).exists(),
-        "postgres stopped with the server"
-    );
+    assert!(!Path::new(&format!("/proc/{first_pid}")).exists(), "postgres stopped with the server");
 
     let second = start(&data_dir).await.expect("second start");
     assert!(second.key.is_none(), "no new key when one is stored");
     let fetched = client
-        .get(format!(
-            "{}/api/v1/certificates/{}",
-            second.base,
-            created["id"].as_str().unwrap()
-        ))
+        .get(format!("{}/api/v1/certificates/{}", second.base, created["id"].as_str().unwrap()))
         .bearer_auth(&key)
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        fetched.status(),
-        200,
-        "the data and the key survived the restart"
-    );
+    assert_eq!(fetched.status(), 200, "the data and the key survived the restart");
     second.stop().await;
 }
 
@@ -135,10 +102,7 @@ async fn a_second_server_on_the_same_data_dir_is_refused() {
     let data_dir = scratch_dir("embedded");
     let first = start(&data_dir).await.expect("first start");
     let second = start(&data_dir).await;
-    let message = format!(
-        "{:#}",
-        second.err().expect("the second server must not start")
-    );
+    let message = format!("{:#}", second.err().expect("the second server must not start"));
     assert!(message.contains("another certctl-server"), "{message}");
     first.stop().await;
 }
@@ -165,10 +129,7 @@ async fn a_killed_postgres_is_restarted_and_the_server_recovers() {
         if status == 200 {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no recovery after postgres was killed (last status {status})"
-        );
+        assert!(Instant::now() < deadline, "no recovery after postgres was killed (last status {status})");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     running.stop().await;
@@ -197,26 +158,16 @@ async fn an_orphaned_postgres_is_shut_down_before_a_new_one_starts() {
     let mut orphan = orphan.spawn().expect("starting the orphan");
     let orphan_pid = orphan.id() as i32;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(data_dir.join("postgres/postmaster.pid"))
-        .unwrap_or_default()
-        .contains("ready")
-    {
+    while !std::fs::read_to_string(data_dir.join("postgres/postmaster.pid")).unwrap_or_default().contains("ready") {
         assert!(Instant::now() < deadline, "orphan never became ready");
         std::thread::sleep(Duration::from_millis(50));
     }
 
     let running = start(&data_dir).await.expect("start over an orphan");
     let status = orphan.wait().expect("the orphan exited");
-    assert!(
-        status.code().is_some() || status.signal_safe(),
-        "orphan exited: {status:?}"
-    );
+    assert!(status.code().is_some() || status.signal_safe(), "orphan exited: {status:?}");
     assert_ne!(running.pid, Some(orphan_pid), "a fresh postgres of our own");
-    let ready = client()
-        .get(format!("{}/ready", running.base))
-        .send()
-        .await
-        .unwrap();
+    let ready = client().get(format!("{}/ready", running.base)).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     running.stop().await;
 }

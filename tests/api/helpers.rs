@@ -41,10 +41,7 @@ impl Cluster {
             tokio_postgres::config::Host::Tcp(h) => h.clone(),
             tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
         };
-        let mut url = format!(
-            "host={host} port={} dbname={name}",
-            config.get_ports().first().copied().unwrap_or(5432)
-        );
+        let mut url = format!("host={host} port={} dbname={name}", config.get_ports().first().copied().unwrap_or(5432));
         if let Some(user) = config.get_user() {
             url.push_str(&format!(" user={user}"));
         }
@@ -56,17 +53,12 @@ impl Cluster {
 
     /// A superuser client on the maintenance database.
     pub async fn admin_client(&self) -> tokio_postgres::Client {
-        self.admin_client_for(self.admin.get_dbname().unwrap_or("postgres"))
-            .await
+        self.admin_client_for(self.admin.get_dbname().unwrap_or("postgres")).await
     }
 
     /// A superuser client on database `name`.
     pub async fn admin_client_for(&self, name: &str) -> tokio_postgres::Client {
-        let (client, connection) = self
-            .config_for(name)
-            .connect(NoTls)
-            .await
-            .expect("connecting to the test cluster");
+        let (client, connection) = self.config_for(name).connect(NoTls).await.expect("connecting to the test cluster");
         tokio::spawn(connection);
         client
     }
@@ -74,15 +66,11 @@ impl Cluster {
 
 /// A short path under /tmp that every user can traverse (the cluster may run as `postgres`).
 pub fn scratch_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "certctl-{tag}-{}-{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("certctl-{tag}-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("creating a scratch dir");
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
-        .expect("chmod scratch dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod scratch dir");
     dir
 }
 
@@ -110,31 +98,19 @@ pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
         if let Ok(url) = std::env::var("CERTCTL_TEST_DATABASE_URL") {
-            let admin: tokio_postgres::Config = url
-                .parse()
-                .expect("CERTCTL_TEST_DATABASE_URL is not a PostgreSQL URL");
-            return Cluster {
-                admin,
-                _embedded: None,
-            };
+            let admin: tokio_postgres::Config = url.parse().expect("CERTCTL_TEST_DATABASE_URL is not a PostgreSQL URL");
+            return Cluster { admin, _embedded: None };
         }
         remove_stale_scratch_dirs();
         let mut options = EmbeddedOptions::new(scratch_dir("cluster"));
         options.max_connections = 400;
         // Durability is irrelevant for throw-away test data; speed is not.
-        for (name, value) in [
-            ("fsync", "off"),
-            ("synchronous_commit", "off"),
-            ("full_page_writes", "off"),
-        ] {
+        for (name, value) in [("fsync", "off"), ("synchronous_commit", "off"), ("full_page_writes", "off")] {
             options.extra_settings.push((name.into(), value.into()));
         }
         let embedded = EmbeddedPostgres::start(options).expect("starting the test cluster");
         let admin = embedded.connect_config("postgres");
-        Cluster {
-            admin,
-            _embedded: Some(embedded),
-        }
+        Cluster { admin, _embedded: Some(embedded) }
     })
 }
 
@@ -149,10 +125,7 @@ async fn ensure_template() {
                 .batch_execute(&format!("DROP DATABASE IF EXISTS {TEMPLATE}"))
                 .await
                 .expect("dropping an old template");
-            admin
-                .batch_execute(&format!("CREATE DATABASE {TEMPLATE}"))
-                .await
-                .expect("creating the template");
+            admin.batch_execute(&format!("CREATE DATABASE {TEMPLATE}")).await.expect("creating the template");
             bootstrap::migrate(&cluster.config_for(TEMPLATE), true, Duration::from_secs(10))
                 .await
                 .expect("migrating the template");
@@ -167,10 +140,7 @@ pub async fn fresh_database() -> String {
     let admin = cluster().admin_client().await;
     // Concurrent clones of one template can collide while another clone copies it; retry briefly.
     for attempt in 0..50 {
-        match admin
-            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
-            .await
-        {
+        match admin.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}")).await {
             Ok(()) => return name,
             Err(e) if attempt < 49 => {
                 let _ = e;
@@ -186,10 +156,7 @@ pub async fn fresh_database() -> String {
 pub async fn empty_database() -> String {
     let name = format!("e_{}", uuid::Uuid::new_v4().simple());
     let admin = cluster().admin_client().await;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("creating an empty database");
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("creating an empty database");
     name
 }
 
@@ -231,9 +198,7 @@ pub fn base_args(db_name: &str) -> Vec<String> {
 
 /// Parses server arguments into settings (the environment is still read, as in production).
 pub fn settings_from(args: Vec<String>) -> settings::Settings {
-    settings::load_from(args)
-        .expect("test settings are valid")
-        .settings
+    settings::load_from(args).expect("test settings are valid").settings
 }
 
 impl TestApp {
@@ -244,10 +209,7 @@ impl TestApp {
 
     /// A server with extra `--flag value` arguments.
     pub async fn spawn_with(extra: &[&str]) -> TestApp {
-        certctl::telemetry::init_tracing(
-            certctl::settings::LogLevel::Warn,
-            certctl::settings::LogFormat::Text,
-        );
+        certctl::telemetry::init_tracing(certctl::settings::LogLevel::Warn, certctl::settings::LogFormat::Text);
         let db_name = fresh_database().await;
         let mut args = base_args(&db_name);
         args.extend(extra.iter().map(|s| s.to_string()));
@@ -256,26 +218,14 @@ impl TestApp {
 
     /// Builds and runs a server from `settings`.
     pub async fn start(settings: settings::Settings, db_name: String) -> TestApp {
-        let app = Application::build(settings)
-            .await
-            .expect("building the application");
+        let app = Application::build(settings).await.expect("building the application");
         let address = format!("{}://127.0.0.1:{}", app.scheme(), app.port());
         let db = app.db();
         let handle = app.handle();
         let metrics_port = app.metrics_port();
         actix_web::rt::spawn(app.run_until_stopped());
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        TestApp {
-            address,
-            client,
-            db_name,
-            db,
-            handle,
-            metrics_port,
-        }
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        TestApp { address, client, db_name, db, handle, metrics_port }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -284,16 +234,12 @@ impl TestApp {
 
     /// A request with the admin key.
     pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, self.url(path))
-            .bearer_auth(ADMIN_KEY)
+        self.client.request(method, self.url(path)).bearer_auth(ADMIN_KEY)
     }
 
     /// A request with the non-admin key.
     pub fn user(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, self.url(path))
-            .bearer_auth(USER_KEY)
+        self.client.request(method, self.url(path)).bearer_auth(USER_KEY)
     }
 
     /// A request without credentials.
@@ -302,18 +248,11 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.admin(reqwest::Method::GET, path)
-            .send()
-            .await
-            .expect("request failed")
+        self.admin(reqwest::Method::GET, path).send().await.expect("request failed")
     }
 
     pub async fn post_certificate(&self, body: &Value) -> reqwest::Response {
-        self.admin(reqwest::Method::POST, "/api/v1/certificates")
-            .json(body)
-            .send()
-            .await
-            .expect("request failed")
+        self.admin(reqwest::Method::POST, "/api/v1/certificates").json(body).send().await.expect("request failed")
     }
 
     /// Creates a certificate named `name` and returns its JSON.
@@ -326,18 +265,9 @@ impl TestApp {
     /// Refuses new connections to this test's database and ends the existing ones.
     pub async fn break_database(&self) {
         let admin = cluster().admin_client().await;
+        admin.batch_execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", self.db_name)).await.unwrap();
         admin
-            .batch_execute(&format!(
-                "ALTER DATABASE {} ALLOW_CONNECTIONS false",
-                self.db_name
-            ))
-            .await
-            .unwrap();
-        admin
-            .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-                &[&self.db_name],
-            )
+            .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", &[&self.db_name])
             .await
             .unwrap();
     }
@@ -345,13 +275,7 @@ impl TestApp {
     /// Undoes [`TestApp::break_database`].
     pub async fn repair_database(&self) {
         let admin = cluster().admin_client().await;
-        admin
-            .batch_execute(&format!(
-                "ALTER DATABASE {} ALLOW_CONNECTIONS true",
-                self.db_name
-            ))
-            .await
-            .unwrap();
+        admin.batch_execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", self.db_name)).await.unwrap();
     }
 
     /// The Prometheus text this server exposes.
@@ -360,14 +284,7 @@ impl TestApp {
             Some(port) => format!("http://127.0.0.1:{port}/metrics"),
             None => self.url("/metrics"),
         };
-        self.client
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        self.client.get(url).send().await.unwrap().text().await.unwrap()
     }
 }
 
@@ -397,41 +314,18 @@ pub fn certificate_body(name: &str) -> Value {
 /// Asserts a problem document with `status` and type slug, and returns its JSON.
 pub async fn assert_problem(response: reqwest::Response, status: u16, slug: &str) -> Value {
     assert_eq!(response.status(), status, "status");
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string());
+    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
     assert_eq!(content_type.as_deref(), Some("application/problem+json"));
-    let request_id = response
-        .headers()
-        .get("x-request-id")
-        .map(|v| v.to_str().unwrap().to_string());
+    let request_id = response.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_string());
     let body: Value = response.json().await.unwrap();
-    assert_eq!(
-        body["type"],
-        format!("urn:certctl:problem:{slug}"),
-        "problem type in {body}"
-    );
+    assert_eq!(body["type"], format!("urn:certctl:problem:{slug}"), "problem type in {body}");
     assert_eq!(body["status"], status);
-    assert!(
-        body["title"].is_string() && body["detail"].is_string(),
-        "title and detail in {body}"
-    );
-    assert_eq!(
-        body["request_id"].as_str(),
-        request_id.as_deref(),
-        "request id in body and header"
-    );
+    assert!(body["title"].is_string() && body["detail"].is_string(), "title and detail in {body}");
+    assert_eq!(body["request_id"].as_str(), request_id.as_deref(), "request id in body and header");
     body
 }
 
 /// Reads one sample's value from Prometheus text (`name{labels}` exactly as rendered).
 pub fn metric_value(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|line| {
-        line.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }

@@ -10,5 +10,6 @@ mod health;
 mod helpers;
 mod migrations;
 mod observability;
+mod pool;
 mod resilience;
 mod tls;

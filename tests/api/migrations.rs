@@ -10,16 +10,10 @@ use crate::helpers::{cluster, empty_database};
 async fn two_replicas_migrating_at_once_both_succeed() {
     let db = empty_database().await;
     let config = cluster().config_for(&db);
-    let (a, b) = tokio::join!(
-        migrate(&config, true, Duration::from_secs(10)),
-        migrate(&config, true, Duration::from_secs(10))
-    );
+    let (a, b) =
+        tokio::join!(migrate(&config, true, Duration::from_secs(10)), migrate(&config, true, Duration::from_secs(10)));
     let (a, b) = (a.expect("first replica"), b.expect("second replica"));
-    assert_eq!(
-        a.applied.len() + b.applied.len(),
-        expected_schema_version() as usize,
-        "each migration applied once"
-    );
+    assert_eq!(a.applied.len() + b.applied.len(), expected_schema_version() as usize, "each migration applied once");
     assert_eq!(a.version, b.version);
 }
 
@@ -27,11 +21,7 @@ async fn two_replicas_migrating_at_once_both_succeed() {
 async fn migrating_a_current_schema_applies_nothing() {
     let db = empty_database().await;
     let config = cluster().config_for(&db);
-    migrate(&config, false, Duration::from_secs(10))
-        .await
-        .unwrap();
-    let again = migrate(&config, true, Duration::from_secs(10))
-        .await
-        .unwrap();
+    migrate(&config, false, Duration::from_secs(10)).await.unwrap();
+    let again = migrate(&config, true, Duration::from_secs(10)).await.unwrap();
     assert!(again.applied.is_empty());
 }

@@ -24,10 +24,7 @@ async fn metrics_show_pool_http_and_query_series() {
     ] {
         assert!(text.contains(series), "{series} missing from /metrics");
     }
-    assert!(
-        text.contains("# HELP certctl_db_pool_size"),
-        "help texts are registered"
-    );
+    assert!(text.contains("# HELP certctl_db_pool_size"), "help texts are registered");
 }
 
 #[actix_web::test]

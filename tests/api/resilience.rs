@@ -14,17 +14,11 @@ async fn a_database_outage_is_a_503_and_the_server_recovers_without_restart() {
 
     app.break_database().await;
     let response = app.get("/api/v1/certificates").await;
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_string());
+    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
     let problem = assert_problem(response, 503, "service-unavailable").await;
     assert!(retry_after.is_some(), "Retry-After on 503");
     let detail = problem["detail"].as_str().unwrap();
-    assert!(
-        !detail.contains("SQLSTATE") && !detail.contains("FATAL"),
-        "no driver text: {detail}"
-    );
+    assert!(!detail.contains("SQLSTATE") && !detail.contains("FATAL"), "no driver text: {detail}");
 
     app.repair_database().await;
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -33,11 +27,7 @@ async fn a_database_outage_is_a_503_and_the_server_recovers_without_restart() {
         if response.status() == 200 {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the server did not recover: {}",
-            response.status()
-        );
+        assert!(Instant::now() < deadline, "the server did not recover: {}", response.status());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     app.create_certificate("after").await;
@@ -45,22 +35,14 @@ async fn a_database_outage_is_a_503_and_the_server_recovers_without_restart() {
 
 #[actix_web::test]
 async fn an_exhausted_pool_answers_503_instead_of_hanging() {
-    let app = TestApp::spawn_with(&[
-        "--database-max-conns",
-        "1",
-        "--database-pool-timeout",
-        "300ms",
-    ])
-    .await;
+    let app = TestApp::spawn_with(&["--database-max-conns", "1", "--database-pool-timeout", "300ms"]).await;
     let created = app.create_certificate("locked").await;
     let path = format!("/api/v1/certificates/{}", created["id"].as_str().unwrap());
 
     // Hold a lock that makes a read wait, so the pool's only connection stays busy.
     let mut locker = cluster().admin_client_for(&app.db_name).await;
     let tx = locker.transaction().await.unwrap();
-    tx.batch_execute("LOCK TABLE managed_certificates IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    tx.batch_execute("LOCK TABLE managed_certificates IN ACCESS EXCLUSIVE MODE").await.unwrap();
 
     let blocked = app.admin(Method::GET, &path).send();
     let blocked = actix_web::rt::spawn(blocked);
@@ -74,11 +56,7 @@ async fn an_exhausted_pool_answers_503_instead_of_hanging() {
 
     tx.rollback().await.unwrap();
     let first = blocked.await.unwrap().unwrap();
-    assert_eq!(
-        first.status(),
-        200,
-        "the waiting request completes once the lock is gone"
-    );
+    assert_eq!(first.status(), 200, "the waiting request completes once the lock is gone");
     assert_eq!(app.get(&path).await.status(), 200);
 }
 
@@ -89,23 +67,14 @@ async fn a_recycled_db_actor_restarts_and_keeps_serving() {
     let before = metric_value(&app.metrics_text().await, series).unwrap_or(0.0);
 
     for actor in app.db.actors() {
-        actor
-            .send(certctl_actors::db::Recycle)
-            .await
-            .expect("the actor takes the message");
+        actor.send(certctl_actors::db::Recycle).await.expect("the actor takes the message");
     }
     // Requests right after the restart are served by the restarted instances.
     for i in 0..10 {
         app.create_certificate(&format!("after-restart-{i}")).await;
     }
     let after = metric_value(&app.metrics_text().await, series).unwrap_or(0.0);
-    assert!(
-        after >= before + app.db.actors().len() as f64,
-        "restarts counted: {before} -> {after}"
-    );
-    let status = app.db.actors()[0]
-        .send(certctl_actors::db::PoolStatus)
-        .await
-        .unwrap();
+    assert!(after >= before + app.db.actors().len() as f64, "restarts counted: {before} -> {after}");
+    let status = app.db.actors()[0].send(certctl_actors::db::PoolStatus).await.unwrap();
     assert!(status.size >= 1, "the shared pool survived the restart");
 }

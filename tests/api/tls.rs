@@ -13,12 +13,9 @@ async fn https_is_served_with_a_self_signed_certificate_clients_can_pin() {
     let app = TestApp::start(settings_from(args), db).await;
     assert!(app.address.starts_with("https://"));
 
-    let pem = std::fs::read(format!("{data_dir}/tls/server.crt"))
-        .expect("the certificate is kept in the data dir");
+    let pem = std::fs::read(format!("{data_dir}/tls/server.crt")).expect("the certificate is kept in the data dir");
     let key_mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(format!("{data_dir}/tls/server.key"))
-            .unwrap()
-            .permissions(),
+        &std::fs::metadata(format!("{data_dir}/tls/server.key")).unwrap().permissions(),
     );
     assert_eq!(key_mode & 0o777, 0o600, "the private key is private");
 
@@ -29,29 +26,17 @@ async fn https_is_served_with_a_self_signed_certificate_clients_can_pin() {
         .unwrap();
     for host in ["127.0.0.1", "localhost"] {
         let url = app.address.replace("127.0.0.1", host);
-        let response = client
-            .get(format!("{url}/health"))
-            .send()
-            .await
-            .expect("TLS handshake with the pinned certificate");
+        let response =
+            client.get(format!("{url}/health")).send().await.expect("TLS handshake with the pinned certificate");
         assert_eq!(response.status(), 200);
     }
 
     // The certificate verifies as a self-signed CA-less leaf for its names with openssl too.
     let output = std::process::Command::new("openssl")
-        .args([
-            "verify",
-            "-CAfile",
-            &format!("{data_dir}/tls/server.crt"),
-            "-partial_chain",
-        ])
+        .args(["verify", "-CAfile", &format!("{data_dir}/tls/server.crt"), "-partial_chain"])
         .arg(format!("{data_dir}/tls/server.crt"))
         .output();
     if let Ok(output) = output {
-        assert!(
-            output.status.success(),
-            "openssl verify: {}",
-            String::from_utf8_lossy(&output.stdout)
-        );
+        assert!(output.status.success(), "openssl verify: {}", String::from_utf8_lossy(&output.stdout));
     }
 }

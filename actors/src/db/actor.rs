@@ -16,11 +16,10 @@ use deadpool_postgres::Pool;
 use tracing::Instrument;
 
 use super::pool::{self, PoolSettings};
+use super::MAX_BACKLOG_PER_ACTOR;
 use super::{DbQuery, Envelope};
 use crate::error::DbError;
-use crate::metrics::{
-    ACTOR_BACKLOG, ACTOR_INFLIGHT, ACTOR_RESTARTS_TOTAL, DB_QUERY_DURATION_SECONDS,
-};
+use crate::metrics::{ACTOR_INFLIGHT, ACTOR_RESTARTS_TOTAL, DB_POOL_WAIT_SECONDS, DB_QUERY_DURATION_SECONDS};
 
 /// Owns the pool; see the module docs for its messages.
 pub struct DbActor {
@@ -34,12 +33,7 @@ pub struct DbActor {
 impl DbActor {
     /// A DB actor over `pool`; `maintains_pool` makes this instance run the maintenance timer.
     pub fn new(pool: Pool, settings: PoolSettings, maintains_pool: bool) -> Self {
-        DbActor {
-            pool,
-            settings,
-            maintains_pool,
-            warming: false,
-        }
+        DbActor { pool, settings, maintains_pool, warming: false }
     }
 
     fn maintain(&mut self, ctx: &mut Context<Self>) {
@@ -49,15 +43,15 @@ impl DbActor {
         }
         self.warming = true;
         let pool = self.pool.clone();
+        let target = self.settings.min_idle;
         let warm = async move {
-            // Opening the connections concurrently and dropping them leaves them idle in the pool.
-            let opened = futures_util::future::join_all((0..missing).map(|_| pool.get())).await;
+            // Holding `min_idle` connections at once forces the pool to at least that size (idle
+            // ones are handed out first, so asking only for the missing count might open none);
+            // dropping them leaves them idle in the pool.
+            let opened = futures_util::future::join_all((0..target).map(|_| pool.get())).await;
             let failed = opened.iter().filter(|c| c.is_err()).count();
             if failed > 0 {
-                tracing::debug!(
-                    failed,
-                    "could not open warm database connections; retrying next tick"
-                );
+                tracing::debug!(failed, "could not open warm database connections; retrying next tick");
             }
         };
         ctx.spawn(warm.into_actor(self).map(|_, act, _| {
@@ -71,14 +65,14 @@ impl Actor for DbActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // A large mailbox lets bursts queue here rather than fail; backpressure comes from the
-        // pool's wait timeout, which turns into a 503 at the HTTP edge.
-        ctx.set_mailbox_capacity(4096);
+        // Bursts queue here; `Db::run` refuses new work once the backlog reaches this depth, so
+        // callers get a 503 rather than waiting for mailbox space.
+        ctx.set_mailbox_capacity(MAX_BACKLOG_PER_ACTOR);
         if self.maintains_pool {
             self.maintain(ctx);
-            ctx.run_interval(self.settings.maintenance_interval, |act, ctx| {
-                act.maintain(ctx)
-            });
+            ctx.run_interval(self.settings.maintenance_interval, |act, ctx| act.maintain(ctx));
+            // Gauges refresh every second, independent of the (slower) pruning cadence.
+            ctx.run_interval(std::time::Duration::from_secs(1), |act, _| pool::publish_gauges(&act.pool));
         }
     }
 }
@@ -112,7 +106,7 @@ impl<Q: DbQuery> Handler<Envelope<Q>> for DbActor {
     type Result = ResponseFuture<Result<Q::Output, DbError>>;
 
     fn handle(&mut self, msg: Envelope<Q>, _ctx: &mut Self::Context) -> Self::Result {
-        metrics::gauge!(ACTOR_BACKLOG, "actor" => "db").decrement(1.0);
+        drop(msg.ticket);
         let guard = InflightGuard::enter();
         let pool = self.pool.clone();
         let queued = msg.sent_at.elapsed();
@@ -121,8 +115,11 @@ impl<Q: DbQuery> Handler<Envelope<Q>> for DbActor {
         Box::pin(
             async move {
                 let _guard = guard;
+                let waiting = Instant::now();
+                let checkout = pool.get().await;
+                metrics::histogram!(DB_POOL_WAIT_SECONDS).record(waiting.elapsed().as_secs_f64());
                 let started = Instant::now();
-                let result = match pool.get().await {
+                let result = match checkout {
                     Ok(mut client) => query.run(&mut client).await,
                     Err(e) => Err(DbError::from(e)),
                 };

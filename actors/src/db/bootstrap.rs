@@ -20,12 +20,7 @@ const MIGRATION_LOCK_KEY: i64 = 0x6365_7274_6374_6c01;
 
 /// The schema version this build expects: the highest embedded migration.
 pub fn expected_schema_version() -> i32 {
-    embedded::migrations::runner()
-        .get_migrations()
-        .iter()
-        .map(|m| m.version() as i32)
-        .max()
-        .unwrap_or(0)
+    embedded::migrations::runner().get_migrations().iter().map(|m| m.version() as i32).max().unwrap_or(0)
 }
 
 /// Connects one client outside the pool, retrying until `patience` runs out (a database that
@@ -65,10 +60,7 @@ pub async fn ensure_database(admin: &Config, name: &str, patience: Duration) -> 
     if !exists {
         // Identifiers cannot be bound as parameters; quote it the way PostgreSQL does.
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-        client
-            .batch_execute(&format!("CREATE DATABASE {quoted}"))
-            .await
-            .context("creating the certctl database")?;
+        client.batch_execute(&format!("CREATE DATABASE {quoted}")).await.context("creating the certctl database")?;
         tracing::info!(database = name, "created database");
     }
     Ok(())
@@ -85,22 +77,13 @@ pub struct MigrationReport {
 
 /// Applies pending migrations (and the demo seed when asked) on a dedicated connection, holding a
 /// session advisory lock so a second replica starting at the same time waits instead of racing.
-pub async fn migrate(
-    config: &Config,
-    demo_seed: bool,
-    patience: Duration,
-) -> anyhow::Result<MigrationReport> {
+pub async fn migrate(config: &Config, demo_seed: bool, patience: Duration) -> anyhow::Result<MigrationReport> {
     let mut client = connect_with_retry(config, patience).await?;
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
-        .await
-        .context("taking the migration lock")?;
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY]).await.context("taking the migration lock")?;
     let result = migrate_locked(&mut client, demo_seed).await;
     // The lock is also released when the connection closes; unlocking explicitly keeps a reused
     // connection clean and lets the next replica in at once.
-    let _ = client
-        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
-        .await;
+    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]).await;
     result
 }
 
@@ -110,23 +93,13 @@ async fn migrate_locked(client: &mut Client, demo_seed: bool) -> anyhow::Result<
         .run_async(client)
         .await
         .context("applying database migrations")?;
-    let applied: Vec<String> = report
-        .applied_migrations()
-        .iter()
-        .map(|m| m.to_string())
-        .collect();
+    let applied: Vec<String> = report.applied_migrations().iter().map(|m| m.to_string()).collect();
     for name in &applied {
         tracing::info!(migration = %name, "applied migration");
     }
     if demo_seed {
-        client
-            .batch_execute(DEMO_SEED_SQL)
-            .await
-            .context("loading the demo seed (sql/seed/demo.sql)")?;
+        client.batch_execute(DEMO_SEED_SQL).await.context("loading the demo seed (sql/seed/demo.sql)")?;
         tracing::info!("demo seed loaded");
     }
-    Ok(MigrationReport {
-        applied,
-        version: expected_schema_version(),
-    })
+    Ok(MigrationReport { applied, version: expected_schema_version() })
 }

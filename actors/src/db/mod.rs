@@ -39,11 +39,35 @@ pub trait DbQuery: Send + 'static {
 }
 
 /// The message the DB actor receives: a query plus the caller's tracing span (so the query's logs
-/// carry the request id) and the time it was sent (so the backlog can be measured).
+/// carry the request id), the time it was sent, and its place in the backlog.
 pub struct Envelope<Q> {
     pub(crate) query: Q,
     pub(crate) span: tracing::Span,
     pub(crate) sent_at: Instant,
+    pub(crate) ticket: BacklogTicket,
+}
+
+/// Queued messages the DB actors may hold per instance before callers get `Unavailable` at once
+/// (a 503 at the HTTP edge) instead of waiting for mailbox space.
+pub const MAX_BACKLOG_PER_ACTOR: usize = 4096;
+
+/// A message's place in the backlog: counted while it waits, released when the handler starts
+/// it or when it is dropped unprocessed, so the gauge never drifts.
+pub(crate) struct BacklogTicket(Arc<AtomicUsize>);
+
+impl BacklogTicket {
+    fn take(counter: &Arc<AtomicUsize>) -> (BacklogTicket, usize) {
+        let depth = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::gauge!(ACTOR_BACKLOG, "actor" => "db").set(depth as f64);
+        (BacklogTicket(counter.clone()), depth)
+    }
+}
+
+impl Drop for BacklogTicket {
+    fn drop(&mut self) {
+        let depth = self.0.fetch_sub(1, Ordering::Relaxed) - 1;
+        metrics::gauge!(ACTOR_BACKLOG, "actor" => "db").set(depth as f64);
+    }
 }
 
 impl<Q: DbQuery> Message for Envelope<Q> {
@@ -60,6 +84,7 @@ pub struct Db {
 struct DbInner {
     actors: Vec<Addr<DbActor>>,
     next: AtomicUsize,
+    backlog: Arc<AtomicUsize>,
     arbiters: Vec<Arbiter>,
 }
 
@@ -80,32 +105,22 @@ impl Db {
             actors.push(addr);
             arbiters.push(arbiter);
         }
-        Db {
-            inner: Arc::new(DbInner {
-                actors,
-                next: AtomicUsize::new(0),
-                arbiters,
-            }),
-        }
+        Db { inner: Arc::new(DbInner { actors, next: AtomicUsize::new(0), backlog: Arc::default(), arbiters }) }
     }
 
-    /// Sends `query` to the next DB actor and waits for its result. A DB actor that is gone (its
-    /// arbiter stopped) answers as an unavailable database, never as a panic.
+    /// Sends `query` to the next DB actor and waits for its result. An overloaded backlog or a
+    /// DB actor that is gone (its arbiter stopped) answers as an unavailable database at once,
+    /// never as a wait or a panic.
     pub async fn run<Q: DbQuery>(&self, query: Q) -> Result<Q::Output, DbError> {
+        let (ticket, depth) = BacklogTicket::take(&self.inner.backlog);
+        if depth > MAX_BACKLOG_PER_ACTOR * self.inner.actors.len() {
+            return Err(DbError::unavailable("too many queries are waiting for the database"));
+        }
         let index = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.actors.len();
-        let envelope = Envelope {
-            query,
-            span: tracing::Span::current(),
-            sent_at: Instant::now(),
-        };
-        metrics::gauge!(ACTOR_BACKLOG, "actor" => "db").increment(1.0);
+        let envelope = Envelope { query, span: tracing::Span::current(), sent_at: Instant::now(), ticket };
         match self.inner.actors[index].send(envelope).await {
             Ok(result) => result,
-            Err(_mailbox) => {
-                // The handler never ran, so it never took the message off the backlog.
-                metrics::gauge!(ACTOR_BACKLOG, "actor" => "db").decrement(1.0);
-                Err(DbError::unavailable("the database actor is not running"))
-            }
+            Err(_mailbox) => Err(DbError::unavailable("the database actor is not running")),
         }
     }
 

@@ -9,9 +9,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
-use crate::metrics::{
-    DB_POOL_AVAILABLE, DB_POOL_MAX, DB_POOL_PRUNED_TOTAL, DB_POOL_SIZE, DB_POOL_WAITING,
-};
+use crate::metrics::{DB_POOL_AVAILABLE, DB_POOL_MAX, DB_POOL_PRUNED_TOTAL, DB_POOL_SIZE, DB_POOL_WAITING};
 
 /// How the pool is sized and timed. Built from the server's settings.
 #[derive(Clone, Debug)]
@@ -32,15 +30,8 @@ impl PoolSettings {
     /// Settings following the "idle = max/5" contract.
     pub fn new(max_size: usize, idle_timeout: Duration, pool_timeout: Duration) -> Self {
         let max_size = max_size.max(1);
-        let maintenance_interval =
-            (idle_timeout / 2).clamp(Duration::from_millis(200), Duration::from_secs(30));
-        PoolSettings {
-            max_size,
-            min_idle: (max_size / 5).max(1),
-            idle_timeout,
-            pool_timeout,
-            maintenance_interval,
-        }
+        let maintenance_interval = (idle_timeout / 2).clamp(Duration::from_millis(200), Duration::from_secs(30));
+        PoolSettings { max_size, min_idle: (max_size / 5).max(1), idle_timeout, pool_timeout, maintenance_interval }
     }
 }
 
@@ -49,13 +40,7 @@ impl PoolSettings {
 pub fn build_pool(pg: tokio_postgres::Config, settings: &PoolSettings) -> anyhow::Result<Pool> {
     // Fast recycling only checks that the connection is not closed: a broken connection is
     // replaced on the next checkout and the query then fails as `Unavailable` at worst once.
-    let manager = Manager::from_config(
-        pg,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     let pool = Pool::builder(manager)
         .max_size(settings.max_size)
         .wait_timeout(Some(settings.pool_timeout))
@@ -79,10 +64,7 @@ pub fn maintain(pool: &Pool, settings: &PoolSettings) -> usize {
     });
     if !result.removed.is_empty() {
         metrics::counter!(DB_POOL_PRUNED_TOTAL).increment(result.removed.len() as u64);
-        tracing::debug!(
-            pruned = result.removed.len(),
-            "closed idle database connections"
-        );
+        tracing::debug!(pruned = result.removed.len(), "closed idle database connections");
     }
     publish_gauges(pool);
     settings.min_idle.saturating_sub(pool.status().size)

@@ -216,28 +216,15 @@ fn check_sans(v: &mut Violations, sans: &[String]) {
     }
     for (i, san) in sans.iter().enumerate() {
         let field = format!("sans[{i}]");
-        if san.is_empty()
-            || san.len() > MAX_DNS_NAME
-            || san.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            v.add(
-                field,
-                format!("must be a name of 1 to {MAX_DNS_NAME} characters without whitespace"),
-            );
+        if san.is_empty() || san.len() > MAX_DNS_NAME || san.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            v.add(field, format!("must be a name of 1 to {MAX_DNS_NAME} characters without whitespace"));
         }
     }
 }
 
 fn check_environment(v: &mut Violations, env: &str) {
-    if env.len() > MAX_ENVIRONMENT
-        || !env
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        v.add(
-            "environment",
-            format!("must be at most {MAX_ENVIRONMENT} letters, digits, '-' or '_'"),
-        );
+    if env.len() > MAX_ENVIRONMENT || !env.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        v.add("environment", format!("must be at most {MAX_ENVIRONMENT} letters, digits, '-' or '_'"));
     }
 }
 
@@ -279,12 +266,7 @@ mod tests {
         c.common_name = "has space.example.com".into();
         c.sans = vec!["ok.example.com".into(), String::new()];
         c.owner_id = "bad id".into();
-        let fields: Vec<String> = c
-            .validate()
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.field)
-            .collect();
+        let fields: Vec<String> = c.validate().unwrap_err().into_iter().map(|e| e.field).collect();
         assert_eq!(fields, ["name", "common_name", "sans[1]", "owner_id"]);
     }
 

@@ -19,10 +19,7 @@ pub struct Violations(Vec<FieldError>);
 impl Violations {
     /// Records that `field` is invalid because of `message`.
     pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError {
-            field: field.into(),
-            message: message.into(),
-        });
+        self.0.push(FieldError { field: field.into(), message: message.into() });
     }
 
     /// `Ok(())` when nothing was recorded, else every recorded error.
@@ -48,7 +45,10 @@ impl Violations {
     /// Checks a reference to another resource by id.
     pub fn id(&mut self, field: &str, value: &str) {
         if !is_valid_id(value) {
-            self.add(field, "must be an id of 1 to 128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit");
+            self.add(
+                field,
+                "must be an id of 1 to 128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit",
+            );
         }
     }
 }

@@ -14,18 +14,10 @@ impl DbQuery for ListApiKeys {
     const NAME: &'static str = "list_api_keys";
 
     async fn run(self, client: &mut Client) -> Result<Self::Output, DbError> {
-        let stmt = client
-            .prepare_cached("SELECT name, key_hash, admin FROM api_keys ORDER BY name")
-            .await?;
+        let stmt = client.prepare_cached("SELECT name, key_hash, admin FROM api_keys ORDER BY name").await?;
         let rows = client.query(&stmt, &[]).await?;
         rows.iter()
-            .map(|row| {
-                Ok(ApiKeyRecord {
-                    name: row.try_get(0)?,
-                    key_hash: row.try_get(1)?,
-                    admin: row.try_get(2)?,
-                })
-            })
+            .map(|row| Ok(ApiKeyRecord { name: row.try_get(0)?, key_hash: row.try_get(1)?, admin: row.try_get(2)? }))
             .collect()
     }
 }
@@ -39,11 +31,11 @@ impl DbQuery for InsertApiKey {
 
     async fn run(self, client: &mut Client) -> Result<bool, DbError> {
         let stmt = client
-            .prepare_cached("INSERT INTO api_keys (name, key_hash, admin) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+            .prepare_cached(
+                "INSERT INTO api_keys (name, key_hash, admin) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+            )
             .await?;
-        let inserted = client
-            .execute(&stmt, &[&self.0.name, &self.0.key_hash, &self.0.admin])
-            .await?;
+        let inserted = client.execute(&stmt, &[&self.0.name, &self.0.key_hash, &self.0.admin]).await?;
         Ok(inserted == 1)
     }
 }

@@ -6,9 +6,7 @@ use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 
 use crate::db::DbQuery;
-use crate::domain::certificate::{
-    Certificate, CertificatePatch, CertificateStatus, NewCertificate,
-};
+use crate::domain::certificate::{Certificate, CertificatePatch, CertificateStatus, NewCertificate};
 use crate::error::DbError;
 
 /// The column list every statement returns, in the order [`certificate_from_row`] reads it.
@@ -18,11 +16,8 @@ const COLUMNS: &str = "id, name, common_name, sans, environment, owner_id, team_
 
 fn certificate_from_row(row: &Row) -> Result<Certificate, DbError> {
     let status: &str = row.try_get("status")?;
-    let status = CertificateStatus::parse(status).ok_or_else(|| {
-        DbError::Unexpected(anyhow::anyhow!(
-            "unknown certificate status {status:?} in the database"
-        ))
-    })?;
+    let status = CertificateStatus::parse(status)
+        .ok_or_else(|| DbError::Unexpected(anyhow::anyhow!("unknown certificate status {status:?} in the database")))?;
     let tags: Json<std::collections::BTreeMap<String, String>> = row.try_get("tags")?;
     Ok(Certificate {
         id: row.try_get("id")?,
@@ -101,17 +96,8 @@ impl DbQuery for GetCertificate {
     const NAME: &'static str = "get_certificate";
 
     async fn run(self, client: &mut Client) -> Result<Option<Certificate>, DbError> {
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM managed_certificates WHERE id = $1"
-            ))
-            .await?;
-        client
-            .query_opt(&stmt, &[&self.id])
-            .await?
-            .as_ref()
-            .map(certificate_from_row)
-            .transpose()
+        let stmt = client.prepare_cached(&format!("SELECT {COLUMNS} FROM managed_certificates WHERE id = $1")).await?;
+        client.query_opt(&stmt, &[&self.id]).await?.as_ref().map(certificate_from_row).transpose()
     }
 }
 
@@ -150,11 +136,7 @@ impl DbQuery for ListCertificates {
         if let Some(after) = &self.after {
             params.push(&after.created_at);
             params.push(&after.id);
-            conditions.push(format!(
-                "(created_at, id) > (${}, ${})",
-                params.len() - 1,
-                params.len()
-            ));
+            conditions.push(format!("(created_at, id) > (${}, ${})", params.len() - 1, params.len()));
         }
         if let Some(status) = &status {
             params.push(status);
@@ -162,27 +144,17 @@ impl DbQuery for ListCertificates {
         }
         let fetch = self.limit + 1;
         params.push(&fetch);
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
+        let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
         let sql = format!(
             "SELECT {COLUMNS} FROM managed_certificates {filter} ORDER BY created_at, id LIMIT ${}",
             params.len()
         );
         let stmt = client.prepare_cached(&sql).await?;
         let rows = client.query(&stmt, &params).await?;
-        let mut items = rows
-            .iter()
-            .map(certificate_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut items = rows.iter().map(certificate_from_row).collect::<Result<Vec<_>, _>>()?;
         let next = if items.len() as i64 > self.limit {
             items.truncate(self.limit as usize);
-            items.last().map(|c| CertificateKey {
-                created_at: c.created_at,
-                id: c.id.clone(),
-            })
+            items.last().map(|c| CertificateKey { created_at: c.created_at, id: c.id.clone() })
         } else {
             None
         };
@@ -252,9 +224,7 @@ impl DbQuery for UpdateCertificate {
 
 /// Tells apart "no such certificate" and "archived" after an update matched no row.
 async fn not_changed(client: &mut Client, id: &str) -> Result<ChangeOutcome, DbError> {
-    let stmt = client
-        .prepare_cached("SELECT status FROM managed_certificates WHERE id = $1")
-        .await?;
+    let stmt = client.prepare_cached("SELECT status FROM managed_certificates WHERE id = $1").await?;
     Ok(match client.query_opt(&stmt, &[&id]).await? {
         None => ChangeOutcome::NotFound,
         Some(_) => ChangeOutcome::Archived,

@@ -13,9 +13,7 @@ impl DbQuery for SchemaVersion {
     const NAME: &'static str = "schema_version";
 
     async fn run(self, client: &mut Client) -> Result<i32, DbError> {
-        let stmt = client
-            .prepare_cached("SELECT coalesce(max(version), 0)::int4 FROM refinery_schema_history")
-            .await?;
+        let stmt = client.prepare_cached("SELECT coalesce(max(version), 0)::int4 FROM refinery_schema_history").await?;
         let row = client.query_one(&stmt, &[]).await?;
         Ok(row.try_get(0)?)
     }

@@ -5,12 +5,9 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use certctl_actors::domain::certificate::{
-    Certificate, CertificatePatch, CertificateStatus, NewCertificate,
-};
+use certctl_actors::domain::certificate::{Certificate, CertificatePatch, CertificateStatus, NewCertificate};
 use certctl_actors::queries::certificates::{
-    ArchiveCertificate, ChangeOutcome, CreateCertificate, GetCertificate, ListCertificates,
-    UpdateCertificate,
+    ArchiveCertificate, ChangeOutcome, CreateCertificate, GetCertificate, ListCertificates, UpdateCertificate,
 };
 
 use super::path_id;
@@ -45,34 +42,23 @@ struct Page {
 
 /// `POST /api/v1/certificates`: 201 with the stored certificate and its `Location`.
 #[tracing::instrument(skip_all)]
-pub async fn create(
-    state: web::Data<AppState>,
-    body: ValidJson<NewCertificate>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create(state: web::Data<AppState>, body: ValidJson<NewCertificate>) -> Result<HttpResponse, ApiError> {
     let new = body.0;
     new.validate().map_err(ApiError::Validation)?;
     let created = state.db.run(CreateCertificate(new)).await?;
     tracing::info!(certificate_id = %created.id, "certificate created");
     Ok(HttpResponse::Created()
-        .insert_header((
-            header::LOCATION,
-            format!("/api/v1/certificates/{}", created.id),
-        ))
+        .insert_header((header::LOCATION, format!("/api/v1/certificates/{}", created.id)))
         .json(created))
 }
 
 /// `GET /api/v1/certificates?limit=&cursor=&status=`: certificates in creation order.
 #[tracing::instrument(skip_all)]
-pub async fn list(
-    state: web::Data<AppState>,
-    params: web::Query<ListParams>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list(state: web::Data<AppState>, params: web::Query<ListParams>) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::InvalidQuery(format!(
-            "limit must be between 1 and {MAX_LIMIT} (got {limit})"
-        )));
+        return Err(ApiError::InvalidQuery(format!("limit must be between 1 and {MAX_LIMIT} (got {limit})")));
     }
     let after = params.cursor.as_deref().map(cursor::decode).transpose()?;
     let status = params
@@ -80,33 +66,18 @@ pub async fn list(
         .as_deref()
         .map(|s| {
             CertificateStatus::parse(s).ok_or_else(|| {
-                let accepted: Vec<&str> =
-                    CertificateStatus::ALL.iter().map(|s| s.as_str()).collect();
+                let accepted: Vec<&str> = CertificateStatus::ALL.iter().map(|s| s.as_str()).collect();
                 ApiError::InvalidQuery(format!("status must be one of {}", accepted.join(", ")))
             })
         })
         .transpose()?;
-    let page = state
-        .db
-        .run(ListCertificates {
-            after,
-            limit,
-            status,
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(Page {
-        data: page.items,
-        next_cursor: page.next.as_ref().map(cursor::encode),
-        limit,
-    }))
+    let page = state.db.run(ListCertificates { after, limit, status }).await?;
+    Ok(HttpResponse::Ok().json(Page { data: page.items, next_cursor: page.next.as_ref().map(cursor::encode), limit }))
 }
 
 /// `GET /api/v1/certificates/{id}`.
 #[tracing::instrument(skip_all, fields(certificate_id))]
-pub async fn get(
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = path_id(id.into_inner())?;
     tracing::Span::current().record("certificate_id", id.as_str());
     match state.db.run(GetCertificate { id: id.clone() }).await? {
@@ -132,28 +103,18 @@ pub async fn update(
             field: None,
         });
     }
-    match state
-        .db
-        .run(UpdateCertificate {
-            id: id.clone(),
-            patch,
-        })
-        .await?
-    {
+    match state.db.run(UpdateCertificate { id: id.clone(), patch }).await? {
         ChangeOutcome::Changed(certificate) => Ok(HttpResponse::Ok().json(certificate)),
         ChangeOutcome::NotFound => Err(not_found(&id)),
-        ChangeOutcome::Archived => Err(ApiError::Conflict(format!(
-            "certificate {id} is archived and can no longer be changed"
-        ))),
+        ChangeOutcome::Archived => {
+            Err(ApiError::Conflict(format!("certificate {id} is archived and can no longer be changed")))
+        }
     }
 }
 
 /// `DELETE /api/v1/certificates/{id}`: archives the certificate (status `Archived`); 204.
 #[tracing::instrument(skip_all, fields(certificate_id))]
-pub async fn archive(
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn archive(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = path_id(id.into_inner())?;
     tracing::Span::current().record("certificate_id", id.as_str());
     match state.db.run(ArchiveCertificate { id: id.clone() }).await? {

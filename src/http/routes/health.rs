@@ -18,23 +18,10 @@ pub async fn health() -> HttpResponse {
 /// otherwise, so a load balancer stops sending traffic until it is.
 #[tracing::instrument(skip_all)]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let version = state
-        .db
-        .run(SchemaVersion)
-        .await
-        .map_err(|e| match ApiError::from(e) {
-            ApiError::Unavailable {
-                detail,
-                retry_after_secs,
-            } => ApiError::Unavailable {
-                detail,
-                retry_after_secs,
-            },
-            other => ApiError::Unavailable {
-                detail: format!("readiness check failed: {other}"),
-                retry_after_secs: 2,
-            },
-        })?;
+    let version = state.db.run(SchemaVersion).await.map_err(|e| match ApiError::from(e) {
+        ApiError::Unavailable { detail, retry_after_secs } => ApiError::Unavailable { detail, retry_after_secs },
+        other => ApiError::Unavailable { detail: format!("readiness check failed: {other}"), retry_after_secs: 2 },
+    })?;
     if version < state.expected_schema_version {
         return Err(ApiError::Unavailable {
             detail: format!(
@@ -44,6 +31,5 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
             retry_after_secs: 5,
         });
     }
-    Ok(HttpResponse::Ok()
-        .json(json!({ "status": "ready", "db": "reachable", "schema_version": version })))
+    Ok(HttpResponse::Ok().json(json!({ "status": "ready", "db": "reachable", "schema_version": version })))
 }

@@ -26,17 +26,13 @@ pub async fn auth_info(auth: web::Data<Authenticator>) -> HttpResponse {
 
 /// `GET /api/v1/auth/check`: who the presented key belongs to.
 pub async fn auth_check(caller: Caller) -> HttpResponse {
-    HttpResponse::Ok()
-        .json(json!({ "status": "authenticated", "user": caller.name, "admin": caller.admin }))
+    HttpResponse::Ok().json(json!({ "status": "authenticated", "user": caller.name, "admin": caller.admin }))
 }
 
 /// `GET /api/v1/admin/config` (admin): the effective settings, secrets masked.
 #[tracing::instrument(skip_all, fields(caller = %admin.0.name))]
 pub async fn admin_config(admin: Admin, state: web::Data<AppState>) -> HttpResponse {
-    let settings: serde_json::Map<String, serde_json::Value> = state
-        .effective_settings
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
+    let settings: serde_json::Map<String, serde_json::Value> =
+        state.effective_settings.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
     HttpResponse::Ok().json(json!({ "settings": settings }))
 }
