@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use certctl::embedded_postgres::{EmbeddedOptions, EmbeddedPostgres, DB_NAME};
 use certctl_actors::db::bootstrap;
-use certctl_actors::db::{build_pool, PoolSettings};
+use certctl_actors::db::{build_pool, connector, DbTlsSettings, PgConnector, PoolSettings};
 use certctl_actors::queries::certificates::{GetCertificate, ListCertificates};
 use certctl_actors::{Db, DbQuery};
 use serde_json::json;
@@ -46,22 +46,24 @@ fn main() {
     let embedded = EmbeddedPostgres::start(options).expect("starting PostgreSQL");
 
     let results = actix_rt::System::new().block_on(async move {
-        bootstrap::ensure_database(&embedded.connect_config("postgres"), DB_NAME, Duration::from_secs(10))
+        let tls = connector(&DbTlsSettings::default()).unwrap();
+        bootstrap::ensure_database(&embedded.connect_config("postgres"), &tls, DB_NAME, Duration::from_secs(10))
             .await
             .unwrap();
         let config = embedded.connect_config(DB_NAME);
-        bootstrap::migrate(&config, true, Duration::from_secs(10)).await.unwrap();
-        seed(&config).await;
+        bootstrap::migrate(&config, &tls, true, Duration::from_secs(10)).await.unwrap();
+        seed(&config, &tls).await;
 
         let settings = PoolSettings::new(32, Duration::from_secs(300), Duration::from_secs(5));
         let mut rows = Vec::new();
         for workload in [Workload::Get, Workload::List] {
-            let direct = run_direct(build_pool(config.clone(), &settings).unwrap(), workload, per_case);
+            let direct = run_direct(build_pool(config.clone(), tls.clone(), &settings).unwrap(), workload, per_case);
             report(&mut rows, workload, "direct pool (ceiling)", &direct, &direct);
             for instances in [1usize, 2, 4] {
                 // A fresh pool per case: connections live on the arbiter that opened them, and
                 // the previous case's arbiters are stopped.
-                let db = Db::start(build_pool(config.clone(), &settings).unwrap(), settings.clone(), instances);
+                let db =
+                    Db::start(build_pool(config.clone(), tls.clone(), &settings).unwrap(), settings.clone(), instances);
                 let outcome = run_actor(db.clone(), workload, per_case);
                 report(&mut rows, workload, &format!("DB actor x{instances}"), &outcome, &direct);
                 db.stop();
@@ -92,8 +94,8 @@ fn report(rows: &mut Vec<serde_json::Value>, workload: Workload, case: &str, o: 
         "p50_us": o.p50_us, "p99_us": o.p99_us, "ratio_to_direct": ratio, "callers": CALLERS}));
 }
 
-async fn seed(config: &tokio_postgres::Config) {
-    let client = bootstrap::connect_with_retry(config, Duration::from_secs(10)).await.unwrap();
+async fn seed(config: &tokio_postgres::Config, tls: &PgConnector) {
+    let client = bootstrap::connect_with_retry(config, tls, Duration::from_secs(10)).await.unwrap();
     client
         .execute(
             "INSERT INTO managed_certificates (id, name, common_name, owner_id, team_id, issuer_id, renewal_policy_id)

@@ -14,7 +14,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context as _;
 
 use certctl_actors::db::bootstrap;
-use certctl_actors::db::{build_pool, PoolSettings};
+use certctl_actors::db::{build_pool, DbTlsSettings, PoolSettings};
 use certctl_actors::Db;
 
 use crate::auth::bootstrap::authenticator;
@@ -42,6 +42,10 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let prometheus = telemetry::metrics_handle();
         let patience = settings.database_connect_timeout;
+        let pg_tls = certctl_actors::db::connector(&DbTlsSettings {
+            ca_path: settings.database_tls_ca_path.clone(),
+            insecure_skip_verify: !settings.database_tls_verify,
+        })?;
 
         let (embedded, base_config) = match &settings.database_url {
             Some(url) => (None, url.config.clone()),
@@ -53,13 +57,13 @@ impl Application {
                 let embedded = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(options))
                     .await
                     .context("the embedded PostgreSQL start-up task failed")??;
-                bootstrap::ensure_database(&embedded.connect_config("postgres"), DB_NAME, patience).await?;
+                bootstrap::ensure_database(&embedded.connect_config("postgres"), &pg_tls, DB_NAME, patience).await?;
                 let config = embedded.connect_config(DB_NAME);
                 (Some(embedded), config)
             }
         };
 
-        let report = bootstrap::migrate(&base_config, settings.demo_seed_enabled(), patience).await?;
+        let report = bootstrap::migrate(&base_config, &pg_tls, settings.demo_seed_enabled(), patience).await?;
         tracing::info!(schema_version = report.version, applied = report.applied.len(), "database schema is current");
 
         let pool_settings = PoolSettings::new(
@@ -67,7 +71,7 @@ impl Application {
             settings.database_idle_timeout,
             settings.database_pool_timeout,
         );
-        let pool = build_pool(session_config(base_config, &settings), &pool_settings)?;
+        let pool = build_pool(session_config(base_config, &settings), pg_tls, &pool_settings)?;
         let db = Db::start(pool, pool_settings, settings.database_actor_count());
 
         let tls = if settings.server_tls {

@@ -164,7 +164,13 @@ impl EmbeddedPostgres {
     /// Connection settings for database `dbname` as the server's database user, over the socket.
     pub fn connect_config(&self, dbname: &str) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
-        config.host_path(&self.layout.socket_dir).port(process::PORT).user(DB_USER).dbname(dbname);
+        // PostgreSQL offers no TLS on Unix sockets; skip the negotiation round trip.
+        config
+            .host_path(&self.layout.socket_dir)
+            .port(process::PORT)
+            .user(DB_USER)
+            .dbname(dbname)
+            .ssl_mode(tokio_postgres::config::SslMode::Disable);
         config
     }
 

@@ -105,6 +105,16 @@ pub struct Settings {
     #[arg(long, env = "CERTCTL_DATABASE_CONNECT_TIMEOUT", default_value = "30s", value_parser = parsers::duration)]
     pub database_connect_timeout: Duration,
 
+    /// PEM bundle of CAs that sign the PostgreSQL server's certificate (TLS is used when the URL's
+    /// sslmode is prefer — the default — or require). Unset: the system's trusted roots.
+    #[arg(long, env = "CERTCTL_DATABASE_TLS_CA_PATH")]
+    pub database_tls_ca_path: Option<PathBuf>,
+
+    /// Verify the PostgreSQL server's certificate. false keeps the encryption but accepts any
+    /// certificate (like libpq's sslmode=require); only for trusted networks.
+    #[arg(long, env = "CERTCTL_DATABASE_TLS_VERIFY", default_value = "true", value_parser = parsers::boolean, action = clap::ArgAction::Set)]
+    pub database_tls_verify: bool,
+
     /// DB actor instances (one arbiter thread each) sharing the pool; 0 means one per CPU core.
     #[arg(long, env = "CERTCTL_DATABASE_ACTORS", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
     pub database_actors: u16,

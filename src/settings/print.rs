@@ -25,6 +25,8 @@ impl Settings {
                 humantime::format_duration(self.database_statement_timeout).to_string(),
             ),
             ("CERTCTL_DATABASE_CONNECT_TIMEOUT", humantime::format_duration(self.database_connect_timeout).to_string()),
+            ("CERTCTL_DATABASE_TLS_CA_PATH", opt_path(&self.database_tls_ca_path)),
+            ("CERTCTL_DATABASE_TLS_VERIFY", self.database_tls_verify.to_string()),
             ("CERTCTL_DATABASE_ACTORS", self.database_actors.to_string()),
             ("CERTCTL_DATA_DIR", self.data_dir.display().to_string()),
             ("CERTCTL_POSTGRES_BIN_DIR", opt_path(&self.postgres_bin_dir)),

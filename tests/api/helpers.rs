@@ -126,7 +126,7 @@ async fn ensure_template() {
                 .await
                 .expect("dropping an old template");
             admin.batch_execute(&format!("CREATE DATABASE {TEMPLATE}")).await.expect("creating the template");
-            bootstrap::migrate(&cluster.config_for(TEMPLATE), true, Duration::from_secs(10))
+            bootstrap::migrate(&cluster.config_for(TEMPLATE), &pg_tls(), true, Duration::from_secs(10))
                 .await
                 .expect("migrating the template");
         })
@@ -158,6 +158,11 @@ pub async fn empty_database() -> String {
     let admin = cluster().admin_client().await;
     admin.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("creating an empty database");
     name
+}
+
+/// The default PostgreSQL connector (system roots, verification on).
+pub fn pg_tls() -> certctl_actors::db::PgConnector {
+    certctl_actors::db::connector(&Default::default()).expect("building the PostgreSQL TLS connector")
 }
 
 /// A running server on its own database.

@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod certificates;
 mod config;
+mod database_tls;
 mod embedded;
 mod health;
 mod helpers;

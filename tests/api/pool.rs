@@ -25,7 +25,7 @@ async fn a_fifth_stays_warm_and_idle_connections_above_it_are_pruned() {
     let name = fresh_database().await;
     let settings = PoolSettings::new(10, Duration::from_millis(400), Duration::from_secs(2));
     assert_eq!(settings.min_idle, 2, "idle = max/5");
-    let pool = build_pool(cluster().config_for(&name), &settings).unwrap();
+    let pool = build_pool(cluster().config_for(&name), crate::helpers::pg_tls(), &settings).unwrap();
     let db = Db::start(pool.clone(), settings, 1);
 
     wait_for_size(&db, |size| size >= 2, "warm-up").await;

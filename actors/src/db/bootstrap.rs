@@ -5,7 +5,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
+
+use super::tls::PgConnector;
 
 /// The embedded migrations from `sql/migrations` (files `V<n>__<name>.sql`).
 mod embedded {
@@ -25,11 +27,11 @@ pub fn expected_schema_version() -> i32 {
 
 /// Connects one client outside the pool, retrying until `patience` runs out (a database that
 /// starts after the server, as in container start-up, is waited for rather than fatal).
-pub async fn connect_with_retry(config: &Config, patience: Duration) -> anyhow::Result<Client> {
+pub async fn connect_with_retry(config: &Config, tls: &PgConnector, patience: Duration) -> anyhow::Result<Client> {
     let deadline = Instant::now() + patience;
     let mut delay = Duration::from_millis(100);
     loop {
-        match config.connect(NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, connection)) => {
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {
@@ -50,8 +52,8 @@ pub async fn connect_with_retry(config: &Config, patience: Duration) -> anyhow::
 
 /// Creates database `name` when it does not exist, connecting through `admin` (a config for a
 /// database that always exists, such as `postgres`).
-pub async fn ensure_database(admin: &Config, name: &str, patience: Duration) -> anyhow::Result<()> {
-    let client = connect_with_retry(admin, patience).await?;
+pub async fn ensure_database(admin: &Config, tls: &PgConnector, name: &str, patience: Duration) -> anyhow::Result<()> {
+    let client = connect_with_retry(admin, tls, patience).await?;
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await
@@ -77,8 +79,13 @@ pub struct MigrationReport {
 
 /// Applies pending migrations (and the demo seed when asked) on a dedicated connection, holding a
 /// session advisory lock so a second replica starting at the same time waits instead of racing.
-pub async fn migrate(config: &Config, demo_seed: bool, patience: Duration) -> anyhow::Result<MigrationReport> {
-    let mut client = connect_with_retry(config, patience).await?;
+pub async fn migrate(
+    config: &Config,
+    tls: &PgConnector,
+    demo_seed: bool,
+    patience: Duration,
+) -> anyhow::Result<MigrationReport> {
+    let mut client = connect_with_retry(config, tls, patience).await?;
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY]).await.context("taking the migration lock")?;
     let result = migrate_locked(&mut client, demo_seed).await;
     // The lock is also released when the connection closes; unlocking explicitly keeps a reused

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
+use super::tls::PgConnector;
 use crate::metrics::{DB_POOL_AVAILABLE, DB_POOL_MAX, DB_POOL_PRUNED_TOTAL, DB_POOL_SIZE, DB_POOL_WAITING};
 
 /// How the pool is sized and timed. Built from the server's settings.
@@ -37,10 +37,10 @@ impl PoolSettings {
 
 /// Builds the pool. `pg` already carries every per-connection setting (statement timeout,
 /// application name) as startup options, so each new connection is ready without a round trip.
-pub fn build_pool(pg: tokio_postgres::Config, settings: &PoolSettings) -> anyhow::Result<Pool> {
+pub fn build_pool(pg: tokio_postgres::Config, tls: PgConnector, settings: &PoolSettings) -> anyhow::Result<Pool> {
     // Fast recycling only checks that the connection is not closed: a broken connection is
     // replaced on the next checkout and the query then fails as `Unavailable` at worst once.
-    let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager = Manager::from_config(pg, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     let pool = Pool::builder(manager)
         .max_size(settings.max_size)
         .wait_timeout(Some(settings.pool_timeout))
