@@ -42,10 +42,14 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let prometheus = telemetry::metrics_handle();
         let patience = settings.database_connect_timeout;
-        let pg_tls = certctl_actors::db::connector(&DbTlsSettings {
+        // Reading the CA bundle or the system roots is file I/O: keep it off the async thread.
+        let tls_settings = DbTlsSettings {
             ca_path: settings.database_tls_ca_path.clone(),
             insecure_skip_verify: !settings.database_tls_verify,
-        })?;
+        };
+        let pg_tls = tokio::task::spawn_blocking(move || certctl_actors::db::connector(&tls_settings))
+            .await
+            .context("the PostgreSQL TLS set-up task failed")??;
 
         let (embedded, base_config) = match &settings.database_url {
             Some(url) => (None, url.config.clone()),

@@ -37,7 +37,9 @@ pub fn init_tracing(level: LogLevel, format: LogFormat) {
     };
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+        // The span list carries every enclosing span's fields, so a DB query's log line still
+        // has the request_id of the HTTP request it serves.
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(true).try_init(),
         LogFormat::Text => builder.with_target(false).try_init(),
     };
 }

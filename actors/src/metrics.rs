@@ -23,6 +23,9 @@ pub const DB_POOL_PRUNED_TOTAL: &str = "certctl_db_pool_pruned_total";
 pub const ACTOR_BACKLOG: &str = "certctl_actor_backlog";
 /// Gauge, label `actor`: messages an actor is working on right now.
 pub const ACTOR_INFLIGHT: &str = "certctl_actor_inflight";
+/// Counter, label `reason` (`backlog` | `actor_gone` | `pool`): queries answered as unavailable
+/// without reaching PostgreSQL.
+pub const DB_QUERIES_REFUSED_TOTAL: &str = "certctl_db_queries_refused_total";
 /// Counter, label `actor`: restarts performed by the actor's supervisor.
 pub const ACTOR_RESTARTS_TOTAL: &str = "certctl_actor_restarts_total";
 
@@ -31,7 +34,12 @@ pub fn describe() {
     describe_histogram!(
         DB_QUERY_DURATION_SECONDS,
         Unit::Seconds,
-        "Time from taking a pool connection to the query's result, by statement and outcome."
+        "Time from holding a pooled connection to the query's result, by statement and outcome."
+    );
+    describe_histogram!(DB_POOL_WAIT_SECONDS, Unit::Seconds, "Time a query waited for a pooled PostgreSQL connection.");
+    describe_counter!(
+        DB_QUERIES_REFUSED_TOTAL,
+        "Queries answered as unavailable without reaching PostgreSQL, by reason (backlog, actor_gone, pool)."
     );
     describe_gauge!(DB_POOL_SIZE, "Connections currently open in the PostgreSQL pool.");
     describe_gauge!(DB_POOL_AVAILABLE, "Open connections idle in the PostgreSQL pool.");

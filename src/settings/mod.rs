@@ -252,6 +252,15 @@ impl Settings {
                 });
             }
         }
+        if let Some(path) = &self.database_tls_ca_path {
+            if !path.is_file() {
+                return Err(ConfigError {
+                    var: "CERTCTL_DATABASE_TLS_CA_PATH",
+                    value: path.display().to_string(),
+                    accepted: "a readable PEM file of CA certificates".into(),
+                });
+            }
+        }
         if self.database_pool_timeout.is_zero() {
             return Err(ConfigError {
                 var: "CERTCTL_DATABASE_POOL_TIMEOUT",

@@ -55,6 +55,22 @@ fn rejected_secrets_are_not_echoed() {
 }
 
 #[test]
+fn missing_postgresql_binaries_say_how_to_fix_it() {
+    let data_dir = crate::helpers::scratch_dir("nobin");
+    let output = run(
+        &[],
+        &[
+            ("CERTCTL_DATA_DIR", data_dir.to_str().unwrap()),
+            ("CERTCTL_POSTGRES_BIN_DIR", "/nonexistent/postgresql/bin"),
+            ("CERTCTL_SERVER_PORT", "0"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("CERTCTL_POSTGRES_BIN_DIR=/nonexistent/postgresql/bin"), "{stderr}");
+}
+
+#[test]
 fn tls_paths_must_come_in_pairs() {
     let output = run(&[], &[("CERTCTL_SERVER_TLS_CERT_PATH", "/tmp/cert.pem")]);
     let stderr = String::from_utf8_lossy(&output.stderr);

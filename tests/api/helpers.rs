@@ -13,7 +13,6 @@ use certctl::startup::Application;
 use certctl_actors::db::bootstrap;
 use certctl_actors::Db;
 use serde_json::{json, Value};
-use tokio_postgres::NoTls;
 
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
 pub const USER_KEY: &str = "test-user-key-0123456789";
@@ -45,6 +44,12 @@ impl Cluster {
         if let Some(user) = config.get_user() {
             url.push_str(&format!(" user={user}"));
         }
+        let sslmode = match config.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Disable => "disable",
+            tokio_postgres::config::SslMode::Require => "require",
+            _ => "prefer",
+        };
+        url.push_str(&format!(" sslmode={sslmode}"));
         if let Some(password) = config.get_password() {
             url.push_str(&format!(" password={}", String::from_utf8_lossy(password)));
         }
@@ -58,7 +63,8 @@ impl Cluster {
 
     /// A superuser client on database `name`.
     pub async fn admin_client_for(&self, name: &str) -> tokio_postgres::Client {
-        let (client, connection) = self.config_for(name).connect(NoTls).await.expect("connecting to the test cluster");
+        let (client, connection) =
+            self.config_for(name).connect(pg_tls()).await.expect("connecting to the test cluster");
         tokio::spawn(connection);
         client
     }

@@ -46,7 +46,24 @@ async fn an_exhausted_pool_answers_503_instead_of_hanging() {
 
     let blocked = app.admin(Method::GET, &path).send();
     let blocked = actix_web::rt::spawn(blocked);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Wait until that request holds the pool's connection and is stuck behind the lock.
+    let observer = cluster().admin_client().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
+                &[&app.db_name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first request never reached the lock");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let started = Instant::now();
     let response = app.get(&path).await;

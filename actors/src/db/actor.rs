@@ -19,21 +19,25 @@ use super::pool::{self, PoolSettings};
 use super::MAX_BACKLOG_PER_ACTOR;
 use super::{DbQuery, Envelope};
 use crate::error::DbError;
-use crate::metrics::{ACTOR_INFLIGHT, ACTOR_RESTARTS_TOTAL, DB_POOL_WAIT_SECONDS, DB_QUERY_DURATION_SECONDS};
+use crate::metrics::{
+    ACTOR_INFLIGHT, ACTOR_RESTARTS_TOTAL, DB_POOL_WAIT_SECONDS, DB_QUERIES_REFUSED_TOTAL, DB_QUERY_DURATION_SECONDS,
+};
 
 /// Owns the pool; see the module docs for its messages.
 pub struct DbActor {
     pool: Pool,
     settings: PoolSettings,
     maintains_pool: bool,
+    /// How many instances share the pool (sizes the mailbox).
+    instances: usize,
     /// True while a warm-up batch of connections is being opened (so ticks don't pile them up).
     warming: bool,
 }
 
 impl DbActor {
     /// A DB actor over `pool`; `maintains_pool` makes this instance run the maintenance timer.
-    pub fn new(pool: Pool, settings: PoolSettings, maintains_pool: bool) -> Self {
-        DbActor { pool, settings, maintains_pool, warming: false }
+    pub fn new(pool: Pool, settings: PoolSettings, maintains_pool: bool, instances: usize) -> Self {
+        DbActor { pool, settings, maintains_pool, instances, warming: false }
     }
 
     fn maintain(&mut self, ctx: &mut Context<Self>) {
@@ -67,7 +71,9 @@ impl Actor for DbActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Bursts queue here; `Db::run` refuses new work once the backlog reaches this depth, so
         // callers get a 503 rather than waiting for mailbox space.
-        ctx.set_mailbox_capacity(MAX_BACKLOG_PER_ACTOR);
+        // Sized for the whole backlog, so one slow or restarting instance cannot fill its own
+        // mailbox (and make callers wait) before `Db::run`'s global limit refuses work.
+        ctx.set_mailbox_capacity(MAX_BACKLOG_PER_ACTOR * self.instances);
         if self.maintains_pool {
             self.maintain(ctx);
             ctx.run_interval(self.settings.maintenance_interval, |act, ctx| act.maintain(ctx));
@@ -116,19 +122,25 @@ impl<Q: DbQuery> Handler<Envelope<Q>> for DbActor {
             async move {
                 let _guard = guard;
                 let waiting = Instant::now();
-                let checkout = pool.get().await;
-                metrics::histogram!(DB_POOL_WAIT_SECONDS).record(waiting.elapsed().as_secs_f64());
-                let started = Instant::now();
-                let result = match checkout {
-                    Ok(mut client) => query.run(&mut client).await,
-                    Err(e) => Err(DbError::from(e)),
+                let result = match pool.get().await {
+                    Ok(mut client) => {
+                        metrics::histogram!(DB_POOL_WAIT_SECONDS).record(waiting.elapsed().as_secs_f64());
+                        let started = Instant::now();
+                        let result = query.run(&mut client).await;
+                        let outcome = match &result {
+                            Ok(_) => "ok",
+                            Err(e) => e.kind(),
+                        };
+                        metrics::histogram!(DB_QUERY_DURATION_SECONDS, "statement" => Q::NAME, "outcome" => outcome)
+                            .record(started.elapsed().as_secs_f64());
+                        result
+                    }
+                    Err(e) => {
+                        // No connection: the query never ran, so it has no duration to record.
+                        metrics::counter!(DB_QUERIES_REFUSED_TOTAL, "reason" => "pool").increment(1);
+                        Err(DbError::from(e))
+                    }
                 };
-                let outcome = match &result {
-                    Ok(_) => "ok",
-                    Err(e) => e.kind(),
-                };
-                metrics::histogram!(DB_QUERY_DURATION_SECONDS, "statement" => Q::NAME, "outcome" => outcome)
-                    .record(started.elapsed().as_secs_f64());
                 match &result {
                     Err(e @ DbError::Unexpected(_)) => {
                         tracing::error!(error.cause_chain = ?e, "query failed");

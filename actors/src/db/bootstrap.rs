@@ -26,7 +26,9 @@ pub fn expected_schema_version() -> i32 {
 }
 
 /// Connects one client outside the pool, retrying until `patience` runs out (a database that
-/// starts after the server, as in container start-up, is waited for rather than fatal).
+/// starts after the server, as in container start-up, is waited for rather than fatal). Errors
+/// that waiting cannot fix (authentication, a missing database, an untrusted certificate) fail
+/// at once.
 pub async fn connect_with_retry(config: &Config, tls: &PgConnector, patience: Duration) -> anyhow::Result<Client> {
     let deadline = Instant::now() + patience;
     let mut delay = Duration::from_millis(100);
@@ -40,7 +42,7 @@ pub async fn connect_with_retry(config: &Config, tls: &PgConnector, patience: Du
                 });
                 return Ok(client);
             }
-            Err(e) if Instant::now() + delay < deadline => {
+            Err(e) if !is_permanent(&e) && Instant::now() + delay < deadline => {
                 tracing::info!(error = %e, retry_in_ms = delay.as_millis() as u64, "database not reachable yet");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
@@ -48,6 +50,29 @@ pub async fn connect_with_retry(config: &Config, tls: &PgConnector, patience: Du
             Err(e) => return Err(e).context("could not connect to PostgreSQL"),
         }
     }
+}
+
+/// Whether a connection error will not go away by retrying.
+fn is_permanent(error: &tokio_postgres::Error) -> bool {
+    if let Some(db) = error.as_db_error() {
+        let code = db.code().code();
+        // 28: invalid authorization; 3D000: the database does not exist.
+        return code.starts_with("28") || code == "3D000";
+    }
+    // A TLS failure (certificate verification, protocol mismatch) anywhere in the cause chain.
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let tls = cause.is::<rustls::Error>()
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.is::<rustls::Error>());
+        if tls {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Creates database `name` when it does not exist, connecting through `admin` (a config for a

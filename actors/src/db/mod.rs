@@ -28,7 +28,7 @@ pub use pool::{build_pool, PoolSettings};
 pub use tls::{connector, DbTlsSettings, PgConnector};
 
 use crate::error::DbError;
-use crate::metrics::ACTOR_BACKLOG;
+use crate::metrics::{ACTOR_BACKLOG, DB_QUERIES_REFUSED_TOTAL};
 
 /// One query: a typed message for the DB actor. Implementors hold their parameters and run their
 /// SQL on a pooled connection with `prepare_cached`, mapping rows into types with errors.
@@ -103,7 +103,7 @@ impl Db {
             let pool = pool.clone();
             let settings = settings.clone();
             let addr = actix::Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
-                DbActor::new(pool, settings, index == 0)
+                DbActor::new(pool, settings, index == 0, instances)
             });
             actors.push(addr);
             arbiters.push(arbiter);
@@ -117,13 +117,18 @@ impl Db {
     pub async fn run<Q: DbQuery>(&self, query: Q) -> Result<Q::Output, DbError> {
         let (ticket, depth) = BacklogTicket::take(&self.inner.backlog);
         if depth > MAX_BACKLOG_PER_ACTOR * self.inner.actors.len() {
+            metrics::counter!(DB_QUERIES_REFUSED_TOTAL, "reason" => "backlog").increment(1);
+            tracing::warn!(backlog = depth, statement = Q::NAME, "database backlog full; refusing the query");
             return Err(DbError::unavailable("too many queries are waiting for the database"));
         }
         let index = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.actors.len();
         let envelope = Envelope { query, span: tracing::Span::current(), sent_at: Instant::now(), ticket };
         match self.inner.actors[index].send(envelope).await {
             Ok(result) => result,
-            Err(_mailbox) => Err(DbError::unavailable("the database actor is not running")),
+            Err(_mailbox) => {
+                metrics::counter!(DB_QUERIES_REFUSED_TOTAL, "reason" => "actor_gone").increment(1);
+                Err(DbError::unavailable("the database actor is not running"))
+            }
         }
     }
 
