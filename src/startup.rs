@@ -2,7 +2,7 @@
 //! used by `main` and by the tests alike.
 //!
 //! Order: database (the embedded cluster when no URL is set) → migrations and seed on a dedicated
-//! connection → pool and DB actors → TLS → listener → API keys (first-start admin key) → HTTP
+//! connection → pool and DB actors → audit retention actor → TLS → listener → API keys (first-start admin key) → HTTP
 //! server (and the separate metrics listener when configured).
 
 use std::net::TcpListener;
@@ -13,6 +13,8 @@ use actix_web::middleware::{from_fn, Compress};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context as _;
 
+use actix::Addr;
+use certctl_actors::audit_retention::{AuditRetention, RetentionSettings};
 use certctl_actors::db::bootstrap;
 use certctl_actors::db::{build_pool, DbTlsSettings, PoolSettings};
 use certctl_actors::Db;
@@ -33,6 +35,7 @@ pub struct Application {
     server: Server,
     metrics_server: Option<Server>,
     db: Db,
+    retention: Addr<AuditRetention>,
     embedded: Option<EmbeddedPostgres>,
     generated_admin_key: Option<String>,
 }
@@ -77,6 +80,11 @@ impl Application {
         );
         let pool = build_pool(session_config(base_config, &settings), pg_tls, &pool_settings)?;
         let db = Db::start(pool, pool_settings, settings.database_actor_count());
+        let retention = {
+            let db = db.clone();
+            let retention = RetentionSettings::new(settings.audit_retention_days, settings.audit_retention_interval);
+            actix::Supervisor::start(move |_| AuditRetention::new(db, retention))
+        };
 
         let tls = if settings.server_tls {
             let for_tls = settings.clone();
@@ -110,6 +118,7 @@ impl Application {
             db: db.clone(),
             effective_settings: settings.effective(),
             expected_schema_version: bootstrap::expected_schema_version(),
+            audit_reads: settings.audit_reads,
         });
         let auth = web::Data::new(auth);
         let body_limit = web::Data::new(BodyLimit(settings.max_body_size));
@@ -163,7 +172,17 @@ impl Application {
         };
 
         tracing::info!(address = %base_url, tls = scheme == "https", embedded_database = embedded.is_some(), "certctl server listening");
-        Ok(Application { port, metrics_port, scheme, server, metrics_server, db, embedded, generated_admin_key })
+        Ok(Application {
+            port,
+            metrics_port,
+            scheme,
+            server,
+            metrics_server,
+            db,
+            retention,
+            embedded,
+            generated_admin_key,
+        })
     }
 
     /// The port the API listens on (useful with `CERTCTL_SERVER_PORT=0`).
@@ -184,6 +203,11 @@ impl Application {
     /// The database handle (tests use it to reach the DB actors).
     pub fn db(&self) -> Db {
         self.db.clone()
+    }
+
+    /// The audit retention actor (tests ask it for a pass instead of waiting for its timer).
+    pub fn audit_retention(&self) -> Addr<AuditRetention> {
+        self.retention.clone()
     }
 
     /// The admin key generated on this start, if one was (it was also printed).

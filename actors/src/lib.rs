@@ -1,5 +1,6 @@
 //! certctl-actors: the engine of certctl. It knows nothing about HTTP.
 //!
+//! - [`audit_retention`]: the supervised actor that deletes expired audit events in batches.
 //! - [`db`]: the DB actor that owns the deadpool-postgres pool, the [`db::Db`] handle every other
 //!   component uses to send it typed query messages, migrations and database bootstrap.
 //! - [`domain`]: the domain types (certificates, API keys) and their validation rules.
@@ -7,6 +8,7 @@
 //! - [`metrics`]: the names and help texts of every metric the engine records.
 //! - [`error`]: [`DbError`], the one error type a query can return.
 
+pub mod audit_retention;
 pub mod db;
 pub mod domain;
 pub mod error;

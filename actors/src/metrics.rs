@@ -26,6 +26,10 @@ pub const ACTOR_INFLIGHT: &str = "certctl_actor_inflight";
 /// Counter, label `reason` (`backlog` | `actor_gone` | `pool`): queries answered as unavailable
 /// without reaching PostgreSQL.
 pub const DB_QUERIES_REFUSED_TOTAL: &str = "certctl_db_queries_refused_total";
+/// Counter: audit events deleted by the retention actor.
+pub const AUDIT_EVENTS_PURGED_TOTAL: &str = "certctl_audit_events_purged_total";
+/// Counter: retention ticks skipped because the previous pass was still running.
+pub const AUDIT_RETENTION_SKIPPED_TOTAL: &str = "certctl_audit_retention_skipped_ticks_total";
 /// Counter, label `actor`: restarts performed by the actor's supervisor.
 pub const ACTOR_RESTARTS_TOTAL: &str = "certctl_actor_restarts_total";
 
@@ -49,4 +53,9 @@ pub fn describe() {
     describe_gauge!(ACTOR_BACKLOG, "Messages sent to an actor that it has not started yet.");
     describe_gauge!(ACTOR_INFLIGHT, "Messages an actor is processing right now.");
     describe_counter!(ACTOR_RESTARTS_TOTAL, "Restarts of a supervised actor.");
+    describe_counter!(AUDIT_EVENTS_PURGED_TOTAL, "Audit events deleted after CERTCTL_AUDIT_RETENTION_DAYS.");
+    describe_counter!(
+        AUDIT_RETENTION_SKIPPED_TOTAL,
+        "Audit retention ticks skipped while the previous pass still ran."
+    );
 }

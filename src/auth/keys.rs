@@ -13,6 +13,8 @@ use certctl_actors::domain::api_key::ApiKeyRecord;
 pub struct Caller {
     pub name: String,
     pub admin: bool,
+    /// False when authentication is disabled and the caller is anonymous.
+    pub authenticated: bool,
 }
 
 struct StoredKey {
@@ -47,7 +49,10 @@ pub fn generate_key() -> String {
 impl KeyStore {
     /// Adds a key by its plaintext (configured keys).
     pub fn add_plain(&mut self, name: &str, key: &str, admin: bool) {
-        self.keys.push(StoredKey { hash: hash_key(key), caller: Caller { name: name.to_string(), admin } });
+        self.keys.push(StoredKey {
+            hash: hash_key(key),
+            caller: Caller { name: name.to_string(), admin, authenticated: true },
+        });
     }
 
     /// Adds a stored key by its hash. Malformed hashes are skipped with a warning.
@@ -57,9 +62,10 @@ impl KeyStore {
             .map(|i| record.key_hash.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
             .collect();
         match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
-            Some(hash) => {
-                self.keys.push(StoredKey { hash, caller: Caller { name: record.name.clone(), admin: record.admin } })
-            }
+            Some(hash) => self.keys.push(StoredKey {
+                hash,
+                caller: Caller { name: record.name.clone(), admin: record.admin, authenticated: true },
+            }),
             None => {
                 tracing::warn!(key = %record.name, "ignoring a stored API key with a malformed hash")
             }

@@ -34,7 +34,9 @@ impl Authenticator {
     /// The caller for an `Authorization` header value, or why it is refused.
     pub fn check(&self, authorization: Option<&str>) -> Result<Caller, ApiError> {
         let store = match self {
-            Authenticator::Disabled => return Ok(Caller { name: "anonymous".into(), admin: true }),
+            Authenticator::Disabled => {
+                return Ok(Caller { name: "anonymous".into(), admin: true, authenticated: false })
+            }
             Authenticator::ApiKeys(store) => store,
         };
         let Some(value) = authorization else {

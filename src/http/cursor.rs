@@ -31,6 +31,21 @@ pub fn decode(cursor: &str) -> Result<CertificateKey, ApiError> {
     Ok(CertificateKey { created_at, id: id.to_string() })
 }
 
+/// Encodes an audit event id as a cursor (`base64url("a:<id>")`).
+pub fn encode_audit(id: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("a:{id}"))
+}
+
+/// Decodes a cursor made by [`encode_audit`].
+pub fn decode_audit(cursor: &str) -> Result<i64, ApiError> {
+    let invalid = || {
+        ApiError::InvalidQuery("cursor is not a cursor this server issued; use next_cursor from a previous page".into())
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(cursor.as_bytes()).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    text.strip_prefix("a:").and_then(|id| id.parse::<i64>().ok()).filter(|id| *id > 0).ok_or_else(invalid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,5 +59,7 @@ mod tests {
         assert_eq!(decode(&encode(&key)).unwrap(), key);
         assert!(decode("not-a-cursor!").is_err());
         assert!(decode(&URL_SAFE_NO_PAD.encode("x:y")).is_err());
+        assert_eq!(decode_audit(&encode_audit(42)).unwrap(), 42);
+        assert!(decode_audit(&encode(&key)).is_err());
     }
 }

@@ -3,9 +3,11 @@
 //! - [`request_context`]: request ids, spans, problem fallback, HTTP metrics (outermost middleware).
 //! - [`problem`]: [`problem::ApiError`] and its RFC 9457 rendering.
 //! - [`json`]: the `ValidJson<T>` body extractor.
+//! - [`actor`]: the `Actor` extractor (who acts, for audit rows).
 //! - [`cursor`]: opaque keyset cursors.
 //! - [`routes`]: one file per group of endpoints.
 
+pub mod actor;
 pub mod cursor;
 pub mod json;
 pub mod problem;
@@ -28,6 +30,8 @@ pub struct AppState {
     pub effective_settings: Vec<(&'static str, String)>,
     /// The schema version this build expects (for `/ready`).
     pub expected_schema_version: i32,
+    /// Whether successful reads are recorded in the audit trail (`CERTCTL_AUDIT_READS`).
+    pub audit_reads: bool,
 }
 
 /// The Prometheus handle, present in app data only when `/metrics` is served on this listener.
@@ -52,6 +56,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .route(web::get().to(routes::certificates::list))
                         .route(web::post().to(routes::certificates::create)),
                 )
+                .route("/audit", web::get().to(routes::audit::list))
+                .route("/audit/{id}", web::get().to(routes::audit::get))
                 .service(
                     web::resource("/certificates/{id}")
                         .route(web::get().to(routes::certificates::get))

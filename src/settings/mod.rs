@@ -170,6 +170,18 @@ pub struct Settings {
     #[arg(long, env = "CERTCTL_AUTH_SECRET", value_parser = parsers::legacy_keys, hide_env_values = true)]
     pub auth_secret: Option<Secret<Vec<NamedKey>>>,
 
+    /// Days audit events are kept before the retention actor deletes them (0: keep forever).
+    #[arg(long, env = "CERTCTL_AUDIT_RETENTION_DAYS", default_value_t = 365, value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub audit_retention_days: u32,
+
+    /// Time between audit retention passes.
+    #[arg(long, env = "CERTCTL_AUDIT_RETENTION_INTERVAL", default_value = "1h", value_parser = parsers::duration)]
+    pub audit_retention_interval: Duration,
+
+    /// Also record successful reads (GET) of audited resources in the audit trail.
+    #[arg(long, env = "CERTCTL_AUDIT_READS", default_value = "false", value_parser = parsers::boolean, action = clap::ArgAction::Set)]
+    pub audit_reads: bool,
+
     /// Log verbosity (RUST_LOG, when set, refines it per module).
     #[arg(long, env = "CERTCTL_LOG_LEVEL", value_enum, default_value = "info")]
     pub log_level: LogLevel,
@@ -260,6 +272,13 @@ impl Settings {
                     accepted: "a readable PEM file of CA certificates".into(),
                 });
             }
+        }
+        if self.audit_retention_interval.is_zero() {
+            return Err(ConfigError {
+                var: "CERTCTL_AUDIT_RETENTION_INTERVAL",
+                value: "0s".into(),
+                accepted: "a duration above zero such as 1h".into(),
+            });
         }
         if self.database_pool_timeout.is_zero() {
             return Err(ConfigError {

@@ -179,6 +179,7 @@ pub struct TestApp {
     pub db: Db,
     pub handle: ServerHandle,
     pub metrics_port: Option<u16>,
+    pub retention: actix::Addr<certctl_actors::audit_retention::AuditRetention>,
 }
 
 /// The arguments every test server gets: its database, a free port, plain HTTP, two keys.
@@ -234,9 +235,10 @@ impl TestApp {
         let db = app.db();
         let handle = app.handle();
         let metrics_port = app.metrics_port();
+        let retention = app.audit_retention();
         actix_web::rt::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        TestApp { address, client, db_name, db, handle, metrics_port }
+        TestApp { address, client, db_name, db, handle, metrics_port, retention }
     }
 
     pub fn url(&self, path: &str) -> String {

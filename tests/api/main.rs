@@ -1,6 +1,7 @@
 //! Integration tests: real servers from `Application::build`, real PostgreSQL (one cluster per
 //! test process, a fresh database per test), real HTTP and TLS over real sockets.
 
+mod audit;
 mod auth;
 mod bad_input;
 mod certificates;

@@ -84,8 +84,8 @@ pub struct Certificate {
     pub updated_at: DateTime<Utc>,
 }
 
-/// The body of `POST /api/v1/certificates`.
-#[derive(Clone, Debug, Deserialize)]
+/// The body of `POST /api/v1/certificates` (serialized only as the audit summary).
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewCertificate {
     /// Optional client-chosen id (certctl accepts one); generated as `mc-<uuid>` when absent.
@@ -108,18 +108,29 @@ pub struct NewCertificate {
 }
 
 /// The body of `PUT /api/v1/certificates/{id}`: every field optional, absent means unchanged.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// Serialized (fields sent only) as the audit summary.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificatePatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub common_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sans: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub owner_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub team_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub issuer_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub renewal_policy_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate_profile_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<BTreeMap<String, String>>,
 }
 

@@ -2,8 +2,10 @@
 //!
 //! - [`certificate`]: managed certificates (certctl's `ManagedCertificate`), create and patch inputs.
 //! - [`api_key`]: API key records as stored (hash only).
+//! - [`audit`]: audit events, the acting principal, and request-summary redaction.
 //! - [`validation`]: field-level validation errors shared by every input type.
 
 pub mod api_key;
+pub mod audit;
 pub mod certificate;
 pub mod validation;

@@ -2,12 +2,17 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Client;
-use tokio_postgres::types::Json;
+use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::Row;
 
+use super::audit::AuditRecord;
 use crate::db::DbQuery;
+use crate::domain::audit::{redact, AuditActor};
 use crate::domain::certificate::{Certificate, CertificatePatch, CertificateStatus, NewCertificate};
 use crate::error::DbError;
+
+/// The audit trail's `resource_type` for certificates.
+const RESOURCE: &str = "certificate";
 
 /// The column list every statement returns, in the order [`certificate_from_row`] reads it.
 const COLUMNS: &str = "id, name, common_name, sans, environment, owner_id, team_id, issuer_id, \
@@ -48,40 +53,50 @@ fn new_certificate_id() -> String {
     format!("mc-{}", uuid::Uuid::now_v7().simple())
 }
 
-/// Inserts a certificate in status `Pending` and returns it.
-pub struct CreateCertificate(pub NewCertificate);
+/// Inserts a certificate in status `Pending` and returns it; its audit row commits with it.
+pub struct CreateCertificate {
+    pub new: NewCertificate,
+    pub actor: AuditActor,
+}
 
 impl DbQuery for CreateCertificate {
     type Output = Certificate;
     const NAME: &'static str = "create_certificate";
 
     async fn run(self, client: &mut Client) -> Result<Certificate, DbError> {
-        let c = self.0;
+        let audit = AuditRecord {
+            details: redact(serde_json::to_value(&self.new).unwrap_or_default()),
+            actor: self.actor,
+            action: "certificate.create",
+            resource_type: RESOURCE,
+        };
+        let c = self.new;
         let id = c.id.unwrap_or_else(new_certificate_id);
         let sql = format!(
-            "INSERT INTO managed_certificates (id, name, common_name, sans, environment, owner_id, team_id, \
+            "WITH c AS (INSERT INTO managed_certificates (id, name, common_name, sans, environment, owner_id, team_id, \
              issuer_id, renewal_policy_id, certificate_profile_id, tags, status, source) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'Pending', 'API') RETURNING {COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'Pending', 'API') RETURNING {COLUMNS}), \
+             a AS ({}) SELECT * FROM c",
+            AuditRecord::insert_from("c", 12)
         );
         let stmt = client.prepare_cached(&sql).await?;
-        let row = client
-            .query_one(
-                &stmt,
-                &[
-                    &id,
-                    &c.name,
-                    &c.common_name,
-                    &c.sans,
-                    &c.environment,
-                    &c.owner_id,
-                    &c.team_id,
-                    &c.issuer_id,
-                    &c.renewal_policy_id,
-                    &c.certificate_profile_id,
-                    &Json(&c.tags),
-                ],
-            )
-            .await?;
+        let tags = Json(&c.tags);
+        let audit_params = audit.params();
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+            &id,
+            &c.name,
+            &c.common_name,
+            &c.sans,
+            &c.environment,
+            &c.owner_id,
+            &c.team_id,
+            &c.issuer_id,
+            &c.renewal_policy_id,
+            &c.certificate_profile_id,
+            &tags,
+        ];
+        params.extend(audit_params.as_slice());
+        let row = client.query_one(&stmt, &params).await?;
         certificate_from_row(&row)
     }
 }
@@ -174,9 +189,11 @@ pub enum ChangeOutcome {
 }
 
 /// Applies a partial update; absent fields keep their value. Archived certificates are refused.
+/// The audit row (with the fields sent) commits with the change.
 pub struct UpdateCertificate {
     pub id: String,
     pub patch: CertificatePatch,
+    pub actor: AuditActor,
 }
 
 impl DbQuery for UpdateCertificate {
@@ -184,38 +201,43 @@ impl DbQuery for UpdateCertificate {
     const NAME: &'static str = "update_certificate";
 
     async fn run(self, client: &mut Client) -> Result<ChangeOutcome, DbError> {
+        let audit = AuditRecord {
+            details: redact(serde_json::to_value(&self.patch).unwrap_or_default()),
+            actor: self.actor,
+            action: "certificate.update",
+            resource_type: RESOURCE,
+        };
         let p = self.patch;
         let sql = format!(
-            "UPDATE managed_certificates SET \
+            "WITH c AS (UPDATE managed_certificates SET \
                name = coalesce($2, name), common_name = coalesce($3, common_name), \
                sans = coalesce($4, sans), environment = coalesce($5, environment), \
                owner_id = coalesce($6, owner_id), team_id = coalesce($7, team_id), \
                issuer_id = coalesce($8, issuer_id), renewal_policy_id = coalesce($9, renewal_policy_id), \
                certificate_profile_id = coalesce($10, certificate_profile_id), tags = coalesce($11, tags), \
                updated_at = now() \
-             WHERE id = $1 AND status <> 'Archived' RETURNING {COLUMNS}"
+             WHERE id = $1 AND status <> 'Archived' RETURNING {COLUMNS}), \
+             a AS ({}) SELECT * FROM c",
+            AuditRecord::insert_from("c", 12)
         );
         let stmt = client.prepare_cached(&sql).await?;
         let tags = p.tags.as_ref().map(Json);
-        let row = client
-            .query_opt(
-                &stmt,
-                &[
-                    &self.id,
-                    &p.name,
-                    &p.common_name,
-                    &p.sans,
-                    &p.environment,
-                    &p.owner_id,
-                    &p.team_id,
-                    &p.issuer_id,
-                    &p.renewal_policy_id,
-                    &p.certificate_profile_id,
-                    &tags,
-                ],
-            )
-            .await?;
-        match row {
+        let audit_params = audit.params();
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+            &self.id,
+            &p.name,
+            &p.common_name,
+            &p.sans,
+            &p.environment,
+            &p.owner_id,
+            &p.team_id,
+            &p.issuer_id,
+            &p.renewal_policy_id,
+            &p.certificate_profile_id,
+            &tags,
+        ];
+        params.extend(audit_params.as_slice());
+        match client.query_opt(&stmt, &params).await? {
             Some(row) => Ok(ChangeOutcome::Changed(Box::new(certificate_from_row(&row)?))),
             None => not_changed(client, &self.id).await,
         }
@@ -232,9 +254,11 @@ async fn not_changed(client: &mut Client, id: &str) -> Result<ChangeOutcome, DbE
 }
 
 /// Archives a certificate (certctl's `DELETE`): the row stays for history with status
-/// `Archived`. Archiving an archived certificate changes nothing and reports it as changed.
+/// `Archived`, and the audit row commits with the change. Archiving an archived certificate
+/// changes nothing, records nothing, and reports the certificate as it is.
 pub struct ArchiveCertificate {
     pub id: String,
+    pub actor: AuditActor,
 }
 
 impl DbQuery for ArchiveCertificate {
@@ -242,12 +266,26 @@ impl DbQuery for ArchiveCertificate {
     const NAME: &'static str = "archive_certificate";
 
     async fn run(self, client: &mut Client) -> Result<ChangeOutcome, DbError> {
+        let audit = AuditRecord {
+            details: serde_json::json!({}),
+            actor: self.actor,
+            action: "certificate.archive",
+            resource_type: RESOURCE,
+        };
         let sql = format!(
-            "UPDATE managed_certificates SET status = 'Archived', \
-               updated_at = CASE WHEN status = 'Archived' THEN updated_at ELSE now() END \
-             WHERE id = $1 RETURNING {COLUMNS}"
+            "WITH c AS (UPDATE managed_certificates SET status = 'Archived', updated_at = now() \
+             WHERE id = $1 AND status <> 'Archived' RETURNING {COLUMNS}), \
+             a AS ({}) SELECT * FROM c",
+            AuditRecord::insert_from("c", 2)
         );
         let stmt = client.prepare_cached(&sql).await?;
+        let audit_params = audit.params();
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&self.id];
+        params.extend(audit_params.as_slice());
+        if let Some(row) = client.query_opt(&stmt, &params).await? {
+            return Ok(ChangeOutcome::Changed(Box::new(certificate_from_row(&row)?)));
+        }
+        let stmt = client.prepare_cached(&format!("SELECT {COLUMNS} FROM managed_certificates WHERE id = $1")).await?;
         match client.query_opt(&stmt, &[&self.id]).await? {
             Some(row) => Ok(ChangeOutcome::Changed(Box::new(certificate_from_row(&row)?))),
             None => Ok(ChangeOutcome::NotFound),

@@ -5,12 +5,15 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use certctl_actors::domain::audit::AuditActor;
 use certctl_actors::domain::certificate::{Certificate, CertificatePatch, CertificateStatus, NewCertificate};
+use certctl_actors::queries::audit::{AuditRecord, InsertAuditEvent};
 use certctl_actors::queries::certificates::{
     ArchiveCertificate, ChangeOutcome, CreateCertificate, GetCertificate, ListCertificates, UpdateCertificate,
 };
 
 use super::path_id;
+use crate::http::actor::Actor;
 use crate::http::cursor;
 use crate::http::json::ValidJson;
 use crate::http::problem::ApiError;
@@ -42,10 +45,14 @@ struct Page {
 
 /// `POST /api/v1/certificates`: 201 with the stored certificate and its `Location`.
 #[tracing::instrument(skip_all)]
-pub async fn create(state: web::Data<AppState>, body: ValidJson<NewCertificate>) -> Result<HttpResponse, ApiError> {
+pub async fn create(
+    state: web::Data<AppState>,
+    actor: Actor,
+    body: ValidJson<NewCertificate>,
+) -> Result<HttpResponse, ApiError> {
     let new = body.0;
     new.validate().map_err(ApiError::Validation)?;
-    let created = state.db.run(CreateCertificate(new)).await?;
+    let created = state.db.run(CreateCertificate { new, actor: actor.0 }).await?;
     tracing::info!(certificate_id = %created.id, "certificate created");
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/certificates/{}", created.id)))
@@ -54,7 +61,11 @@ pub async fn create(state: web::Data<AppState>, body: ValidJson<NewCertificate>)
 
 /// `GET /api/v1/certificates?limit=&cursor=&status=`: certificates in creation order.
 #[tracing::instrument(skip_all)]
-pub async fn list(state: web::Data<AppState>, params: web::Query<ListParams>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    actor: Actor,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
@@ -72,24 +83,26 @@ pub async fn list(state: web::Data<AppState>, params: web::Query<ListParams>) ->
         })
         .transpose()?;
     let page = state.db.run(ListCertificates { after, limit, status }).await?;
+    let query = serde_json::json!({ "limit": limit, "cursor": params.cursor, "status": params.status });
+    audit_read(&state, actor.0, "certificate.list", "*", query).await?;
     Ok(HttpResponse::Ok().json(Page { data: page.items, next_cursor: page.next.as_ref().map(cursor::encode), limit }))
 }
 
 /// `GET /api/v1/certificates/{id}`.
 #[tracing::instrument(skip_all, fields(certificate_id))]
-pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get(state: web::Data<AppState>, actor: Actor, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = path_id(id.into_inner())?;
     tracing::Span::current().record("certificate_id", id.as_str());
-    match state.db.run(GetCertificate { id: id.clone() }).await? {
-        Some(certificate) => Ok(HttpResponse::Ok().json(certificate)),
-        None => Err(not_found(&id)),
-    }
+    let certificate = state.db.run(GetCertificate { id: id.clone() }).await?.ok_or_else(|| not_found(&id))?;
+    audit_read(&state, actor.0, "certificate.read", &id, serde_json::json!({})).await?;
+    Ok(HttpResponse::Ok().json(certificate))
 }
 
 /// `PUT /api/v1/certificates/{id}`: partial update; absent fields keep their values.
 #[tracing::instrument(skip_all, fields(certificate_id))]
 pub async fn update(
     state: web::Data<AppState>,
+    actor: Actor,
     id: web::Path<String>,
     body: ValidJson<CertificatePatch>,
 ) -> Result<HttpResponse, ApiError> {
@@ -103,7 +116,7 @@ pub async fn update(
             field: None,
         });
     }
-    match state.db.run(UpdateCertificate { id: id.clone(), patch }).await? {
+    match state.db.run(UpdateCertificate { id: id.clone(), patch, actor: actor.0 }).await? {
         ChangeOutcome::Changed(certificate) => Ok(HttpResponse::Ok().json(certificate)),
         ChangeOutcome::NotFound => Err(not_found(&id)),
         ChangeOutcome::Archived => {
@@ -114,16 +127,37 @@ pub async fn update(
 
 /// `DELETE /api/v1/certificates/{id}`: archives the certificate (status `Archived`); 204.
 #[tracing::instrument(skip_all, fields(certificate_id))]
-pub async fn archive(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn archive(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = path_id(id.into_inner())?;
     tracing::Span::current().record("certificate_id", id.as_str());
-    match state.db.run(ArchiveCertificate { id: id.clone() }).await? {
+    match state.db.run(ArchiveCertificate { id: id.clone(), actor: actor.0 }).await? {
         ChangeOutcome::NotFound => Err(not_found(&id)),
         _ => {
             tracing::info!(certificate_id = %id, "certificate archived");
             Ok(HttpResponse::NoContent().finish())
         }
     }
+}
+
+/// Records a successful read when `CERTCTL_AUDIT_READS` is on. A read whose record cannot be
+/// written fails: with read auditing on, no read goes unrecorded.
+async fn audit_read(
+    state: &AppState,
+    actor: AuditActor,
+    action: &'static str,
+    resource_id: &str,
+    details: serde_json::Value,
+) -> Result<(), ApiError> {
+    if !state.audit_reads {
+        return Ok(());
+    }
+    let record = AuditRecord { actor, action, resource_type: "certificate", details };
+    state.db.run(InsertAuditEvent { record, resource_id: resource_id.to_string() }).await?;
+    Ok(())
 }
 
 fn not_found(id: &str) -> ApiError {

@@ -4,7 +4,9 @@
 //! - [`metrics`]: `/metrics` in Prometheus text format.
 //! - [`meta`]: version, auth info/check, the admin config view.
 //! - [`certificates`]: `/api/v1/certificates` CRUD.
+//! - [`audit`]: `/api/v1/audit` (keyset pages, filters) and `/api/v1/audit/{id}`.
 
+pub mod audit;
 pub mod certificates;
 pub mod health;
 pub mod meta;

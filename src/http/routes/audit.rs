@@ -1,0 +1,85 @@
+//! `/api/v1/audit`: the audit trail, newest first, in keyset pages with filters; and one event
+//! by its id.
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use certctl_actors::domain::audit::AuditEvent;
+use certctl_actors::queries::audit::{AuditFilter, GetAuditEvent, ListAuditEvents};
+
+use crate::http::cursor;
+use crate::http::problem::ApiError;
+use crate::http::AppState;
+
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 1000;
+
+/// Query parameters of the audit list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    limit: Option<i64>,
+    cursor: Option<String>,
+    actor: Option<String>,
+    action: Option<String>,
+    resource_type: Option<String>,
+    resource_id: Option<String>,
+    /// RFC 3339; events at or after it.
+    since: Option<String>,
+    /// RFC 3339; events before it.
+    until: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Page {
+    data: Vec<AuditEvent>,
+    next_cursor: Option<String>,
+    limit: i64,
+}
+
+fn rfc3339(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    value
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&Utc)).map_err(|_| {
+                ApiError::InvalidQuery(format!("{name} must be an RFC 3339 timestamp such as 2026-01-31T12:00:00Z"))
+            })
+        })
+        .transpose()
+}
+
+/// `GET /api/v1/audit?actor=&action=&resource_type=&resource_id=&since=&until=&limit=&cursor=`
+#[tracing::instrument(skip_all)]
+pub async fn list(state: web::Data<AppState>, params: web::Query<ListParams>) -> Result<HttpResponse, ApiError> {
+    let p = params.into_inner();
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::InvalidQuery(format!("limit must be between 1 and {MAX_LIMIT} (got {limit})")));
+    }
+    let filter = AuditFilter {
+        since: rfc3339("since", p.since.as_deref())?,
+        until: rfc3339("until", p.until.as_deref())?,
+        actor: p.actor,
+        action: p.action,
+        resource_type: p.resource_type,
+        resource_id: p.resource_id,
+    };
+    let before = p.cursor.as_deref().map(cursor::decode_audit).transpose()?;
+    let page = state.db.run(ListAuditEvents { filter, before, limit }).await?;
+    Ok(HttpResponse::Ok().json(Page { data: page.items, next_cursor: page.next.map(cursor::encode_audit), limit }))
+}
+
+/// `GET /api/v1/audit/{id}`: one event by its id.
+#[tracing::instrument(skip_all)]
+pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let raw = id.into_inner();
+    let id = raw
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::InvalidPath(format!("audit event ids are positive integers (got {raw:?})")))?;
+    match state.db.run(GetAuditEvent { id }).await? {
+        Some(event) => Ok(HttpResponse::Ok().json(event)),
+        None => Err(ApiError::NotFound(format!("no audit event with id {id}"))),
+    }
+}
