@@ -139,7 +139,10 @@ impl Application {
             app.configure(http::configure).default_service(web::to(route_not_found))
         })
         .client_request_timeout(Duration::from_secs(30))
-        .shutdown_timeout(30);
+        .shutdown_timeout(30)
+        // Signals are handled in `run_until_stopped`, so SIGINT drains like SIGTERM (actix's own
+        // handling treats SIGINT as a forced stop).
+        .disable_signals();
         if settings.server_workers > 0 {
             server = server.workers(settings.server_workers as usize);
         }
@@ -163,6 +166,7 @@ impl Application {
                         .default_service(web::to(route_not_found))
                 })
                 .workers(1)
+                .disable_signals()
                 .listen(listener)?
                 .run();
                 tracing::info!(address = %addr, "metrics listener started");
@@ -235,18 +239,34 @@ impl Application {
         if let Some(metrics_server) = metrics_server {
             actix_web::rt::spawn(metrics_server);
         }
-        let outcome = match &embedded {
-            Some(cluster) => {
-                tokio::select! {
-                    result = server => result.context("the HTTP server failed"),
-                    message = cluster.failed() => {
-                        handle.stop(true).await;
-                        Err(anyhow::anyhow!(message))
-                    }
-                }
+        // Histograms of a recorder that is never scraped grow until upkeep drains them.
+        let upkeep = actix_web::rt::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                telemetry::metrics_handle().run_upkeep();
             }
-            None => server.await.context("the HTTP server failed"),
+        });
+        let cluster_failed = async {
+            match &embedded {
+                Some(cluster) => cluster.failed().await,
+                None => std::future::pending().await,
+            }
         };
+        let mut server = server;
+        let outcome = tokio::select! {
+            result = &mut server => result.context("the HTTP server failed"),
+            signal = shutdown_signal() => {
+                tracing::info!(signal, "shutting down: finishing in-flight requests");
+                handle.stop(true).await;
+                server.await.context("the HTTP server failed")
+            }
+            message = cluster_failed => {
+                handle.stop(true).await;
+                Err(anyhow::anyhow!(message))
+            }
+        };
+        upkeep.abort();
         if let Some(metrics_handle) = metrics_handle {
             metrics_handle.stop(true).await;
         }
@@ -256,6 +276,21 @@ impl Application {
         }
         tracing::info!("certctl server stopped");
         outcome
+    }
+}
+
+/// Resolves with the signal's name on SIGINT or SIGTERM.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        },
+        _ => {
+            tracing::warn!("cannot install signal handlers; stop the server with SIGKILL");
+            std::future::pending().await
+        }
     }
 }
 

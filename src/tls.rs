@@ -68,7 +68,7 @@ pub fn server_config(cert_path: &Path, key_path: &Path) -> anyhow::Result<rustls
 /// Makes the self-signed certificate unless a current one naming `host` exists.
 fn ensure_self_signed(dir: &Path, cert: &Path, key: &Path, host: &str) -> anyhow::Result<()> {
     let names = san_names(host);
-    if cert.exists() && key.exists() && still_good(cert, &names) {
+    if cert.exists() && key.exists() && still_good(cert, key, &names) {
         return Ok(());
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -82,8 +82,10 @@ fn ensure_self_signed(dir: &Path, cert: &Path, key: &Path, host: &str) -> anyhow
     params.not_after = now + time::Duration::days(SELF_SIGNED_DAYS);
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let certificate = params.self_signed(&key_pair).context("signing the self-signed certificate")?;
+    // Each file is written whole to a temporary name and renamed, key first: a crash leaves the
+    // old pair, or a new key beside an old certificate, which `still_good` rejects next start.
     write_private(key, key_pair.serialize_pem().as_bytes())?;
-    std::fs::write(cert, certificate.pem()).with_context(|| format!("writing {}", cert.display()))?;
+    write_private(cert, certificate.pem().as_bytes())?;
     tracing::info!(cert = %cert.display(), "generated a self-signed TLS certificate");
     Ok(())
 }
@@ -98,8 +100,13 @@ fn san_names(host: &str) -> Vec<String> {
     names
 }
 
-/// Whether the existing certificate is valid for another month and names every host in `names`.
-fn still_good(cert: &Path, names: &[String]) -> bool {
+/// Whether the existing certificate matches its key, is valid for another month and names every
+/// host in `names`.
+fn still_good(cert: &Path, key: &Path, names: &[String]) -> bool {
+    // A certificate and key that do not belong together (an interrupted regeneration) are remade.
+    if server_config(cert, key).is_err() {
+        return false;
+    }
     let Ok(pem_bytes) = std::fs::read(cert) else {
         return false;
     };
@@ -133,17 +140,22 @@ fn still_good(cert: &Path, names: &[String]) -> bool {
     names.iter().all(|n| present.contains(n))
 }
 
-/// Writes a file only its owner can read.
+/// Writes a file only its owner can read, atomically (temporary file, fsync, rename).
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let temporary = path.with_extension("tmp");
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .write(true)
         .truncate(true)
         .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
+        .open(&temporary)
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    // The mode above applies only to a new file; make sure of it for a leftover one.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path).with_context(|| format!("replacing {}", path.display()))?;
     Ok(())
 }

@@ -26,6 +26,10 @@ pub enum DbError {
     /// A check constraint refused the row.
     #[error("check constraint {constraint} violated")]
     CheckViolation { constraint: String },
+    /// PostgreSQL refused a value (SQLSTATE class 22: out of range, invalid text…): bad input
+    /// that validation did not catch, answered as a client error.
+    #[error("the database refused a value")]
+    InvalidValue,
     /// Anything else: a bug or an unexpected state. Logged with its cause chain, shown as a 500.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -44,6 +48,7 @@ impl DbError {
             DbError::UniqueViolation { .. } => "unique_violation",
             DbError::ForeignKeyViolation { .. } => "foreign_key_violation",
             DbError::CheckViolation { .. } => "check_violation",
+            DbError::InvalidValue => "invalid_value",
             DbError::Unexpected(_) => "unexpected",
         }
     }
@@ -72,6 +77,9 @@ impl From<tokio_postgres::Error> for DbError {
             DbError::ForeignKeyViolation { constraint }
         } else if *code == SqlState::CHECK_VIOLATION {
             DbError::CheckViolation { constraint }
+        } else if code.code().starts_with("22") {
+            tracing::debug!(error = %e, "value refused by the database");
+            DbError::InvalidValue
         } else if *code == SqlState::QUERY_CANCELED {
             DbError::Unavailable { reason: "statement timed out", source: Some(e.into()) }
         } else if code.code().starts_with("08") || code.code().starts_with("57P") || code.code().starts_with("53") {

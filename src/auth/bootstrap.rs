@@ -47,7 +47,9 @@ pub async fn authenticator(
         }
         let key = generate_key();
         let record = ApiKeyRecord { name: BOOTSTRAP_KEY_NAME.into(), key_hash: hash_key_hex(&key), admin: true };
-        db.run(InsertApiKey(record.clone())).await.context("storing the generated admin key")?;
+        if !db.run(InsertApiKey(record.clone())).await.context("storing the generated admin key")? {
+            bail!("a stored API key named `{BOOTSTRAP_KEY_NAME}` already exists but could not be loaded; check the api_keys table");
+        }
         store.add_record(&record);
         print_banner(&key, base_url, cacert);
         generated = Some(key);

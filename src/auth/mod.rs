@@ -42,10 +42,11 @@ impl Authenticator {
         let Some(value) = authorization else {
             return Err(ApiError::Unauthorized("send an API key as `Authorization: Bearer <key>`".into()));
         };
+        // The scheme name is case-insensitive (RFC 9110 §11.1).
         let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be `Bearer <key>`".into()))?;
         store.authenticate(token).ok_or_else(|| ApiError::Unauthorized("the API key is not valid".into()))

@@ -64,7 +64,8 @@ pub struct EmbeddedError(pub String);
 pub const DB_USER: &str = "certctl";
 pub const DB_NAME: &str = "certctl";
 
-/// A running embedded cluster. Stop it with [`EmbeddedPostgres::stop`]; dropping it stops it too.
+/// A running embedded cluster. Stop it with [`EmbeddedPostgres::stop`] (waits for the shutdown);
+/// dropping it only asks for the shutdown.
 pub struct EmbeddedPostgres {
     layout: Layout,
     shared: Arc<Shared>,
@@ -229,8 +230,18 @@ impl EmbeddedPostgres {
 }
 
 impl Drop for EmbeddedPostgres {
+    /// Dropping without [`EmbeddedPostgres::stop`] (an error path) asks the cluster to shut down
+    /// without waiting for it, so no async thread blocks here; the keeper thread finishes the job.
     fn drop(&mut self) {
-        self.stop();
+        if self.keeper.take().is_none() {
+            return;
+        }
+        let mut state = self.shared.lock();
+        state.stopping = true;
+        if let Some(pid) = state.pid {
+            process::signal(pid, libc::SIGINT);
+        }
+        self.shared.changed.notify_all();
     }
 }
 
@@ -261,6 +272,10 @@ fn keep_running(
             state.pid = Some(child.id() as i32);
             state.generation += 1;
             state.exited = false;
+            // A stop requested while this child was being spawned saw no pid to signal.
+            if state.stopping {
+                process::signal(child.id() as i32, libc::SIGINT);
+            }
             shared.changed.notify_all();
         }
         let status = child.wait();
@@ -287,7 +302,9 @@ fn keep_running(
             let _ = failed.send(Some(message));
             return;
         }
-        let backoff = Duration::from_millis(250 * deaths.len() as u64);
+        // Exponential backoff (1 s, 2 s, 4 s…, at most 30 s): after a crash, backends of the dead
+        // postmaster can hold its shared memory for a while, and retrying at once only fails again.
+        let backoff = Duration::from_secs(1u64 << (deaths.len() - 1).min(5)).min(Duration::from_secs(30));
         tracing::error!(%status, restart_in_ms = backoff.as_millis() as u64, "embedded PostgreSQL exited unexpectedly; restarting");
         // Sleep, but wake at once if a stop is requested meanwhile.
         let state = shared.lock();

@@ -120,10 +120,14 @@ impl Layout {
     }
 }
 
-/// A command for a PostgreSQL binary, run as `run_as` when set.
+/// A command for a PostgreSQL binary, run as `run_as` when set. The environment is cleared: the
+/// server's holds plaintext API keys and database URLs that the cluster's account must not see.
 fn pg_command(program: &Path, run_as: Option<RunAs>, cwd: &Path) -> Command {
     let mut command = Command::new(program);
-    command.current_dir(cwd).env("LC_ALL", "C");
+    command.current_dir(cwd).env_clear().env("LC_ALL", "C").env("TZ", "UTC");
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
     if let Some(user) = run_as {
         command.uid(user.uid).gid(user.gid);
     }
@@ -146,16 +150,38 @@ pub fn init_cluster(binaries: &Binaries, layout: &Layout, run_as: Option<RunAs>)
         }
         return Ok(());
     }
+    let leftovers = std::fs::read_dir(&layout.pgdata).map(|mut d| d.next().is_some()).unwrap_or(false);
+    if leftovers {
+        return Err(format!(
+            "{} exists but holds no complete cluster (no PG_VERSION); move it aside to let certctl create a new one",
+            layout.pgdata.display()
+        ));
+    }
+    // initdb writes into a scratch directory that is renamed into place only when it succeeded,
+    // so an interrupted first start never leaves a half-made cluster behind.
+    let scratch = layout.data_dir.join("postgres.initdb");
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir(&scratch).map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
+    std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("cannot set permissions on {}: {e}", scratch.display()))?;
+    if let Some(user) = run_as {
+        std::os::unix::fs::chown(&scratch, Some(user.uid), Some(user.gid))
+            .map_err(|e| format!("cannot hand {} to the postgres user: {e}", scratch.display()))?;
+    }
     tracing::info!(pgdata = %layout.pgdata.display(), "initialising the embedded PostgreSQL cluster");
-    let output = pg_command(&binaries.initdb, run_as, &layout.pgdata)
+    let output = pg_command(&binaries.initdb, run_as, &scratch)
         .arg("-D")
-        .arg(&layout.pgdata)
+        .arg(&scratch)
         .args(["--username", DB_USER, "--auth", "trust", "--encoding", "UTF8", "--locale", "C"])
         .output()
         .map_err(|e| format!("cannot run {}: {e}", binaries.initdb.display()))?;
     if !output.status.success() {
+        let _ = std::fs::remove_dir_all(&scratch);
         return Err(format!("initdb failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim()));
     }
+    // Renaming onto the empty placeholder directory replaces it atomically.
+    std::fs::rename(&scratch, &layout.pgdata)
+        .map_err(|e| format!("cannot move the new cluster into {}: {e}", layout.pgdata.display()))?;
     Ok(())
 }
 
@@ -190,12 +216,17 @@ pub fn spawn_postgres(
     // Its own process group: a terminal's Ctrl-C goes to the server alone, which then stops the
     // cluster in order instead of racing it.
     command.process_group(0);
-    // SAFETY: prctl is async-signal-safe; this runs in the child between fork and exec (after
-    // the uid change, which would otherwise clear the setting).
+    // SAFETY: prctl and getppid are async-signal-safe; this runs in the child between fork and
+    // exec (after the uid change, which would otherwise clear the setting). If the server died
+    // before prctl took effect, the parent is already gone: refuse to start.
+    let parent = std::process::id() as libc::pid_t;
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT as libc::c_ulong) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other("the server exited while starting postgres"));
             }
             Ok(())
         });
@@ -233,14 +264,19 @@ fn alive(pid: i32) -> bool {
     exists && !zombie
 }
 
-/// Whether `pid` is a PostgreSQL server process (so a recycled pid is never signalled).
-fn is_postgres(pid: i32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
+/// Whether `pid` is the postmaster of *this* cluster: a PostgreSQL process whose working directory
+/// is our data directory (the postmaster chdirs into it). A recycled pid, or another cluster's
+/// postmaster, is never signalled.
+fn is_our_postmaster(pid: i32, pgdata: &Path) -> bool {
+    let is_postgres = std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|cmd| {
             let argv0 = cmd.split(|b| *b == 0).next().unwrap_or_default();
             String::from_utf8_lossy(argv0).contains("postgres")
         })
-        .unwrap_or(false)
+        .unwrap_or(false);
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+    let ours = pgdata.canonicalize().ok();
+    is_postgres && cwd.is_some() && cwd == ours
 }
 
 /// Shuts down a `postgres` still running on this cluster from a server that was killed. We hold
@@ -252,7 +288,20 @@ pub fn stop_orphan(layout: &Layout) -> Result<(), String> {
     let Some(pid) = text.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) else {
         return Ok(());
     };
-    if pid <= 0 || !alive(pid) || !is_postgres(pid) {
+    if pid <= 0 || !alive(pid) {
+        return Ok(());
+    }
+    if !is_our_postmaster(pid, &layout.pgdata) {
+        // SAFETY: signal 0 only checks existence and permission.
+        let foreign_owner = unsafe { libc::kill(pid, 0) } != 0;
+        if foreign_owner && std::fs::read_link(format!("/proc/{pid}/cwd")).is_err() {
+            return Err(format!(
+                "{} names pid {pid}, a process of another user that may be using this cluster; stop it or remove the stale postmaster.pid",
+                layout.pgdata.join("postmaster.pid").display()
+            ));
+        }
+        // A stale pid file whose pid now belongs to an unrelated process: PostgreSQL itself
+        // ignores such a file when it starts.
         return Ok(());
     }
     tracing::warn!(

@@ -24,6 +24,10 @@ pub fn decode(cursor: &str) -> Result<CertificateKey, ApiError> {
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let (micros, id) = text.split_once(':').ok_or_else(invalid)?;
     let micros: i64 = micros.parse().map_err(|_| invalid())?;
+    // Only times PostgreSQL can compare (and this server could have issued): 1970 to 9999.
+    if !(0..=253_402_300_799_999_999).contains(&micros) {
+        return Err(invalid());
+    }
     let created_at: DateTime<Utc> = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
     if !is_valid_id(id) {
         return Err(invalid());

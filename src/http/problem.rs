@@ -130,6 +130,10 @@ impl From<DbError> for ApiError {
                 field: constraint.rsplit('_').nth(1).unwrap_or("body").to_string(),
                 message: "is outside the accepted values".into(),
             }]),
+            DbError::InvalidValue => ApiError::InvalidBody {
+                detail: "a value is outside what the database can store (out of range or invalid text)".into(),
+                field: None,
+            },
             DbError::Unexpected(e) => ApiError::Internal(e),
         }
     }

@@ -304,9 +304,27 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         // The stop command is sent at once; not awaiting it lets the test end without waiting
-        // for the workers to wind down.
+        // for the workers to wind down. The DB actors' arbiters are stopped so their pool closes.
         drop(self.handle.stop(false));
+        self.db.stop();
+        drop_database_soon(self.db_name.clone());
     }
+}
+
+/// Drops a test database from a thread of its own (Drop cannot await), once its connections are
+/// gone (`WITH (FORCE)` ends any that linger).
+fn drop_database_soon(name: String) {
+    let config = cluster().admin.clone();
+    let dropper = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            if let Ok((client, connection)) = config.connect(pg_tls()).await {
+                tokio::spawn(connection);
+                let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+            }
+        });
+    });
+    let _ = dropper.join();
 }
 
 /// A valid certificate body using the demo ids.

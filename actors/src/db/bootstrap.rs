@@ -33,7 +33,13 @@ pub async fn connect_with_retry(config: &Config, tls: &PgConnector, patience: Du
     let deadline = Instant::now() + patience;
     let mut delay = Duration::from_millis(100);
     loop {
-        match config.connect(tls.clone()).await {
+        // A blackholed host would otherwise hold one attempt for the OS TCP timeout.
+        let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+        let attempt = match tokio::time::timeout(remaining, config.connect(tls.clone())).await {
+            Ok(result) => result,
+            Err(_) => anyhow::bail!("could not connect to PostgreSQL within {}s", patience.as_secs()),
+        };
+        match attempt {
             Ok((client, connection)) => {
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {

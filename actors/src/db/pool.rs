@@ -46,6 +46,9 @@ pub fn build_pool(pg: tokio_postgres::Config, tls: PgConnector, settings: &PoolS
         .wait_timeout(Some(settings.pool_timeout))
         .create_timeout(Some(settings.pool_timeout))
         .recycle_timeout(Some(settings.pool_timeout))
+        // LIFO hands out the most recently used connection, so under light load the rest stay
+        // idle long enough to be pruned (FIFO would rotate through all of them and keep them warm).
+        .queue_mode(deadpool_postgres::QueueMode::Lifo)
         .runtime(Runtime::Tokio1)
         .build()?;
     Ok(pool)

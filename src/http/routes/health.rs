@@ -18,7 +18,10 @@ pub async fn health() -> HttpResponse {
 /// otherwise, so a load balancer stops sending traffic until it is.
 #[tracing::instrument(skip_all)]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let version = state.db.run(SchemaVersion).await.map_err(|e| match ApiError::from(e) {
+    // Load-balancer probes give up after a second or two; answer before they do.
+    let probe = tokio::time::timeout(std::time::Duration::from_secs(2), state.db.run(SchemaVersion)).await;
+    let probe = probe.unwrap_or(Err(certctl_actors::DbError::unavailable("the readiness query timed out")));
+    let version = probe.map_err(|e| match ApiError::from(e) {
         ApiError::Unavailable { detail, retry_after_secs } => ApiError::Unavailable { detail, retry_after_secs },
         other => ApiError::Unavailable { detail: format!("readiness check failed: {other}"), retry_after_secs: 2 },
     })?;
