@@ -258,11 +258,12 @@ impl Application {
             result = &mut server => result.context("the HTTP server failed"),
             signal = shutdown_signal() => {
                 tracing::info!(signal, "shutting down: finishing in-flight requests");
-                handle.stop(true).await;
-                server.await.context("the HTTP server failed")
+                // The stop completes only while the server future is polled: drive both.
+                let (_, result) = tokio::join!(handle.stop(true), &mut server);
+                result.context("the HTTP server failed")
             }
             message = cluster_failed => {
-                handle.stop(true).await;
+                let _ = tokio::join!(handle.stop(true), &mut server);
                 Err(anyhow::anyhow!(message))
             }
         };

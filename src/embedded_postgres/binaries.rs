@@ -33,16 +33,21 @@ impl Binaries {
             .ok()
             .filter(|o| o.status.success())
             .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-        let mut versioned: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        let candidates: Vec<PathBuf> = from_path.into_iter().chain(from_pg_config).collect();
+        Self::search(&candidates, Path::new("/usr/lib/postgresql"))
+    }
+
+    /// The first of `candidates` holding both binaries, else the newest `<versioned>/<n>/bin`.
+    fn search(candidates: &[PathBuf], versioned_root: &Path) -> Result<Binaries, String> {
+        let mut versioned: Vec<(u32, PathBuf)> = std::fs::read_dir(versioned_root)
             .into_iter()
             .flatten()
             .flatten()
             .filter_map(|e| Some((e.file_name().to_str()?.parse::<u32>().ok()?, e.path().join("bin"))))
             .collect();
         versioned.sort_by_key(|(version, _)| std::cmp::Reverse(*version));
-        from_path
+        candidates
             .iter()
-            .chain(from_pg_config.iter())
             .chain(versioned.iter().map(|(_, p)| p))
             .find_map(|dir| Self::in_dir(dir))
             .ok_or_else(|| INSTALL_HINT.to_string())
@@ -92,5 +97,39 @@ impl RunAs {
         // SAFETY: pw is non-null and points to a valid passwd record.
         let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
         Ok(Some(RunAs { uid, gid }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_install(dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        for name in ["initdb", "postgres"] {
+            std::fs::write(dir.join(name), "").unwrap();
+        }
+    }
+
+    #[test]
+    fn nothing_found_says_how_to_install_or_use_a_url() {
+        let empty = std::env::temp_dir().join(format!("certctl-nopg-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).unwrap();
+        let error = Binaries::search(&[empty.clone()], &empty.join("none")).unwrap_err();
+        assert!(error.contains("apt-get install postgresql") && error.contains("CERTCTL_DATABASE_URL"), "{error}");
+        std::fs::remove_dir_all(&empty).unwrap();
+    }
+
+    #[test]
+    fn the_newest_versioned_install_wins_after_the_candidates() {
+        let root = std::env::temp_dir().join(format!("certctl-pgver-{}", std::process::id()));
+        fake_install(&root.join("14/bin"));
+        fake_install(&root.join("16/bin"));
+        let found = Binaries::search(&[root.join("missing")], &root).unwrap();
+        assert_eq!(found.postgres, root.join("16/bin/postgres"));
+        fake_install(&root.join("first"));
+        let found = Binaries::search(&[root.join("first")], &root).unwrap();
+        assert_eq!(found.initdb, root.join("first/initdb"));
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -23,6 +23,21 @@ async fn a_wrong_key_is_refused() {
 }
 
 #[actix_web::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let app = TestApp::spawn().await;
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let response = app
+            .client
+            .get(app.url("/api/v1/certificates"))
+            .header("authorization", format!("{scheme} {}", crate::helpers::USER_KEY))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{scheme}");
+    }
+}
+
+#[actix_web::test]
 async fn a_malformed_authorization_header_is_refused() {
     let app = TestApp::spawn().await;
     let response =

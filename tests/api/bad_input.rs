@@ -51,6 +51,15 @@ async fn wrong_types_name_the_field() {
 }
 
 #[actix_web::test]
+async fn control_characters_in_tags_are_refused_not_a_500() {
+    let app = TestApp::spawn().await;
+    let mut body = certificate_body("nul");
+    body["tags"] = json!({"a": "bad\u{0}value"});
+    let problem = assert_problem(app.post_certificate(&body).await, 422, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "tags.a");
+}
+
+#[actix_web::test]
 async fn bodies_that_are_not_json_are_a_415() {
     let app = TestApp::spawn().await;
     assert_problem(post_raw(&app, "text/plain", "name=x").await, 415, "unsupported-media-type").await;
@@ -75,7 +84,13 @@ async fn bad_path_ids_are_a_400() {
 #[actix_web::test]
 async fn bad_query_parameters_are_a_400() {
     let app = TestApp::spawn().await;
-    for query in ["limit=0", "limit=1001", "limit=ten", "cursor=garbage!", "status=Sleeping", "colour=blue"] {
+    // base64url of "-8000000000000000000:mc-x": a timestamp PostgreSQL cannot compare.
+    let far_past = "LTgwMDAwMDAwMDAwMDAwMDAwMDA6bWMteA";
+    for query in ["limit=0", "limit=1001", "limit=ten", "cursor=garbage!", "status=Sleeping", "colour=blue"]
+        .into_iter()
+        .map(str::to_string)
+        .chain([format!("cursor={far_past}")])
+    {
         let response = app.get(&format!("/api/v1/certificates?{query}")).await;
         assert_problem(response, 400, "invalid-query").await;
     }

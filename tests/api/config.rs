@@ -130,3 +130,37 @@ async fn an_external_database_without_keys_refuses_to_start() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("CERTCTL_API_KEYS_NAMED") && stderr.contains("CERTCTL_AUTH_TYPE=none"), "{stderr}");
 }
+
+#[test]
+fn sigint_drains_and_stops_the_embedded_cluster() {
+    let data_dir = crate::helpers::scratch_dir("sigint");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let server = Command::new(env!("CARGO_BIN_EXE_certctl-server"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs([
+            ("CERTCTL_DATA_DIR", data_dir.to_str().unwrap()),
+            ("CERTCTL_SERVER_PORT", port.as_str()),
+            ("CERTCTL_SERVER_TLS", "false"),
+            ("CERTCTL_LOG_FORMAT", "text"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the server never listened");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // SAFETY: kill on the child we started.
+    unsafe { libc::kill(server.id() as i32, libc::SIGINT) };
+    let output = server.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("finishing in-flight requests") && stderr.contains("embedded PostgreSQL stopped"),
+        "{stderr}"
+    );
+    assert!(!data_dir.join("postgres/postmaster.pid").exists(), "postgres shut down cleanly");
+}

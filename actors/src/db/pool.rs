@@ -57,13 +57,23 @@ pub fn build_pool(pg: tokio_postgres::Config, tls: PgConnector, settings: &PoolS
 /// Closes idle connections above `min_idle` that have been unused for `idle_timeout`, publishes
 /// the pool gauges, and returns how many connections are missing to reach `min_idle`.
 pub fn maintain(pool: &Pool, settings: &PoolSettings) -> usize {
-    let mut kept = 0usize;
+    // Connections used within the idle timeout always stay. Stale idle ones stay only as far as
+    // needed to keep `min_idle` connections in all (busy ones count: they are warm too).
+    let mut stale = 0usize;
+    pool.retain(|_, metrics| {
+        stale += usize::from(metrics.last_used() >= settings.idle_timeout);
+        true
+    });
+    let mut stale_to_keep = settings.min_idle.saturating_sub(pool.status().size.saturating_sub(stale));
     let result = pool.retain(|_, metrics| {
-        let keep = kept < settings.min_idle || metrics.last_used() < settings.idle_timeout;
-        if keep {
-            kept += 1;
+        if metrics.last_used() < settings.idle_timeout {
+            true
+        } else if stale_to_keep > 0 {
+            stale_to_keep -= 1;
+            true
+        } else {
+            false
         }
-        keep
     });
     if !result.removed.is_empty() {
         metrics::counter!(DB_POOL_PRUNED_TOTAL).increment(result.removed.len() as u64);
