@@ -115,7 +115,7 @@ mod tests {
     fn nothing_found_says_how_to_install_or_use_a_url() {
         let empty = std::env::temp_dir().join(format!("certctl-nopg-{}", std::process::id()));
         std::fs::create_dir_all(&empty).unwrap();
-        let error = Binaries::search(&[empty.clone()], &empty.join("none")).unwrap_err();
+        let error = Binaries::search(std::slice::from_ref(&empty), &empty.join("none")).unwrap_err();
         assert!(error.contains("apt-get install postgresql") && error.contains("CERTCTL_DATABASE_URL"), "{error}");
         std::fs::remove_dir_all(&empty).unwrap();
     }
