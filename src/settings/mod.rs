@@ -115,7 +115,7 @@ pub struct Settings {
     #[arg(long, env = "CERTCTL_DATABASE_TLS_VERIFY", default_value = "true", value_parser = parsers::boolean, action = clap::ArgAction::Set)]
     pub database_tls_verify: bool,
 
-    /// DB actor instances (one arbiter thread each) sharing the pool; 0 means one per CPU core.
+    /// DB actor instances (one arbiter thread each) sharing the pool; 0 means two per CPU core.
     #[arg(long, env = "CERTCTL_DATABASE_ACTORS", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
     pub database_actors: u16,
 
@@ -215,10 +215,12 @@ impl Settings {
         self.database_url.is_none()
     }
 
-    /// DB actor instances to start (`CERTCTL_DATABASE_ACTORS`, 0 resolved to the core count).
+    /// DB actor instances to start (`CERTCTL_DATABASE_ACTORS`, 0 resolved to twice the core count).
     pub fn database_actor_count(&self) -> usize {
         match self.database_actors {
-            0 => std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+            // Two per core: row decoding on list pages keeps one instance per core CPU-bound
+            // (docs/operator/benchmarks.md).
+            0 => 2 * std::thread::available_parallelism().map(usize::from).unwrap_or(1),
             n => n as usize,
         }
     }
