@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use certctl::embedded_postgres::{EmbeddedOptions, EmbeddedPostgres, DB_NAME};
 use certctl_actors::db::bootstrap;
 use certctl_actors::db::{build_pool, connector, DbTlsSettings, PgConnector, PoolSettings};
-use certctl_actors::queries::certificates::{GetCertificate, ListCertificates};
+use certctl_actors::queries::certificate_list::{ListCertificates, Paging};
+use certctl_actors::queries::certificates::GetCertificate;
 use certctl_actors::{Db, DbQuery};
 use serde_json::json;
 
@@ -136,7 +137,15 @@ fn run_direct(pool: deadpool_postgres::Pool, workload: Workload, duration: Durat
             match workload {
                 Workload::Get => drop(GetCertificate { id: id_for(n) }.run(&mut client).await.expect("get")),
                 Workload::List => drop(
-                    ListCertificates { after: None, limit: 50, status: None }.run(&mut client).await.expect("list"),
+                    ListCertificates {
+                        filters: Default::default(),
+                        sort: Default::default(),
+                        paging: Paging::Keyset { after: None, limit: 50 },
+                        with_total: false,
+                    }
+                    .run(&mut client)
+                    .await
+                    .expect("list"),
                 ),
             }
         }
@@ -150,9 +159,16 @@ fn run_actor(db: Db, workload: Workload, duration: Duration) -> Outcome {
         async move {
             match workload {
                 Workload::Get => drop(db.run(GetCertificate { id: id_for(n) }).await.expect("get")),
-                Workload::List => {
-                    drop(db.run(ListCertificates { after: None, limit: 50, status: None }).await.expect("list"))
-                }
+                Workload::List => drop(
+                    db.run(ListCertificates {
+                        filters: Default::default(),
+                        sort: Default::default(),
+                        paging: Paging::Keyset { after: None, limit: 50 },
+                        with_total: false,
+                    })
+                    .await
+                    .expect("list"),
+                ),
             }
         }
     })

@@ -5,6 +5,7 @@
 //! - [`json`]: the `ValidJson<T>` body extractor.
 //! - [`actor`]: the `Actor` extractor (who acts, for audit rows).
 //! - [`cursor`]: opaque keyset cursors.
+//! - [`sparse`]: sparse fieldsets for certificates, written without a map round trip.
 //! - [`routes`]: one file per group of endpoints.
 
 pub mod actor;
@@ -13,6 +14,7 @@ pub mod json;
 pub mod problem;
 pub mod request_context;
 pub mod routes;
+pub mod sparse;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;

@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod bad_input;
+mod certificate_list;
 mod certificates;
 mod config;
 mod database_tls;

@@ -1,6 +1,5 @@
 //! Managed certificate statements: create, get, keyset list, patch and archive.
 
-use chrono::{DateTime, Utc};
 use deadpool_postgres::Client;
 use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::Row;
@@ -15,11 +14,11 @@ use crate::error::DbError;
 const RESOURCE: &str = "certificate";
 
 /// The column list every statement returns, in the order [`certificate_from_row`] reads it.
-const COLUMNS: &str = "id, name, common_name, sans, environment, owner_id, team_id, issuer_id, \
+pub(crate) const COLUMNS: &str = "id, name, common_name, sans, environment, owner_id, team_id, issuer_id, \
     renewal_policy_id, certificate_profile_id, status, expires_at, tags, last_renewal_at, \
     last_deployment_at, revoked_at, revocation_reason, source, created_at, updated_at";
 
-fn certificate_from_row(row: &Row) -> Result<Certificate, DbError> {
+pub(crate) fn certificate_from_row(row: &Row) -> Result<Certificate, DbError> {
     let status: &str = row.try_get("status")?;
     let status = CertificateStatus::parse(status)
         .ok_or_else(|| DbError::Unexpected(anyhow::anyhow!("unknown certificate status {status:?} in the database")))?;
@@ -113,67 +112,6 @@ impl DbQuery for GetCertificate {
     async fn run(self, client: &mut Client) -> Result<Option<Certificate>, DbError> {
         let stmt = client.prepare_cached(&format!("SELECT {COLUMNS} FROM managed_certificates WHERE id = $1")).await?;
         client.query_opt(&stmt, &[&self.id]).await?.as_ref().map(certificate_from_row).transpose()
-    }
-}
-
-/// Where a keyset page starts: after the certificate with this creation time and id.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CertificateKey {
-    pub created_at: DateTime<Utc>,
-    pub id: String,
-}
-
-/// A page of certificates in creation order (`created_at`, then `id`), served by the
-/// `(created_at, id)` index. Fetches one row more than `limit` to know whether a next page exists.
-pub struct ListCertificates {
-    pub after: Option<CertificateKey>,
-    pub limit: i64,
-    pub status: Option<CertificateStatus>,
-}
-
-/// A page and, when more rows follow, the key to continue after.
-#[derive(Debug)]
-pub struct CertificatePage {
-    pub items: Vec<Certificate>,
-    pub next: Option<CertificateKey>,
-}
-
-impl DbQuery for ListCertificates {
-    type Output = CertificatePage;
-    const NAME: &'static str = "list_certificates";
-
-    async fn run(self, client: &mut Client) -> Result<CertificatePage, DbError> {
-        // One statement per filter shape (no `$1 IS NULL OR …`), so every cached plan can use the
-        // index for the row comparison.
-        let mut conditions = Vec::new();
-        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
-        let status = self.status.map(|s| s.as_str());
-        if let Some(after) = &self.after {
-            params.push(&after.created_at);
-            params.push(&after.id);
-            conditions.push(format!("(created_at, id) > (${}, ${})", params.len() - 1, params.len()));
-        }
-        if let Some(status) = &status {
-            params.push(status);
-            conditions.push(format!("status = ${}", params.len()));
-        }
-        let fetch = self.limit + 1;
-        params.push(&fetch);
-        let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
-        let sql = format!(
-            "SELECT {COLUMNS} FROM managed_certificates {filter} ORDER BY created_at, id LIMIT ${}",
-            params.len()
-        );
-        let stmt = client.prepare_cached(&sql).await?;
-        let rows = client.query(&stmt, &params).await?;
-        let mut items = rows.iter().map(certificate_from_row).collect::<Result<Vec<_>, _>>()?;
-        let next = if items.len() as i64 > self.limit {
-            items.truncate(self.limit as usize);
-            items.last().map(|c| CertificateKey { created_at: c.created_at, id: c.id.clone() })
-        } else {
-            None
-        };
-        Ok(CertificatePage { items, next })
     }
 }
 

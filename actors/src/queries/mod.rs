@@ -1,11 +1,13 @@
 //! Every SQL statement of the engine, as [`DbQuery`](crate::DbQuery) values grouped by resource.
 //!
-//! - [`certificates`]: create, get, list (keyset), patch and archive managed certificates.
+//! - [`certificates`]: create, get, patch and archive managed certificates.
+//! - [`certificate_list`]: the certificate list: filters, sorts, keyset or offset pages, totals.
 //! - [`api_keys`]: the stored API keys the server authenticates with.
 //! - [`audit`]: audit rows (inside mutations), audited reads, audit pages, retention batches.
 //! - [`health`]: reachability and schema version for `/ready`.
 
 pub mod api_keys;
 pub mod audit;
+pub mod certificate_list;
 pub mod certificates;
 pub mod health;

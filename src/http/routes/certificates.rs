@@ -3,13 +3,15 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use certctl_actors::domain::audit::AuditActor;
-use certctl_actors::domain::certificate::{Certificate, CertificatePatch, CertificateStatus, NewCertificate};
+use certctl_actors::domain::certificate::{CertificatePatch, CertificateStatus, NewCertificate};
 use certctl_actors::queries::audit::{AuditRecord, InsertAuditEvent};
+use certctl_actors::queries::certificate_list::{CertificateFilters, ListCertificates, Paging, Sort, SortKey};
 use certctl_actors::queries::certificates::{
-    ArchiveCertificate, ChangeOutcome, CreateCertificate, GetCertificate, ListCertificates, UpdateCertificate,
+    ArchiveCertificate, ChangeOutcome, CreateCertificate, GetCertificate, UpdateCertificate,
 };
 
 use super::path_id;
@@ -17,30 +19,105 @@ use crate::http::actor::Actor;
 use crate::http::cursor;
 use crate::http::json::ValidJson;
 use crate::http::problem::ApiError;
+use crate::http::sparse::{FieldSet, Sparse};
 use crate::http::AppState;
+use certctl_actors::domain::validation::is_valid_id;
 
 /// Default and largest page sizes.
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 1000;
 
-/// Query parameters of the list endpoint.
-#[derive(Debug, Deserialize)]
+/// Query parameters of the list endpoint (serialized as the audited-read summary).
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
-    /// Page size, 1 to 1000 (default 50).
+    /// Keyset page size, 1 to 1000 (default 50).
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
-    /// Only certificates in this status.
+    /// certctl's offset paging: page number (from 1) and page size (1 to 1000); answers `total`.
+    page: Option<i64>,
+    per_page: Option<i64>,
+    /// Also count the matches in keyset mode.
+    include_total: Option<bool>,
     status: Option<String>,
+    environment: Option<String>,
+    owner_id: Option<String>,
+    team_id: Option<String>,
+    issuer_id: Option<String>,
+    profile_id: Option<String>,
+    expires_before: Option<String>,
+    expires_after: Option<String>,
+    updated_after: Option<String>,
+    /// Prefix of the name or common name.
+    q: Option<String>,
+    /// `created_at` (default), `updated_at`, `expires_at`, `name`; `-` prefix for descending.
+    sort: Option<String>,
+    /// Sparse fieldset: `fields=id,name,status`.
+    fields: Option<String>,
 }
 
-/// A page of certificates.
+/// A page in either paging mode; `Sparse` when `fields=` was given.
 #[derive(Serialize)]
-struct Page {
-    data: Vec<Certificate>,
+struct Page<T: Serialize> {
+    data: Vec<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     next_cursor: Option<String>,
-    limit: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    page: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    per_page: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<i64>,
+}
+
+fn rfc3339(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    value
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&Utc)).map_err(|_| {
+                ApiError::InvalidQuery(format!("{name} must be an RFC 3339 timestamp such as 2026-01-31T12:00:00Z"))
+            })
+        })
+        .transpose()
+}
+
+fn id_filter(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if !is_valid_id(&v) => Err(ApiError::InvalidQuery(format!("{name} is not a valid id"))),
+        other => Ok(other),
+    }
+}
+
+/// Parses `sort` (certctl's camelCase names are accepted too).
+fn parse_sort(value: Option<&str>) -> Result<Sort, ApiError> {
+    let Some(value) = value else { return Ok(Sort::default()) };
+    let (descending, name) = match value.strip_prefix('-') {
+        Some(name) => (true, name),
+        None => (false, value),
+    };
+    let key = match name {
+        "created_at" | "createdAt" => SortKey::CreatedAt,
+        "updated_at" | "updatedAt" => SortKey::UpdatedAt,
+        "expires_at" | "expiresAt" | "notAfter" => SortKey::ExpiresAt,
+        "name" => SortKey::Name,
+        _ => {
+            return Err(ApiError::InvalidQuery(
+                "sort must be one of created_at, updated_at, expires_at, name (prefix - for descending)".into(),
+            ))
+        }
+    };
+    Ok(Sort { key, descending })
+}
+
+fn page_size(name: &str, value: Option<i64>) -> Result<i64, ApiError> {
+    let size = value.unwrap_or(DEFAULT_LIMIT);
+    if (1..=MAX_LIMIT).contains(&size) {
+        Ok(size)
+    } else {
+        Err(ApiError::InvalidQuery(format!("{name} must be between 1 and {MAX_LIMIT} (got {size})")))
+    }
 }
 
 /// `POST /api/v1/certificates`: 201 with the stored certificate and its `Location`.
@@ -59,20 +136,15 @@ pub async fn create(
         .json(created))
 }
 
-/// `GET /api/v1/certificates?limit=&cursor=&status=`: certificates in creation order.
+/// `GET /api/v1/certificates`: filters, sort, keyset pages (default) or certctl's offset pages.
 #[tracing::instrument(skip_all)]
 pub async fn list(
     state: web::Data<AppState>,
     actor: Actor,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = params.into_inner();
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::InvalidQuery(format!("limit must be between 1 and {MAX_LIMIT} (got {limit})")));
-    }
-    let after = params.cursor.as_deref().map(cursor::decode).transpose()?;
-    let status = params
+    let p = params.into_inner();
+    let status = p
         .status
         .as_deref()
         .map(|s| {
@@ -82,10 +154,54 @@ pub async fn list(
             })
         })
         .transpose()?;
-    let page = state.db.run(ListCertificates { after, limit, status }).await?;
-    let query = serde_json::json!({ "limit": limit, "cursor": params.cursor, "status": params.status });
-    audit_read(&state, actor.0, "certificate.list", "*", query).await?;
-    Ok(HttpResponse::Ok().json(Page { data: page.items, next_cursor: page.next.as_ref().map(cursor::encode), limit }))
+    let filters = CertificateFilters {
+        status,
+        environment: p.environment.clone(),
+        owner_id: id_filter("owner_id", p.owner_id.clone())?,
+        team_id: id_filter("team_id", p.team_id.clone())?,
+        issuer_id: id_filter("issuer_id", p.issuer_id.clone())?,
+        profile_id: id_filter("profile_id", p.profile_id.clone())?,
+        expires_before: rfc3339("expires_before", p.expires_before.as_deref())?,
+        expires_after: rfc3339("expires_after", p.expires_after.as_deref())?,
+        updated_after: rfc3339("updated_after", p.updated_after.as_deref())?,
+        q: p.q.clone().filter(|q| !q.is_empty()),
+    };
+    let sort = parse_sort(p.sort.as_deref())?;
+    let fields = p.fields.as_deref().map(FieldSet::parse).transpose()?;
+    let offset_mode = p.page.is_some() || p.per_page.is_some();
+    let (paging, with_total) = if offset_mode {
+        if p.cursor.is_some() || p.limit.is_some() {
+            return Err(ApiError::InvalidQuery("use either page/per_page or limit/cursor, not both".into()));
+        }
+        let page = p.page.unwrap_or(1);
+        if page < 1 {
+            return Err(ApiError::InvalidQuery(format!("page must be 1 or more (got {page})")));
+        }
+        let per_page = page_size("per_page", p.per_page)?;
+        (Paging::Offset { offset: (page - 1).saturating_mul(per_page), limit: per_page }, true)
+    } else {
+        let limit = page_size("limit", p.limit)?;
+        let after = p.cursor.as_deref().map(|c| cursor::decode(c, sort)).transpose()?;
+        (Paging::Keyset { after, limit }, p.include_total.unwrap_or(false))
+    };
+    let result = state.db.run(ListCertificates { filters, sort, paging: paging.clone(), with_total }).await?;
+    let details = serde_json::json!({ "query": serde_json::to_value(&p).unwrap_or_default() });
+    audit_read(&state, actor.0, "certificate.list", "*", details).await?;
+
+    let (limit, page, per_page) = match paging {
+        Paging::Keyset { limit, .. } => (Some(limit), None, None),
+        Paging::Offset { offset, limit } => (None, Some(offset / limit + 1), Some(limit)),
+    };
+    let next_cursor = result.next.as_ref().map(cursor::encode);
+    let total = result.total;
+    let response = match fields {
+        Some(set) => {
+            let data = result.items.iter().map(|c| Sparse(c, set)).collect();
+            HttpResponse::Ok().json(Page { data, next_cursor, limit, page, per_page, total })
+        }
+        None => HttpResponse::Ok().json(Page { data: result.items, next_cursor, limit, page, per_page, total }),
+    };
+    Ok(response)
 }
 
 /// `GET /api/v1/certificates/{id}`.
