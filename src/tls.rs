@@ -84,8 +84,9 @@ fn ensure_self_signed(dir: &Path, cert: &Path, key: &Path, host: &str) -> anyhow
     let certificate = params.self_signed(&key_pair).context("signing the self-signed certificate")?;
     // Each file is written whole to a temporary name and renamed, key first: a crash leaves the
     // old pair, or a new key beside an old certificate, which `still_good` rejects next start.
-    write_private(key, key_pair.serialize_pem().as_bytes())?;
-    write_private(cert, certificate.pem().as_bytes())?;
+    write_atomically(key, key_pair.serialize_pem().as_bytes(), 0o600)?;
+    // The certificate is public: local users may point `curl --cacert` at it.
+    write_atomically(cert, certificate.pem().as_bytes(), 0o644)?;
     tracing::info!(cert = %cert.display(), "generated a self-signed TLS certificate");
     Ok(())
 }
@@ -140,8 +141,8 @@ fn still_good(cert: &Path, key: &Path, names: &[String]) -> bool {
     names.iter().all(|n| present.contains(n))
 }
 
-/// Writes a file only its owner can read, atomically (temporary file, fsync, rename).
-fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+/// Writes a file with `mode`, atomically (temporary file, fsync, rename).
+fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let temporary = path.with_extension("tmp");
@@ -149,11 +150,11 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         .create(true)
         .write(true)
         .truncate(true)
-        .mode(0o600)
+        .mode(mode)
         .open(&temporary)
         .with_context(|| format!("writing {}", temporary.display()))?;
     // The mode above applies only to a new file; make sure of it for a leftover one.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
     file.write_all(contents)?;
     file.sync_all()?;
     std::fs::rename(&temporary, path).with_context(|| format!("replacing {}", path.display()))?;

@@ -118,9 +118,14 @@ impl Supervised for AuditRetention {
 pub struct PurgeNow;
 
 impl Handler<PurgeNow> for AuditRetention {
-    type Result = ResponseFuture<Result<u64, DbError>>;
+    type Result = ResponseActFuture<Self, Result<u64, DbError>>;
 
     fn handle(&mut self, _msg: PurgeNow, _ctx: &mut Self::Context) -> Self::Result {
-        Box::pin(purge_pass(self.db.clone(), self.settings.clone()))
+        // Marked running like a timer pass, so a tick arriving meanwhile is skipped.
+        self.running = true;
+        Box::pin(purge_pass(self.db.clone(), self.settings.clone()).into_actor(self).map(|result, act, _| {
+            act.running = false;
+            result
+        }))
     }
 }

@@ -23,6 +23,9 @@ pub enum DbError {
     /// A foreign key refused the row (e.g. an owner id that does not exist).
     #[error("foreign key constraint {constraint} violated")]
     ForeignKeyViolation { constraint: String },
+    /// A delete was refused because other rows still reference the row (RESTRICT).
+    #[error("still referenced through {constraint}")]
+    StillReferenced { constraint: String },
     /// A check constraint refused the row.
     #[error("check constraint {constraint} violated")]
     CheckViolation { constraint: String },
@@ -48,6 +51,7 @@ impl DbError {
             DbError::UniqueViolation { .. } => "unique_violation",
             DbError::ForeignKeyViolation { .. } => "foreign_key_violation",
             DbError::CheckViolation { .. } => "check_violation",
+            DbError::StillReferenced { .. } => "still_referenced",
             DbError::InvalidValue => "invalid_value",
             DbError::Unexpected(_) => "unexpected",
         }

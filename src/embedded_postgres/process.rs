@@ -292,16 +292,9 @@ pub fn stop_orphan(layout: &Layout) -> Result<(), String> {
         return Ok(());
     }
     if !is_our_postmaster(pid, &layout.pgdata) {
-        // SAFETY: signal 0 only checks existence and permission.
-        let foreign_owner = unsafe { libc::kill(pid, 0) } != 0;
-        if foreign_owner && std::fs::read_link(format!("/proc/{pid}/cwd")).is_err() {
-            return Err(format!(
-                "{} names pid {pid}, a process of another user that may be using this cluster; stop it or remove the stale postmaster.pid",
-                layout.pgdata.join("postmaster.pid").display()
-            ));
-        }
-        // A stale pid file whose pid now belongs to an unrelated process: PostgreSQL itself
-        // ignores such a file when it starts.
+        // A stale pid file whose pid now belongs to an unrelated process (or one we may not
+        // inspect, which cannot be our cluster: it runs as us, or as postgres under a root
+        // server that can inspect anything). PostgreSQL itself ignores such a file.
         return Ok(());
     }
     tracing::warn!(

@@ -20,6 +20,9 @@ use actix_web::middleware::from_fn;
 use actix_web::web;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use certctl_actors::domain::resources::owner::Owner;
+use certctl_actors::domain::resources::renewal_policy::RenewalPolicy;
+use certctl_actors::domain::resources::team::Team;
 use certctl_actors::Db;
 
 use self::problem::ApiError;
@@ -58,6 +61,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .route(web::get().to(routes::certificates::list))
                         .route(web::post().to(routes::certificates::create)),
                 )
+                .configure(|cfg| routes::resources::routes::<Team>(cfg, "/teams"))
+                .configure(|cfg| routes::resources::routes::<Owner>(cfg, "/owners"))
+                .configure(|cfg| routes::resources::routes::<RenewalPolicy>(cfg, "/renewal-policies"))
                 .route("/audit", web::get().to(routes::audit::list))
                 .route("/audit/{id}", web::get().to(routes::audit::get))
                 .service(

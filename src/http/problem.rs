@@ -32,6 +32,10 @@ pub enum ApiError {
     PayloadTooLarge { limit: u64 },
     #[error("{0}")]
     InvalidQuery(String),
+    #[error(
+        "a value in the request is outside what the database can store (out of range, or text such as a NUL character)"
+    )]
+    InvalidValue,
     #[error("{0}")]
     InvalidPath(String),
     #[error("the request has invalid fields")]
@@ -81,6 +85,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
             ApiError::PayloadTooLarge { .. } => ("payload-too-large", "Request body too large"),
             ApiError::InvalidQuery(_) => ("invalid-query", "Invalid query parameters"),
+            ApiError::InvalidValue => ("invalid-value", "Invalid value"),
             ApiError::InvalidPath(_) => ("invalid-path", "Invalid path parameter"),
             ApiError::Validation(_) => ("validation-failed", "Validation failed"),
             ApiError::Unauthorized(_) => ("unauthorized", "Authentication required"),
@@ -125,27 +130,49 @@ impl From<DbError> for ApiError {
                 retry_after_secs: 2,
             },
             DbError::UniqueViolation { constraint } => ApiError::Conflict(unique_detail(&constraint)),
+            DbError::StillReferenced { constraint } => ApiError::Conflict(referenced_detail(&constraint)),
             DbError::ForeignKeyViolation { constraint } => ApiError::Validation(vec![foreign_key_field(&constraint)]),
             DbError::CheckViolation { constraint } => ApiError::Validation(vec![FieldError {
                 field: constraint.rsplit('_').nth(1).unwrap_or("body").to_string(),
                 message: "is outside the accepted values".into(),
             }]),
-            DbError::InvalidValue => ApiError::InvalidBody {
-                detail: "a value is outside what the database can store (out of range or invalid text)".into(),
-                field: None,
-            },
+            DbError::InvalidValue => ApiError::InvalidValue,
             DbError::Unexpected(e) => ApiError::Internal(e),
         }
     }
 }
 
-/// "a certificate named … already exists" from a constraint such as `managed_certificates_name_key`.
+/// "… already exists" from a unique constraint's name (`<table>_pkey`, `<table>_name_key`…).
 fn unique_detail(constraint: &str) -> String {
-    match constraint {
-        "managed_certificates_pkey" => "a certificate with this id already exists".into(),
-        "managed_certificates_name_key" => "a certificate with this name already exists".into(),
-        other => format!("a resource with the same unique value already exists ({other})"),
-    }
+    let what = if constraint.ends_with("_pkey") {
+        "id"
+    } else if constraint.ends_with("_name_key") {
+        "name"
+    } else {
+        return format!("a resource with the same unique value already exists ({constraint})");
+    };
+    let kind = match constraint.split('_').next() {
+        Some("managed") => "certificate",
+        Some("teams") => "team",
+        Some("owners") => "owner",
+        Some("renewal") => "renewal policy",
+        Some("issuers") => "issuer",
+        Some("certificate") => "certificate profile",
+        _ => "resource",
+    };
+    format!("a {kind} with this {what} already exists")
+}
+
+/// Names what still references a row a delete was refused for (`<child table>_<column>_fkey`).
+fn referenced_detail(constraint: &str) -> String {
+    let by = if constraint.starts_with("managed_certificates_") {
+        "certificates"
+    } else if constraint.starts_with("owners_") {
+        "owners"
+    } else {
+        "other resources"
+    };
+    format!("it is still referenced by {by}; reassign or delete those first")
 }
 
 /// Maps `<table>_<column>_fkey` to the request field that referenced a missing resource.
@@ -169,7 +196,8 @@ impl ResponseError for ApiError {
             ApiError::MalformedJson(_)
             | ApiError::InvalidBody { .. }
             | ApiError::InvalidQuery(_)
-            | ApiError::InvalidPath(_) => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidPath(_)
+            | ApiError::InvalidValue => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,

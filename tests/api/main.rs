@@ -15,4 +15,5 @@ mod migrations;
 mod observability;
 mod pool;
 mod resilience;
+mod resources;
 mod tls;

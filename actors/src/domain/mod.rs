@@ -3,9 +3,11 @@
 //! - [`certificate`]: managed certificates (certctl's `ManagedCertificate`), create and patch inputs.
 //! - [`api_key`]: API key records as stored (hash only).
 //! - [`audit`]: audit events, the acting principal, and request-summary redaction.
+//! - [`resources`]: teams, owners, renewal policies behind the generic `Resource` shape.
 //! - [`validation`]: field-level validation errors shared by every input type.
 
 pub mod api_key;
 pub mod audit;
 pub mod certificate;
+pub mod resources;
 pub mod validation;

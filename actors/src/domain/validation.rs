@@ -42,6 +42,35 @@ impl Violations {
         }
     }
 
+    /// Checks an optional free-text field: at most `max` characters, no control characters.
+    pub fn optional_text(&mut self, field: &str, value: &str, max: usize) {
+        if value.chars().count() > max {
+            self.add(field, format!("must be at most {max} characters"));
+        } else if value.chars().any(char::is_control) {
+            self.add(field, "must not contain control characters");
+        }
+    }
+
+    /// Checks an optional e-mail address (empty is allowed): one `@` with text on both sides and
+    /// a dot in the domain, no whitespace.
+    pub fn email(&mut self, field: &str, value: &str) {
+        if value.is_empty() {
+            return;
+        }
+        let valid = value.len() <= 254
+            && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+            && value.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !domain.contains('@')
+            });
+        if !valid {
+            self.add(field, "must be an e-mail address such as alice@example.com");
+        }
+    }
+
     /// Checks a reference to another resource by id.
     pub fn id(&mut self, field: &str, value: &str) {
         if !is_valid_id(value) {

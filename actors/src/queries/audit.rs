@@ -33,8 +33,9 @@ fn event_from_row(row: &Row) -> Result<AuditEvent, DbError> {
 /// What an audit row records besides the resource id (which comes from the changed row).
 pub struct AuditRecord {
     pub actor: AuditActor,
-    pub action: &'static str,
-    pub resource_type: &'static str,
+    /// `<resource>.<verb>`, e.g. `certificate.create`.
+    pub action: String,
+    pub resource_type: String,
     /// A redacted summary of the request.
     pub details: serde_json::Value,
 }
@@ -60,8 +61,8 @@ impl AuditRecord {
         AuditParams {
             actor: &self.actor.name,
             actor_type: self.actor.actor_type.as_str(),
-            action: self.action,
-            resource_type: self.resource_type,
+            action: &self.action,
+            resource_type: &self.resource_type,
             request_id: self.actor.request_id.as_deref(),
             details: Json(&self.details),
         }
@@ -72,8 +73,8 @@ impl AuditRecord {
 pub(crate) struct AuditParams<'a> {
     actor: &'a str,
     actor_type: &'a str,
-    action: &'a str,
-    resource_type: &'a str,
+    action: &'a String,
+    resource_type: &'a String,
     request_id: Option<&'a str>,
     details: Json<&'a serde_json::Value>,
 }

@@ -104,7 +104,7 @@ pub struct CertificatePage {
 }
 
 /// Escapes LIKE's wildcards so a prefix matches literally.
-fn like_prefix(prefix: &str) -> String {
+pub(crate) fn like_prefix(prefix: &str) -> String {
     let mut escaped = String::with_capacity(prefix.len() + 1);
     for c in prefix.chars() {
         if matches!(c, '%' | '_' | '\\') {

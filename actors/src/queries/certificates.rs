@@ -66,8 +66,8 @@ impl DbQuery for CreateCertificate {
         let audit = AuditRecord {
             details: redact(serde_json::to_value(&self.new).unwrap_or_default()),
             actor: self.actor,
-            action: "certificate.create",
-            resource_type: RESOURCE,
+            action: "certificate.create".into(),
+            resource_type: RESOURCE.into(),
         };
         let c = self.new;
         let id = c.id.unwrap_or_else(new_certificate_id);
@@ -142,8 +142,8 @@ impl DbQuery for UpdateCertificate {
         let audit = AuditRecord {
             details: redact(serde_json::to_value(&self.patch).unwrap_or_default()),
             actor: self.actor,
-            action: "certificate.update",
-            resource_type: RESOURCE,
+            action: "certificate.update".into(),
+            resource_type: RESOURCE.into(),
         };
         let p = self.patch;
         let sql = format!(
@@ -207,8 +207,8 @@ impl DbQuery for ArchiveCertificate {
         let audit = AuditRecord {
             details: serde_json::json!({}),
             actor: self.actor,
-            action: "certificate.archive",
-            resource_type: RESOURCE,
+            action: "certificate.archive".into(),
+            resource_type: RESOURCE.into(),
         };
         let sql = format!(
             "WITH c AS (UPDATE managed_certificates SET status = 'Archived', updated_at = now() \

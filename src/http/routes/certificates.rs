@@ -264,14 +264,14 @@ pub async fn archive(
 async fn audit_read(
     state: &AppState,
     actor: AuditActor,
-    action: &'static str,
+    action: &str,
     resource_id: &str,
     details: serde_json::Value,
 ) -> Result<(), ApiError> {
     if !state.audit_reads {
         return Ok(());
     }
-    let record = AuditRecord { actor, action, resource_type: "certificate", details };
+    let record = AuditRecord { actor, action: action.into(), resource_type: "certificate".into(), details };
     state.db.run(InsertAuditEvent { record, resource_id: resource_id.to_string() }).await?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! - [`metrics`]: `/metrics` in Prometheus text format.
 //! - [`meta`]: version, auth info/check, the admin config view.
 //! - [`certificates`]: `/api/v1/certificates` CRUD.
+//! - [`resources`]: generic CRUD for teams, owners and renewal policies.
 //! - [`audit`]: `/api/v1/audit` (keyset pages, filters) and `/api/v1/audit/{id}`.
 
 pub mod audit;
@@ -11,6 +12,7 @@ pub mod certificates;
 pub mod health;
 pub mod meta;
 pub mod metrics;
+pub mod resources;
 
 use super::problem::ApiError;
 use certctl_actors::domain::validation::is_valid_id;

@@ -1,0 +1,57 @@
+//! The inventory's reference resources (teams, owners, renewal policies…) behind one generic
+//! shape: a [`Resource`] names its table, columns and row mapping, checks its create and patch
+//! bodies, and turns them into column lists; the generic queries in `queries::resources` do the
+//! SQL (with audit rows) and the shell's generic handlers the HTTP.
+//!
+//! - [`team`], [`owner`], [`renewal_policy`]: the resources.
+
+pub mod owner;
+pub mod renewal_policy;
+pub mod team;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use super::validation::FieldError;
+use crate::error::DbError;
+
+/// A column and the value to write into it.
+pub type Column = (&'static str, Box<dyn ToSql + Sync + Send>);
+
+/// A resource type with certctl's REST shape: list, create, get, update (partial), delete.
+pub trait Resource: Serialize + Send + Sized + 'static {
+    /// The table.
+    const TABLE: &'static str;
+    /// The name in audit rows and messages (`team`).
+    const KIND: &'static str;
+    /// Prefix of generated ids (`t` gives `t-<uuid>`).
+    const ID_PREFIX: &'static str;
+    /// The columns every statement returns, as [`Resource::from_row`] reads them.
+    const COLUMNS: &'static str;
+    /// Exact-match list filters: (query parameter, column).
+    const FILTERS: &'static [(&'static str, &'static str)];
+
+    /// The create body.
+    type New: DeserializeOwned + Serialize + Send + 'static;
+    /// The update body (every field optional).
+    type Patch: DeserializeOwned + Serialize + Send + 'static;
+
+    /// The resource's id.
+    fn id(&self) -> &str;
+    fn from_row(row: &Row) -> Result<Self, DbError>;
+    fn validate_new(new: &Self::New) -> Result<(), Vec<FieldError>>;
+    fn validate_patch(patch: &Self::Patch) -> Result<(), Vec<FieldError>>;
+    /// The client-chosen id, if any, and the columns to insert.
+    fn insert_columns(new: Self::New) -> (Option<String>, Vec<Column>);
+    /// The columns a patch changes (empty: nothing to do).
+    fn update_columns(patch: Self::Patch) -> Vec<Column>;
+}
+
+/// Pushes `(column, value)` when the patch field is present.
+pub fn set_if<T: ToSql + Sync + Send + 'static>(columns: &mut Vec<Column>, column: &'static str, value: Option<T>) {
+    if let Some(value) = value {
+        columns.push((column, Box::new(value)));
+    }
+}

@@ -1,0 +1,147 @@
+//! Generic REST handlers for the reference resources (`/api/v1/teams`, `/owners`,
+//! `/renewal-policies`): list (keyset pages, filters from the resource, `q` name prefix), create,
+//! get, update (partial) and delete. Deleting something still referenced is a 409; referring to
+//! something missing a 422 naming the field.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
+
+use certctl_actors::domain::resources::Resource;
+use certctl_actors::queries::certificate_list::{Sort, SortCursor, SortValue};
+use certctl_actors::queries::resources::{CreateResource, DeleteResource, GetResource, ListResources, UpdateResource};
+
+use super::path_id;
+use crate::http::actor::Actor;
+use crate::http::cursor;
+use crate::http::json::ValidJson;
+use crate::http::problem::ApiError;
+use crate::http::AppState;
+
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 1000;
+
+/// Registers the five routes of resource `R` under `path` (e.g. `/teams`).
+pub fn routes<R: Resource>(cfg: &mut web::ServiceConfig, path: &str) {
+    cfg.service(web::resource(path).route(web::get().to(list::<R>)).route(web::post().to(create::<R>))).service(
+        web::resource(format!("{path}/{{id}}"))
+            .route(web::get().to(get::<R>))
+            .route(web::put().to(update::<R>))
+            .route(web::delete().to(delete::<R>)),
+    );
+}
+
+#[derive(Serialize)]
+struct Page<R: Serialize> {
+    data: Vec<R>,
+    next_cursor: Option<String>,
+    limit: i64,
+}
+
+fn not_found<R: Resource>(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no {} with id {id}", R::KIND.replace('_', " ")))
+}
+
+/// `GET <path>?limit=&cursor=&q=&<filters>`: creation order, oldest first.
+async fn list<R: Resource>(
+    state: web::Data<AppState>,
+    query: web::Query<BTreeMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let mut filters = Vec::new();
+    let (mut limit, mut after, mut name_prefix) = (DEFAULT_LIMIT, None, None);
+    for (key, value) in query.into_inner() {
+        match key.as_str() {
+            "limit" => {
+                limit = value.parse().ok().filter(|l| (1..=MAX_LIMIT).contains(l)).ok_or_else(|| {
+                    ApiError::InvalidQuery(format!("limit must be between 1 and {MAX_LIMIT} (got {value:?})"))
+                })?
+            }
+            "cursor" => {
+                let decoded = cursor::decode(&value, Sort::default())?;
+                match decoded.value {
+                    SortValue::Time(t) => after = Some((t, decoded.id)),
+                    SortValue::Text(_) => return Err(ApiError::InvalidQuery("cursor is not for this list".into())),
+                }
+            }
+            "q" => name_prefix = Some(value).filter(|v| !v.is_empty()),
+            other => match R::FILTERS.iter().find(|(name, _)| *name == other) {
+                Some((_, column)) => filters.push((*column, value)),
+                None => {
+                    let mut accepted = vec!["limit", "cursor", "q"];
+                    accepted.extend(R::FILTERS.iter().map(|(name, _)| *name));
+                    return Err(ApiError::InvalidQuery(format!(
+                        "unknown parameter {other:?}; accepted: {}",
+                        accepted.join(", ")
+                    )));
+                }
+            },
+        }
+    }
+    let page = state.db.run(ListResources::<R> { filters, name_prefix, after, limit, kind: PhantomData }).await?;
+    let next_cursor = page.next.map(|(created_at, id)| {
+        cursor::encode(&SortCursor { sort: Sort::default(), value: SortValue::Time(created_at), id })
+    });
+    Ok(HttpResponse::Ok().json(Page { data: page.items, next_cursor, limit }))
+}
+
+/// `POST <path>`: 201 with the resource and its `Location`.
+async fn create<R: Resource>(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    actor: Actor,
+    body: ValidJson<R::New>,
+) -> Result<HttpResponse, ApiError> {
+    let new = body.0;
+    R::validate_new(&new).map_err(ApiError::Validation)?;
+    let created = state.db.run(CreateResource::<R> { new, actor: actor.0 }).await?;
+    let location = format!("{}/{}", request.path().trim_end_matches('/'), created.id());
+    Ok(HttpResponse::Created().insert_header((header::LOCATION, location)).json(created))
+}
+
+/// `GET <path>/{id}`.
+async fn get<R: Resource>(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = path_id(id.into_inner())?;
+    match state.db.run(GetResource::<R>::new(id.clone())).await? {
+        Some(resource) => Ok(HttpResponse::Ok().json(resource)),
+        None => Err(not_found::<R>(&id)),
+    }
+}
+
+/// `PUT <path>/{id}`: partial update; absent fields keep their values.
+async fn update<R: Resource>(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<String>,
+    body: ValidJson<R::Patch>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_id(id.into_inner())?;
+    let patch = body.0;
+    R::validate_patch(&patch).map_err(ApiError::Validation)?;
+    if serde_json::to_value(&patch).is_ok_and(|v| v.as_object().is_some_and(|o| o.is_empty())) {
+        return Err(ApiError::InvalidBody {
+            detail: "the body changes nothing; send at least one field".into(),
+            field: None,
+        });
+    }
+    match state.db.run(UpdateResource::<R> { id: id.clone(), patch, actor: actor.0 }).await? {
+        Some(resource) => Ok(HttpResponse::Ok().json(resource)),
+        None => Err(not_found::<R>(&id)),
+    }
+}
+
+/// `DELETE <path>/{id}`: 204; 409 while other resources still reference it.
+async fn delete<R: Resource>(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_id(id.into_inner())?;
+    if state.db.run(DeleteResource::<R> { id: id.clone(), actor: actor.0, kind: PhantomData }).await? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(not_found::<R>(&id))
+    }
+}

@@ -1,0 +1,168 @@
+//! Teams, owners and renewal policies: CRUD with audit rows, referential checks as 409/422
+//! problems, filters and keyset pages.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, certificate_body, TestApp};
+
+async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
+    app.admin(Method::POST, path).json(&body).send().await.unwrap()
+}
+
+#[actix_web::test]
+async fn a_team_goes_through_its_whole_life_with_an_audit_row_per_change() {
+    let app = TestApp::spawn().await;
+    let response = post(&app, "/api/v1/teams", json!({"name": "Identity", "description": "IAM"})).await;
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let team: Value = response.json().await.unwrap();
+    let id = team["id"].as_str().unwrap();
+    assert!(id.starts_with("t-"));
+    assert_eq!(location, format!("/api/v1/teams/{id}"));
+
+    let fetched: Value = app.get(&location).await.json().await.unwrap();
+    assert_eq!(fetched, team);
+    let updated: Value = app
+        .admin(Method::PUT, &location)
+        .json(&json!({"description": "Identity and access"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(updated["description"], "Identity and access");
+    assert_eq!(updated["name"], "Identity");
+    assert_eq!(app.admin(Method::DELETE, &location).send().await.unwrap().status(), 204);
+    assert_problem(app.get(&location).await, 404, "not-found").await;
+
+    let audit: Value =
+        app.get(&format!("/api/v1/audit?resource_type=team&resource_id={id}")).await.json().await.unwrap();
+    let actions: Vec<&str> = audit["data"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["team.delete", "team.update", "team.create"]);
+}
+
+#[actix_web::test]
+async fn duplicate_names_and_ids_are_conflicts() {
+    let app = TestApp::spawn().await;
+    let problem = assert_problem(post(&app, "/api/v1/teams", json!({"name": "Platform"})).await, 409, "conflict").await;
+    assert_eq!(problem["detail"], "a team with this name already exists");
+    let problem = assert_problem(
+        post(&app, "/api/v1/teams", json!({"id": "t-platform", "name": "Other"})).await,
+        409,
+        "conflict",
+    )
+    .await;
+    assert_eq!(problem["detail"], "a team with this id already exists");
+}
+
+#[actix_web::test]
+async fn references_to_missing_resources_are_422_and_deleting_referenced_ones_409() {
+    let app = TestApp::spawn().await;
+    let problem = assert_problem(
+        post(&app, "/api/v1/owners", json!({"name": "Zed", "team_id": "t-nowhere"})).await,
+        422,
+        "validation-failed",
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "team_id");
+
+    // t-platform has owners (o-alice); o-alice owns a certificate.
+    let problem =
+        assert_problem(app.admin(Method::DELETE, "/api/v1/teams/t-security").send().await.unwrap(), 409, "conflict")
+            .await;
+    assert!(problem["detail"].as_str().unwrap().contains("owners"), "{problem}");
+    app.create_certificate("owned").await;
+    let problem =
+        assert_problem(app.admin(Method::DELETE, "/api/v1/owners/o-alice").send().await.unwrap(), 409, "conflict")
+            .await;
+    assert!(problem["detail"].as_str().unwrap().contains("certificates"), "{problem}");
+    let problem = assert_problem(
+        app.admin(Method::DELETE, "/api/v1/renewal-policies/rp-standard").send().await.unwrap(),
+        409,
+        "conflict",
+    )
+    .await;
+    assert!(problem["detail"].as_str().unwrap().contains("certificates"));
+
+    // An owner nobody references can go.
+    let created: Value =
+        post(&app, "/api/v1/owners", json!({"name": "Temp", "email": "temp@example.com", "team_id": "t-data"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+    let path = format!("/api/v1/owners/{}", created["id"].as_str().unwrap());
+    assert_eq!(app.admin(Method::DELETE, &path).send().await.unwrap().status(), 204);
+}
+
+#[actix_web::test]
+async fn renewal_policies_take_certctl_defaults_and_validate_their_numbers() {
+    let app = TestApp::spawn().await;
+    let created: Value = post(&app, "/api/v1/renewal-policies", json!({"name": "Weekly"})).await.json().await.unwrap();
+    assert_eq!(created["renewal_window_days"], 30);
+    assert_eq!(created["auto_renew"], true);
+    assert_eq!(created["alert_thresholds_days"], json!([30, 14, 7, 0]));
+    let problem = assert_problem(
+        post(&app, "/api/v1/renewal-policies", json!({"name": "Bad", "renewal_window_days": 0, "max_retries": -1}))
+            .await,
+        422,
+        "validation-failed",
+    )
+    .await;
+    let fields: Vec<&str> =
+        problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["renewal_window_days", "max_retries"]);
+    let patched: Value = app
+        .admin(Method::PUT, &format!("/api/v1/renewal-policies/{}", created["id"].as_str().unwrap()))
+        .json(&json!({"auto_renew": false, "alert_thresholds_days": [7, 1]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(patched["auto_renew"], false);
+    assert_eq!(patched["alert_thresholds_days"], json!([7, 1]));
+}
+
+#[actix_web::test]
+async fn lists_filter_and_page() {
+    let app = TestApp::spawn().await;
+    let owners: Value = app.get("/api/v1/owners?team_id=t-platform").await.json().await.unwrap();
+    let ids: Vec<&str> = owners["data"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["o-alice"]);
+    let teams: Value = app.get("/api/v1/teams?q=Pla").await.json().await.unwrap();
+    assert_eq!(teams["data"][0]["id"], "t-platform");
+
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/teams?limit=4".to_string();
+    loop {
+        let page: Value = app.get(&path).await.json().await.unwrap();
+        seen.extend(page["data"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/teams?limit=4&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 6, "the six demo teams, once each: {seen:?}");
+    assert_problem(app.get("/api/v1/teams?colour=blue").await, 400, "invalid-query").await;
+    assert_problem(app.get("/api/v1/teams?limit=0").await, 400, "invalid-query").await;
+}
+
+#[actix_web::test]
+async fn bad_bodies_are_problems_too() {
+    let app = TestApp::spawn().await;
+    assert_problem(post(&app, "/api/v1/teams", json!({"name": "X", "colour": "blue"})).await, 400, "invalid-body")
+        .await;
+    assert_problem(
+        post(&app, "/api/v1/owners", json!({"name": "X", "email": "not-an-email"})).await,
+        422,
+        "validation-failed",
+    )
+    .await;
+    let response = app.admin(Method::PUT, "/api/v1/teams/t-platform").json(&json!({})).send().await.unwrap();
+    assert_problem(response, 400, "invalid-body").await;
+    let _ = certificate_body("unused");
+}
