@@ -20,7 +20,9 @@ use actix_web::middleware::from_fn;
 use actix_web::web;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use certctl_actors::domain::resources::issuer::Issuer;
 use certctl_actors::domain::resources::owner::Owner;
+use certctl_actors::domain::resources::profile::Profile;
 use certctl_actors::domain::resources::renewal_policy::RenewalPolicy;
 use certctl_actors::domain::resources::team::Team;
 use certctl_actors::Db;
@@ -64,6 +66,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(|cfg| routes::resources::routes::<Team>(cfg, "/teams"))
                 .configure(|cfg| routes::resources::routes::<Owner>(cfg, "/owners"))
                 .configure(|cfg| routes::resources::routes::<RenewalPolicy>(cfg, "/renewal-policies"))
+                .configure(|cfg| routes::resources::routes::<Issuer>(cfg, "/issuers"))
+                .configure(|cfg| routes::resources::routes::<Profile>(cfg, "/profiles"))
                 .route("/audit", web::get().to(routes::audit::list))
                 .route("/audit/{id}", web::get().to(routes::audit::get))
                 .service(

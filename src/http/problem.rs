@@ -158,6 +158,7 @@ fn unique_detail(constraint: &str) -> String {
         Some("renewal") => "renewal policy",
         Some("issuers") => "issuer",
         Some("certificate") => "certificate profile",
+        Some("deployment") => "target",
         _ => "resource",
     };
     format!("a {kind} with this {what} already exists")

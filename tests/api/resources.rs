@@ -166,3 +166,58 @@ async fn bad_bodies_are_problems_too() {
     assert_problem(response, 400, "invalid-body").await;
     let _ = certificate_body("unused");
 }
+
+#[actix_web::test]
+async fn issuer_secrets_are_write_only_and_types_are_checked() {
+    let app = TestApp::spawn().await;
+    let body = json!({"name": "DigiCert", "type": "digicert", "config": {"api_key": "s3cret-value", "org_id": "42"}});
+    let response = post(&app, "/api/v1/issuers", body).await;
+    assert_eq!(response.status(), 201);
+    let text = response.text().await.unwrap();
+    assert!(!text.contains("s3cret-value"), "{text}");
+    let issuer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(issuer["config"], json!({"api_key": "***", "org_id": "42"}));
+    assert!(issuer["id"].as_str().unwrap().starts_with("iss-"));
+    let audit: Value = app.get("/api/v1/audit?action=issuer.create").await.json().await.unwrap();
+    assert!(!audit.to_string().contains("s3cret-value"), "secrets never reach the audit trail");
+
+    let local: Value =
+        post(&app, "/api/v1/issuers", json!({"name": "Generic", "type": "GenericCA"})).await.json().await.unwrap();
+    assert_eq!(local["type"], "local", "certctl's GenericCA is the local CA");
+    let problem = assert_problem(
+        post(&app, "/api/v1/issuers", json!({"name": "X", "type": "mystery"})).await,
+        422,
+        "validation-failed",
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "type");
+    let listed: Value = app.get("/api/v1/issuers?type=digicert").await.json().await.unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+}
+
+#[actix_web::test]
+async fn profiles_check_algorithms_lifetimes_and_usages_and_refuse_deletion_in_use() {
+    let app = TestApp::spawn().await;
+    let created: Value = post(
+        &app,
+        "/api/v1/profiles",
+        json!({"name": "Short", "max_ttl_seconds": 86400, "allowed_ekus": ["serverAuth", "clientAuth"]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(created["allowed_key_algorithms"][0]["algorithm"], "ECDSA");
+    let bad = json!({"name": "Bad", "max_ttl_seconds": 10, "allowed_ekus": ["anything"],
+                     "allowed_key_algorithms": [{"algorithm": "DSA", "min_size": 1024}]});
+    let problem = assert_problem(post(&app, "/api/v1/profiles", bad).await, 422, "validation-failed").await;
+    let fields: Vec<&str> =
+        problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["allowed_key_algorithms[0]", "max_ttl_seconds", "allowed_ekus[0]"]);
+
+    let mut body = certificate_body("profiled");
+    body["certificate_profile_id"] = created["id"].clone();
+    assert_eq!(app.post_certificate(&body).await.status(), 201);
+    let path = format!("/api/v1/profiles/{}", created["id"].as_str().unwrap());
+    assert_problem(app.admin(Method::DELETE, &path).send().await.unwrap(), 409, "conflict").await;
+}
