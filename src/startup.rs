@@ -38,11 +38,13 @@ pub struct Application {
     retention: Addr<AuditRetention>,
     embedded: Option<EmbeddedPostgres>,
     generated_admin_key: Option<String>,
+    signals: ShutdownSignals,
 }
 
 impl Application {
     /// Starts the database side, binds the listeners and builds the HTTP server.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let signals = ShutdownSignals::install();
         let prometheus = telemetry::metrics_handle();
         let patience = settings.database_connect_timeout;
         // Reading the CA bundle or the system roots is file I/O: keep it off the async thread.
@@ -186,6 +188,7 @@ impl Application {
             retention,
             embedded,
             generated_admin_key,
+            signals,
         })
     }
 
@@ -233,7 +236,7 @@ impl Application {
     /// actors and the embedded cluster in order. Fails if the embedded cluster could not be kept
     /// running.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Application { server, metrics_server, db, mut embedded, .. } = self;
+        let Application { server, metrics_server, db, mut embedded, mut signals, .. } = self;
         let handle = server.handle();
         let metrics_handle = metrics_server.as_ref().map(Server::handle);
         if let Some(metrics_server) = metrics_server {
@@ -256,7 +259,7 @@ impl Application {
         let mut server = server;
         let outcome = tokio::select! {
             result = &mut server => result.context("the HTTP server failed"),
-            signal = shutdown_signal() => {
+            signal = signals.recv() => {
                 tracing::info!(signal, "shutting down: finishing in-flight requests");
                 // The stop completes only while the server future is polled: drive both.
                 let (_, result) = tokio::join!(handle.stop(true), &mut server);
@@ -281,16 +284,36 @@ impl Application {
 }
 
 /// Resolves with the signal's name on SIGINT or SIGTERM.
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-        (Ok(mut int), Ok(mut term)) => tokio::select! {
-            _ = int.recv() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-        },
-        _ => {
+/// SIGINT and SIGTERM, caught from the start of `Application::build`: a signal that arrives while
+/// the server is still starting is kept and stops it gracefully as soon as it runs.
+struct ShutdownSignals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (interrupt, terminate) = (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok());
+        if interrupt.is_none() || terminate.is_none() {
             tracing::warn!("cannot install signal handlers; stop the server with SIGKILL");
-            std::future::pending().await
+        }
+        ShutdownSignals { interrupt, terminate }
+    }
+
+    /// Resolves with the signal's name.
+    async fn recv(&mut self) -> &'static str {
+        async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = next(&mut self.interrupt) => "SIGINT",
+            _ = next(&mut self.terminate) => "SIGTERM",
         }
     }
 }

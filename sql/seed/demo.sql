@@ -34,3 +34,16 @@ INSERT INTO certificate_profiles (id, name, description, max_ttl_seconds, allowe
     ('prof-standard-tls', 'Standard TLS', 'Server TLS, 90 days', 7776000, '["serverAuth"]'),
     ('prof-internal-mtls', 'Internal mTLS', 'Client and server auth, 30 days', 2592000, '["serverAuth", "clientAuth"]')
 ON CONFLICT DO NOTHING;
+
+INSERT INTO certificate_profiles (id, name, description, max_ttl_seconds, allowed_ekus, allow_short_lived) VALUES
+    ('prof-short-lived', 'Short-lived', 'Service identities, 24 hours', 86400, '["serverAuth", "clientAuth"]', true),
+    ('prof-high-security', 'High security', 'ECDSA P-384 or RSA 3072+, 47 days', 4060800, '["serverAuth"]', false)
+ON CONFLICT DO NOTHING;
+
+-- Targets are not bound to agents yet (agents come later).
+INSERT INTO deployment_targets (id, name, type, config) VALUES
+    ('tgt-nginx-prod', 'nginx production', 'nginx', '{"directory": "/etc/nginx/certs"}'),
+    ('tgt-nginx-staging', 'nginx staging', 'nginx', '{"directory": "/etc/nginx/certs"}'),
+    ('tgt-haproxy-prod', 'HAProxy production', 'haproxy', '{"directory": "/etc/haproxy/certs"}'),
+    ('tgt-apache-prod', 'Apache production', 'apache', '{"directory": "/etc/apache2/ssl"}')
+ON CONFLICT DO NOTHING;

@@ -24,6 +24,7 @@ use certctl_actors::domain::resources::issuer::Issuer;
 use certctl_actors::domain::resources::owner::Owner;
 use certctl_actors::domain::resources::profile::Profile;
 use certctl_actors::domain::resources::renewal_policy::RenewalPolicy;
+use certctl_actors::domain::resources::target::Target;
 use certctl_actors::domain::resources::team::Team;
 use certctl_actors::Db;
 
@@ -68,8 +69,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(|cfg| routes::resources::routes::<RenewalPolicy>(cfg, "/renewal-policies"))
                 .configure(|cfg| routes::resources::routes::<Issuer>(cfg, "/issuers"))
                 .configure(|cfg| routes::resources::routes::<Profile>(cfg, "/profiles"))
+                .configure(|cfg| routes::resources::routes::<Target>(cfg, "/targets"))
                 .route("/audit", web::get().to(routes::audit::list))
                 .route("/audit/{id}", web::get().to(routes::audit::get))
+                .route("/certificates/{id}/deployments", web::get().to(routes::certificates::deployments))
                 .service(
                     web::resource("/certificates/{id}")
                         .route(web::get().to(routes::certificates::get))

@@ -151,6 +151,9 @@ fn unique_detail(constraint: &str) -> String {
     } else {
         return format!("a resource with the same unique value already exists ({constraint})");
     };
+    if constraint == "deployment_targets_name_key" {
+        return "a target with this name already exists for this agent".into();
+    }
     let kind = match constraint.split('_').next() {
         Some("managed") => "certificate",
         Some("teams") => "team",
@@ -166,18 +169,22 @@ fn unique_detail(constraint: &str) -> String {
 
 /// Names what still references a row a delete was refused for (`<child table>_<column>_fkey`).
 fn referenced_detail(constraint: &str) -> String {
-    let by = if constraint.starts_with("managed_certificates_") {
-        "certificates"
-    } else if constraint.starts_with("owners_") {
-        "owners"
-    } else {
-        "other resources"
-    };
+    let by =
+        if constraint.starts_with("managed_certificates_") || constraint.starts_with("certificate_target_mappings_") {
+            "certificates"
+        } else if constraint.starts_with("owners_") {
+            "owners"
+        } else {
+            "other resources"
+        };
     format!("it is still referenced by {by}; reassign or delete those first")
 }
 
 /// Maps `<table>_<column>_fkey` to the request field that referenced a missing resource.
 fn foreign_key_field(constraint: &str) -> FieldError {
+    if constraint == "certificate_target_mappings_target_id_fkey" {
+        return FieldError { field: "target_ids".into(), message: "lists a target that does not exist".into() };
+    }
     let column = constraint
         .strip_suffix("_fkey")
         .and_then(|rest| {

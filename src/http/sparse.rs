@@ -8,7 +8,7 @@ use certctl_actors::domain::certificate::Certificate;
 use super::problem::ApiError;
 
 /// Every field a certificate has, in output order.
-pub const CERTIFICATE_FIELDS: [&str; 20] = [
+pub const CERTIFICATE_FIELDS: [&str; 21] = [
     "id",
     "name",
     "common_name",
@@ -22,6 +22,7 @@ pub const CERTIFICATE_FIELDS: [&str; 20] = [
     "status",
     "expires_at",
     "tags",
+    "target_ids",
     "last_renewal_at",
     "last_deployment_at",
     "revoked_at",
@@ -84,12 +85,13 @@ impl Serialize for Sparse<'_> {
                 10 => map.serialize_entry(name, &c.status)?,
                 11 => map.serialize_entry(name, &c.expires_at)?,
                 12 => map.serialize_entry(name, &c.tags)?,
-                13 => map.serialize_entry(name, &c.last_renewal_at)?,
-                14 => map.serialize_entry(name, &c.last_deployment_at)?,
-                15 => map.serialize_entry(name, &c.revoked_at)?,
-                16 => map.serialize_entry(name, &c.revocation_reason)?,
-                17 => map.serialize_entry(name, &c.source)?,
-                18 => map.serialize_entry(name, &c.created_at)?,
+                13 => map.serialize_entry(name, &c.target_ids)?,
+                14 => map.serialize_entry(name, &c.last_renewal_at)?,
+                15 => map.serialize_entry(name, &c.last_deployment_at)?,
+                16 => map.serialize_entry(name, &c.revoked_at)?,
+                17 => map.serialize_entry(name, &c.revocation_reason)?,
+                18 => map.serialize_entry(name, &c.source)?,
+                19 => map.serialize_entry(name, &c.created_at)?,
                 _ => map.serialize_entry(name, &c.updated_at)?,
             }
         }

@@ -149,7 +149,17 @@ fn sigint_drains_and_stops_the_embedded_cluster() {
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err() {
+    // Serving, not only listening: /health answers once the server runs.
+    let healthy = || {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(format!("127.0.0.1:{port}")) else { return false };
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+        let _ = stream.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.1 200")
+    };
+    while !healthy() {
         assert!(std::time::Instant::now() < deadline, "the server never listened");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }

@@ -221,3 +221,65 @@ async fn profiles_check_algorithms_lifetimes_and_usages_and_refuse_deletion_in_u
     let path = format!("/api/v1/profiles/{}", created["id"].as_str().unwrap());
     assert_problem(app.admin(Method::DELETE, &path).send().await.unwrap(), 409, "conflict").await;
 }
+
+#[actix_web::test]
+async fn certificates_bind_to_targets_through_target_ids() {
+    let app = TestApp::spawn().await;
+    let target: Value = post(
+        &app,
+        "/api/v1/targets",
+        json!({"name": "edge files", "type": "File", "config": {"directory": "/srv/certs"}}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(target["type"], "file");
+    let target_id = target["id"].as_str().unwrap().to_string();
+
+    let mut body = certificate_body("bound");
+    body["target_ids"] = json!(["tgt-nginx-prod", target_id, "tgt-nginx-prod"]);
+    let created: Value = app.post_certificate(&body).await.json().await.unwrap();
+    let mut expected = vec!["tgt-nginx-prod".to_string(), target_id.clone()];
+    expected.sort();
+    assert_eq!(created["target_ids"], json!(expected), "a sorted set");
+    let path = format!("/api/v1/certificates/{}", created["id"].as_str().unwrap());
+    let fetched: Value = app.get(&path).await.json().await.unwrap();
+    assert_eq!(fetched["target_ids"], created["target_ids"]);
+    let deployments: Value = app.get(&format!("{path}/deployments")).await.json().await.unwrap();
+    let names: Vec<&str> =
+        deployments["data"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2);
+
+    // A bound target cannot be deleted; replacing the set unbinds it.
+    let target_path = format!("/api/v1/targets/{target_id}");
+    let problem = assert_problem(app.admin(Method::DELETE, &target_path).send().await.unwrap(), 409, "conflict").await;
+    assert!(problem["detail"].as_str().unwrap().contains("certificates"));
+    let updated: Value = app
+        .admin(Method::PUT, &path)
+        .json(&json!({"target_ids": ["tgt-haproxy-prod"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(updated["target_ids"], json!(["tgt-haproxy-prod"]));
+    let untouched: Value = app
+        .admin(Method::PUT, &path)
+        .json(&json!({"environment": "staging"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(untouched["target_ids"], json!(["tgt-haproxy-prod"]), "absent target_ids keep the binding");
+    assert_eq!(app.admin(Method::DELETE, &target_path).send().await.unwrap().status(), 204);
+
+    let mut missing = certificate_body("dangling");
+    missing["target_ids"] = json!(["tgt-nowhere"]);
+    let problem = assert_problem(app.post_certificate(&missing).await, 422, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "target_ids");
+    assert_problem(app.get("/api/v1/certificates/mc-none/deployments").await, 404, "not-found").await;
+}

@@ -71,6 +71,8 @@ pub struct Certificate {
     pub status: CertificateStatus,
     pub expires_at: Option<DateTime<Utc>>,
     pub tags: BTreeMap<String, String>,
+    /// Deployment targets the certificate is bound to (sorted).
+    pub target_ids: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_renewal_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,6 +107,9 @@ pub struct NewCertificate {
     pub certificate_profile_id: Option<String>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Deployment targets to bind the certificate to.
+    #[serde(default)]
+    pub target_ids: Vec<String>,
 }
 
 /// The body of `PUT /api/v1/certificates/{id}`: every field optional, absent means unchanged.
@@ -132,6 +137,9 @@ pub struct CertificatePatch {
     pub certificate_profile_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<BTreeMap<String, String>>,
+    /// Replaces the set of bound targets (`[]` unbinds all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_ids: Option<Vec<String>>,
 }
 
 /// Upper bounds that keep one record small and indexable.
@@ -140,6 +148,7 @@ const MAX_DNS_NAME: usize = 253;
 const MAX_SANS: usize = 100;
 const MAX_ENVIRONMENT: usize = 64;
 const MAX_TAGS: usize = 50;
+const MAX_TARGETS: usize = 100;
 const MAX_TAG_LEN: usize = 256;
 
 impl NewCertificate {
@@ -161,7 +170,14 @@ impl NewCertificate {
             v.id("certificate_profile_id", profile);
         }
         check_tags(&mut v, &self.tags);
+        check_targets(&mut v, &self.target_ids);
         v.into_result()
+    }
+
+    /// Sorts and de-duplicates the target ids (a set, stored once each).
+    pub fn normalize(&mut self) {
+        self.target_ids.sort();
+        self.target_ids.dedup();
     }
 }
 
@@ -195,7 +211,18 @@ impl CertificatePatch {
         if let Some(tags) = &self.tags {
             check_tags(&mut v, tags);
         }
+        if let Some(targets) = &self.target_ids {
+            check_targets(&mut v, targets);
+        }
         v.into_result()
+    }
+
+    /// Sorts and de-duplicates the target ids (a set, stored once each).
+    pub fn normalize(&mut self) {
+        if let Some(targets) = &mut self.target_ids {
+            targets.sort();
+            targets.dedup();
+        }
     }
 
     /// Whether the patch changes nothing.
@@ -210,6 +237,7 @@ impl CertificatePatch {
             && self.renewal_policy_id.is_none()
             && self.certificate_profile_id.is_none()
             && self.tags.is_none()
+            && self.target_ids.is_none()
     }
 }
 
@@ -236,6 +264,16 @@ fn check_sans(v: &mut Violations, sans: &[String]) {
 fn check_environment(v: &mut Violations, env: &str) {
     if env.len() > MAX_ENVIRONMENT || !env.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         v.add("environment", format!("must be at most {MAX_ENVIRONMENT} letters, digits, '-' or '_'"));
+    }
+}
+
+fn check_targets(v: &mut Violations, targets: &[String]) {
+    if targets.len() > MAX_TARGETS {
+        v.add("target_ids", format!("must list at most {MAX_TARGETS} targets"));
+        return;
+    }
+    for (i, target) in targets.iter().enumerate() {
+        v.id(&format!("target_ids[{i}]"), target);
     }
 }
 

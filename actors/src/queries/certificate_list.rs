@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Client;
 use tokio_postgres::types::ToSql;
 
-use super::certificates::{certificate_from_row, COLUMNS};
+use super::certificates::{certificate_from_row, read_columns};
 use crate::db::DbQuery;
 use crate::domain::certificate::{Certificate, CertificateStatus};
 use crate::error::DbError;
@@ -205,8 +205,9 @@ impl DbQuery for ListCertificates {
         };
         let where_clause =
             if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        let columns = read_columns();
         let sql = format!(
-            "SELECT {COLUMNS} FROM managed_certificates {where_clause} \
+            "SELECT {columns} FROM managed_certificates {where_clause} \
              ORDER BY {key} {direction}, id {direction} LIMIT ${limit_param}{offset_clause}"
         );
         let stmt = client.prepare_cached(&sql).await?;

@@ -8,6 +8,8 @@ use super::audit::AuditRecord;
 use crate::db::DbQuery;
 use crate::domain::audit::{redact, AuditActor};
 use crate::domain::certificate::{Certificate, CertificatePatch, CertificateStatus, NewCertificate};
+use crate::domain::resources::target::Target;
+use crate::domain::resources::Resource;
 use crate::error::DbError;
 
 /// The audit trail's `resource_type` for certificates.
@@ -17,6 +19,16 @@ const RESOURCE: &str = "certificate";
 pub(crate) const COLUMNS: &str = "id, name, common_name, sans, environment, owner_id, team_id, issuer_id, \
     renewal_policy_id, certificate_profile_id, status, expires_at, tags, last_renewal_at, \
     last_deployment_at, revoked_at, revocation_reason, source, created_at, updated_at";
+
+/// The target ids bound to the certificate of the current row (`c` or the table itself), sorted.
+const TARGET_IDS: &str =
+    "coalesce((SELECT array_agg(m.target_id ORDER BY m.target_id) FROM certificate_target_mappings m \
+    WHERE m.certificate_id = {row}.id), '{}'::text[])";
+
+/// [`COLUMNS`] plus the bound target ids, for reads straight from the table.
+pub(crate) fn read_columns() -> String {
+    format!("{COLUMNS}, {} AS target_ids", TARGET_IDS.replace("{row}", "managed_certificates"))
+}
 
 pub(crate) fn certificate_from_row(row: &Row) -> Result<Certificate, DbError> {
     let status: &str = row.try_get("status")?;
@@ -37,6 +49,7 @@ pub(crate) fn certificate_from_row(row: &Row) -> Result<Certificate, DbError> {
         status,
         expires_at: row.try_get("expires_at")?,
         tags: tags.0,
+        target_ids: row.try_get("target_ids")?,
         last_renewal_at: row.try_get("last_renewal_at")?,
         last_deployment_at: row.try_get("last_deployment_at")?,
         revoked_at: row.try_get("revoked_at")?,
@@ -75,8 +88,10 @@ impl DbQuery for CreateCertificate {
             "WITH c AS (INSERT INTO managed_certificates (id, name, common_name, sans, environment, owner_id, team_id, \
              issuer_id, renewal_policy_id, certificate_profile_id, tags, status, source) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'Pending', 'API') RETURNING {COLUMNS}), \
-             a AS ({}) SELECT * FROM c",
-            AuditRecord::insert_from("c", 12)
+             m AS (INSERT INTO certificate_target_mappings (certificate_id, target_id) \
+                   SELECT c.id, t FROM c, unnest($12::text[]) t), \
+             a AS ({}) SELECT c.*, $12::text[] AS target_ids FROM c",
+            AuditRecord::insert_from("c", 13)
         );
         let stmt = client.prepare_cached(&sql).await?;
         let tags = Json(&c.tags);
@@ -93,6 +108,7 @@ impl DbQuery for CreateCertificate {
             &c.renewal_policy_id,
             &c.certificate_profile_id,
             &tags,
+            &c.target_ids,
         ];
         params.extend(audit_params.as_slice());
         let row = client.query_one(&stmt, &params).await?;
@@ -110,7 +126,9 @@ impl DbQuery for GetCertificate {
     const NAME: &'static str = "get_certificate";
 
     async fn run(self, client: &mut Client) -> Result<Option<Certificate>, DbError> {
-        let stmt = client.prepare_cached(&format!("SELECT {COLUMNS} FROM managed_certificates WHERE id = $1")).await?;
+        let stmt = client
+            .prepare_cached(&format!("SELECT {} FROM managed_certificates WHERE id = $1", read_columns()))
+            .await?;
         client.query_opt(&stmt, &[&self.id]).await?.as_ref().map(certificate_from_row).transpose()
     }
 }
@@ -155,8 +173,13 @@ impl DbQuery for UpdateCertificate {
                certificate_profile_id = coalesce($10, certificate_profile_id), tags = coalesce($11, tags), \
                updated_at = now() \
              WHERE id = $1 AND status <> 'Archived' RETURNING {COLUMNS}), \
-             a AS ({}) SELECT * FROM c",
-            AuditRecord::insert_from("c", 12)
+             d AS (DELETE FROM certificate_target_mappings m USING c \
+                   WHERE m.certificate_id = c.id AND $12::text[] IS NOT NULL AND NOT (m.target_id = ANY($12))), \
+             i AS (INSERT INTO certificate_target_mappings (certificate_id, target_id) \
+                   SELECT c.id, t FROM c, unnest(coalesce($12::text[], '{{}}')) t ON CONFLICT DO NOTHING), \
+             a AS ({}) SELECT c.*, coalesce($12::text[], {}) AS target_ids FROM c",
+            AuditRecord::insert_from("c", 13),
+            TARGET_IDS.replace("{row}", "c")
         );
         let stmt = client.prepare_cached(&sql).await?;
         let tags = p.tags.as_ref().map(Json);
@@ -173,6 +196,7 @@ impl DbQuery for UpdateCertificate {
             &p.renewal_policy_id,
             &p.certificate_profile_id,
             &tags,
+            &p.target_ids,
         ];
         params.extend(audit_params.as_slice());
         match client.query_opt(&stmt, &params).await? {
@@ -213,8 +237,9 @@ impl DbQuery for ArchiveCertificate {
         let sql = format!(
             "WITH c AS (UPDATE managed_certificates SET status = 'Archived', updated_at = now() \
              WHERE id = $1 AND status <> 'Archived' RETURNING {COLUMNS}), \
-             a AS ({}) SELECT * FROM c",
-            AuditRecord::insert_from("c", 2)
+             a AS ({}) SELECT c.*, {} AS target_ids FROM c",
+            AuditRecord::insert_from("c", 2),
+            TARGET_IDS.replace("{row}", "c")
         );
         let stmt = client.prepare_cached(&sql).await?;
         let audit_params = audit.params();
@@ -223,10 +248,39 @@ impl DbQuery for ArchiveCertificate {
         if let Some(row) = client.query_opt(&stmt, &params).await? {
             return Ok(ChangeOutcome::Changed(Box::new(certificate_from_row(&row)?)));
         }
-        let stmt = client.prepare_cached(&format!("SELECT {COLUMNS} FROM managed_certificates WHERE id = $1")).await?;
+        let stmt = client
+            .prepare_cached(&format!("SELECT {} FROM managed_certificates WHERE id = $1", read_columns()))
+            .await?;
         match client.query_opt(&stmt, &[&self.id]).await? {
             Some(row) => Ok(ChangeOutcome::Changed(Box::new(certificate_from_row(&row)?))),
             None => Ok(ChangeOutcome::NotFound),
         }
+    }
+}
+
+/// The targets a certificate is bound to, or `None` when the certificate does not exist.
+pub struct CertificateTargets {
+    pub certificate_id: String,
+}
+
+impl DbQuery for CertificateTargets {
+    type Output = Option<Vec<Target>>;
+    const NAME: &'static str = "certificate_targets";
+
+    async fn run(self, client: &mut Client) -> Result<Option<Vec<Target>>, DbError> {
+        let exists = client.prepare_cached("SELECT 1 FROM managed_certificates WHERE id = $1").await?;
+        if client.query_opt(&exists, &[&self.certificate_id]).await?.is_none() {
+            return Ok(None);
+        }
+        let columns: Vec<String> = Target::COLUMNS.split(", ").map(|c| format!("t.{c}")).collect();
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {} FROM deployment_targets t JOIN certificate_target_mappings m ON m.target_id = t.id \
+                 WHERE m.certificate_id = $1 ORDER BY t.id",
+                columns.join(", ")
+            ))
+            .await?;
+        let rows = client.query(&stmt, &[&self.certificate_id]).await?;
+        Ok(Some(rows.iter().map(Target::from_row).collect::<Result<_, _>>()?))
     }
 }

@@ -11,7 +11,7 @@ use certctl_actors::domain::certificate::{CertificatePatch, CertificateStatus, N
 use certctl_actors::queries::audit::{AuditRecord, InsertAuditEvent};
 use certctl_actors::queries::certificate_list::{CertificateFilters, ListCertificates, Paging, Sort, SortKey};
 use certctl_actors::queries::certificates::{
-    ArchiveCertificate, ChangeOutcome, CreateCertificate, GetCertificate, UpdateCertificate,
+    ArchiveCertificate, CertificateTargets, ChangeOutcome, CreateCertificate, GetCertificate, UpdateCertificate,
 };
 
 use super::path_id;
@@ -127,7 +127,8 @@ pub async fn create(
     actor: Actor,
     body: ValidJson<NewCertificate>,
 ) -> Result<HttpResponse, ApiError> {
-    let new = body.0;
+    let mut new = body.0;
+    new.normalize();
     new.validate().map_err(ApiError::Validation)?;
     let created = state.db.run(CreateCertificate { new, actor: actor.0 }).await?;
     tracing::info!(certificate_id = %created.id, "certificate created");
@@ -224,7 +225,8 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(id.into_inner())?;
     tracing::Span::current().record("certificate_id", id.as_str());
-    let patch = body.0;
+    let mut patch = body.0;
+    patch.normalize();
     patch.validate().map_err(ApiError::Validation)?;
     if patch.is_empty() {
         return Err(ApiError::InvalidBody {
@@ -274,6 +276,16 @@ async fn audit_read(
     let record = AuditRecord { actor, action: action.into(), resource_type: "certificate".into(), details };
     state.db.run(InsertAuditEvent { record, resource_id: resource_id.to_string() }).await?;
     Ok(())
+}
+
+/// `GET /api/v1/certificates/{id}/deployments`: the targets the certificate is bound to.
+#[tracing::instrument(skip_all, fields(certificate_id))]
+pub async fn deployments(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = path_id(id.into_inner())?;
+    tracing::Span::current().record("certificate_id", id.as_str());
+    let targets =
+        state.db.run(CertificateTargets { certificate_id: id.clone() }).await?.ok_or_else(|| not_found(&id))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": targets })))
 }
 
 fn not_found(id: &str) -> ApiError {

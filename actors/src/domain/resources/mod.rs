@@ -3,12 +3,13 @@
 //! bodies, and turns them into column lists; the generic queries in `queries::resources` do the
 //! SQL (with audit rows) and the shell's generic handlers the HTTP.
 //!
-//! - [`team`], [`owner`], [`renewal_policy`], [`issuer`], [`profile`]: the resources.
+//! - [`team`], [`owner`], [`renewal_policy`], [`issuer`], [`profile`], [`target`]: the resources.
 
 pub mod issuer;
 pub mod owner;
 pub mod profile;
 pub mod renewal_policy;
+pub mod target;
 pub mod team;
 
 use serde::de::DeserializeOwned;
