@@ -72,6 +72,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(|cfg| routes::resources::routes::<Target>(cfg, "/targets"))
                 .route("/audit", web::get().to(routes::audit::list))
                 .route("/audit/{id}", web::get().to(routes::audit::get))
+                .route("/certificates/bulk-reassign", web::post().to(routes::certificates::bulk_reassign))
                 .route("/certificates/{id}/deployments", web::get().to(routes::certificates::deployments))
                 .service(
                     web::resource("/certificates/{id}")

@@ -161,3 +161,42 @@ async fn unknown_certificates_are_404_problems() {
     let response = app.admin(Method::DELETE, "/api/v1/certificates/mc-nope").send().await.unwrap();
     assert_problem(response, 404, "not-found").await;
 }
+
+#[actix_web::test]
+async fn bulk_reassign_moves_many_certificates_in_one_request() {
+    let app = TestApp::spawn().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(app.create_certificate(&format!("bulk-{i}")).await["id"].as_str().unwrap().to_string());
+    }
+    // One is archived (skipped), one id does not exist (failed).
+    app.admin(Method::DELETE, &format!("/api/v1/certificates/{}", ids[4])).send().await.unwrap();
+    let mut request = ids.clone();
+    request.push("mc-missing".into());
+    let body = json!({"certificate_ids": request, "owner_id": "o-bob", "team_id": "t-security"});
+    let response = app.admin(Method::POST, "/api/v1/certificates/bulk-reassign").json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let result: Value = response.json().await.unwrap();
+    assert_eq!(result["total_matched"], 5);
+    assert_eq!(result["total_reassigned"], 4);
+    assert_eq!(result["total_skipped"], 1);
+    assert_eq!(result["total_failed"], 1);
+    assert_eq!(result["errors"][0]["certificate_id"], "mc-missing");
+
+    let moved: Value = app.get(&format!("/api/v1/certificates/{}", ids[0])).await.json().await.unwrap();
+    assert_eq!(moved["owner_id"], "o-bob");
+    assert_eq!(moved["team_id"], "t-security");
+    let audit: Value = app.get("/api/v1/audit?action=certificate.reassign").await.json().await.unwrap();
+    assert_eq!(audit["data"].as_array().unwrap().len(), 4, "one audit row per certificate changed");
+
+    let again = app.admin(Method::POST, "/api/v1/certificates/bulk-reassign").json(&body).send().await.unwrap();
+    assert_eq!(again.json::<Value>().await.unwrap()["total_reassigned"], 0, "already assigned: skipped");
+
+    let bad = json!({"certificate_ids": [ids[0]], "owner_id": "o-nobody"});
+    let response = app.admin(Method::POST, "/api/v1/certificates/bulk-reassign").json(&bad).send().await.unwrap();
+    let problem = assert_problem(response, 422, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "owner_id");
+    let empty = json!({"certificate_ids": [], "owner_id": "o-bob"});
+    let response = app.admin(Method::POST, "/api/v1/certificates/bulk-reassign").json(&empty).send().await.unwrap();
+    assert_problem(response, 422, "validation-failed").await;
+}

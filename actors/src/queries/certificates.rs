@@ -1,6 +1,7 @@
 //! Managed certificate statements: create, get, keyset list, patch and archive.
 
 use deadpool_postgres::Client;
+use serde::Serialize;
 use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::Row;
 
@@ -282,5 +283,65 @@ impl DbQuery for CertificateTargets {
             .await?;
         let rows = client.query(&stmt, &[&self.certificate_id]).await?;
         Ok(Some(rows.iter().map(Target::from_row).collect::<Result<_, _>>()?))
+    }
+}
+
+/// Reassigns certificates to an owner (and optionally a team) in one statement, with an audit row
+/// per certificate changed. Archived certificates and those already assigned are skipped.
+pub struct BulkReassign {
+    pub certificate_ids: Vec<String>,
+    pub owner_id: String,
+    pub team_id: Option<String>,
+    pub actor: AuditActor,
+}
+
+/// What a bulk reassignment did (certctl's result fields).
+#[derive(Debug, Serialize)]
+pub struct BulkReassignResult {
+    pub total_matched: i64,
+    pub total_reassigned: i64,
+    pub total_skipped: i64,
+    pub total_failed: i64,
+    /// Ids that matched no certificate.
+    pub not_found: Vec<String>,
+}
+
+impl DbQuery for BulkReassign {
+    type Output = BulkReassignResult;
+    const NAME: &'static str = "bulk_reassign_certificates";
+
+    async fn run(self, client: &mut Client) -> Result<BulkReassignResult, DbError> {
+        let audit = AuditRecord {
+            details: serde_json::json!({ "owner_id": self.owner_id, "team_id": self.team_id, "bulk": true }),
+            actor: self.actor,
+            action: "certificate.reassign".into(),
+            resource_type: RESOURCE.into(),
+        };
+        let sql = format!(
+            "WITH ids AS (SELECT DISTINCT unnest($1::text[]) AS id), \
+             found AS (SELECT m.id FROM managed_certificates m JOIN ids USING (id)), \
+             c AS (UPDATE managed_certificates m SET owner_id = $2, team_id = coalesce($3, m.team_id), updated_at = now() \
+                   FROM ids WHERE m.id = ids.id AND m.status <> 'Archived' \
+                   AND (m.owner_id <> $2 OR ($3::text IS NOT NULL AND m.team_id <> $3)) RETURNING m.id), \
+             a AS ({}) \
+             SELECT (SELECT count(*) FROM found), (SELECT count(*) FROM c), \
+                    coalesce((SELECT array_agg(id ORDER BY id) FROM ids WHERE id NOT IN (SELECT id FROM found)), '{{}}')",
+            AuditRecord::insert_from("c", 4)
+        );
+        let stmt = client.prepare_cached(&sql).await?;
+        let audit_params = audit.params();
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&self.certificate_ids, &self.owner_id, &self.team_id];
+        params.extend(audit_params.as_slice());
+        let row = client.query_one(&stmt, &params).await?;
+        let matched: i64 = row.try_get(0)?;
+        let reassigned: i64 = row.try_get(1)?;
+        let not_found: Vec<String> = row.try_get(2)?;
+        Ok(BulkReassignResult {
+            total_matched: matched,
+            total_reassigned: reassigned,
+            total_skipped: matched - reassigned,
+            total_failed: not_found.len() as i64,
+            not_found,
+        })
     }
 }

@@ -11,7 +11,8 @@ use certctl_actors::domain::certificate::{CertificatePatch, CertificateStatus, N
 use certctl_actors::queries::audit::{AuditRecord, InsertAuditEvent};
 use certctl_actors::queries::certificate_list::{CertificateFilters, ListCertificates, Paging, Sort, SortKey};
 use certctl_actors::queries::certificates::{
-    ArchiveCertificate, CertificateTargets, ChangeOutcome, CreateCertificate, GetCertificate, UpdateCertificate,
+    ArchiveCertificate, BulkReassign, CertificateTargets, ChangeOutcome, CreateCertificate, GetCertificate,
+    UpdateCertificate,
 };
 
 use super::path_id;
@@ -21,7 +22,7 @@ use crate::http::json::ValidJson;
 use crate::http::problem::ApiError;
 use crate::http::sparse::{FieldSet, Sparse};
 use crate::http::AppState;
-use certctl_actors::domain::validation::is_valid_id;
+use certctl_actors::domain::validation::{is_valid_id, Violations};
 
 /// Default and largest page sizes.
 const DEFAULT_LIMIT: i64 = 50;
@@ -286,6 +287,63 @@ pub async fn deployments(state: web::Data<AppState>, id: web::Path<String>) -> R
     let targets =
         state.db.run(CertificateTargets { certificate_id: id.clone() }).await?.ok_or_else(|| not_found(&id))?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data": targets })))
+}
+
+/// The body of `POST /api/v1/certificates/bulk-reassign` (certctl's shape).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkReassignBody {
+    certificate_ids: Vec<String>,
+    owner_id: String,
+    #[serde(default)]
+    team_id: Option<String>,
+}
+
+/// Largest number of ids one bulk request may name.
+const MAX_BULK_IDS: usize = 10_000;
+
+/// `POST /api/v1/certificates/bulk-reassign`: one statement for any number of ids; ids that match
+/// nothing are listed in `errors`.
+#[tracing::instrument(skip_all)]
+pub async fn bulk_reassign(
+    state: web::Data<AppState>,
+    actor: Actor,
+    body: ValidJson<BulkReassignBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.0;
+    let mut v = Violations::default();
+    if body.certificate_ids.is_empty() || body.certificate_ids.len() > MAX_BULK_IDS {
+        v.add("certificate_ids", format!("must list 1 to {MAX_BULK_IDS} ids"));
+    }
+    for (i, id) in body.certificate_ids.iter().enumerate().take(MAX_BULK_IDS) {
+        v.id(&format!("certificate_ids[{i}]"), id);
+    }
+    v.id("owner_id", &body.owner_id);
+    if let Some(team) = &body.team_id {
+        v.id("team_id", team);
+    }
+    v.into_result().map_err(ApiError::Validation)?;
+    let result = state
+        .db
+        .run(BulkReassign {
+            certificate_ids: body.certificate_ids,
+            owner_id: body.owner_id,
+            team_id: body.team_id,
+            actor: actor.0,
+        })
+        .await?;
+    let errors: Vec<serde_json::Value> = result
+        .not_found
+        .iter()
+        .map(|id| serde_json::json!({ "certificate_id": id, "error": "no certificate with this id" }))
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "total_matched": result.total_matched,
+        "total_reassigned": result.total_reassigned,
+        "total_skipped": result.total_skipped,
+        "total_failed": result.total_failed,
+        "errors": errors,
+    })))
 }
 
 fn not_found(id: &str) -> ApiError {
