@@ -121,6 +121,7 @@ impl Application {
             effective_settings: settings.effective(),
             expected_schema_version: bootstrap::expected_schema_version(),
             audit_reads: settings.audit_reads,
+            environments: settings.environments.0.clone(),
         });
         let auth = web::Data::new(auth);
         let body_limit = web::Data::new(BodyLimit(settings.max_body_size));

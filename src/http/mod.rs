@@ -40,6 +40,8 @@ pub struct AppState {
     pub expected_schema_version: i32,
     /// Whether successful reads are recorded in the audit trail (`CERTCTL_AUDIT_READS`).
     pub audit_reads: bool,
+    /// Environment names certificates may carry (`CERTCTL_ENVIRONMENTS`).
+    pub environments: Vec<String>,
 }
 
 /// The Prometheus handle, present in app data only when `/metrics` is served on this listener.

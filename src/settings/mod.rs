@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub use parsers::{DatabaseUrl, NamedKey};
+pub use parsers::{DatabaseUrl, Environments, NamedKey};
 pub use secret::Secret;
 
 /// The command line: settings plus an optional subcommand.
@@ -169,6 +169,11 @@ pub struct Settings {
     /// Legacy certctl API keys, comma-separated; each becomes a non-admin key named legacy-key-N.
     #[arg(long, env = "CERTCTL_AUTH_SECRET", value_parser = parsers::legacy_keys, hide_env_values = true)]
     pub auth_secret: Option<Secret<Vec<NamedKey>>>,
+
+    /// Environment names certificates may carry (comma-separated); an empty environment is always
+    /// accepted.
+    #[arg(long, env = "CERTCTL_ENVIRONMENTS", default_value = "production,staging,development,test", value_parser = parsers::environments)]
+    pub environments: Environments,
 
     /// Days audit events are kept before the retention actor deletes them (0: keep forever).
     #[arg(long, env = "CERTCTL_AUDIT_RETENTION_DAYS", default_value_t = 365, value_parser = clap::value_parser!(u32).range(0..=36_500))]

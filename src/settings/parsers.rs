@@ -105,6 +105,20 @@ pub fn database_url(value: &str) -> Result<DatabaseUrl, String> {
     })
 }
 
+/// The accepted environment names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Environments(pub Vec<String>);
+
+/// `production,staging,…`: names of letters, digits, '-' or '_', at most 64 characters each.
+pub fn environments(value: &str) -> Result<Environments, String> {
+    let names: Vec<String> = value.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect();
+    let valid = |n: &String| n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if names.is_empty() || !names.iter().all(valid) {
+        return Err("expected comma-separated names of letters, digits, '-' or '_' (at most 64 characters each)".into());
+    }
+    Ok(Environments(names))
+}
+
 /// `name:key[:admin],...`
 pub fn named_keys(value: &str) -> Result<Secret<Vec<NamedKey>>, String> {
     const FORMAT: &str = "expected name:key[:admin] entries separated by commas, with keys of at least 16 characters";

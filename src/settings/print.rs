@@ -47,6 +47,7 @@ impl Settings {
             ),
             ("CERTCTL_API_KEYS_NAMED", key_names(&self.api_keys_named)),
             ("CERTCTL_AUTH_SECRET", key_names(&self.auth_secret)),
+            ("CERTCTL_ENVIRONMENTS", self.environments.0.join(",")),
             ("CERTCTL_AUDIT_RETENTION_DAYS", self.audit_retention_days.to_string()),
             ("CERTCTL_AUDIT_RETENTION_INTERVAL", humantime::format_duration(self.audit_retention_interval).to_string()),
             ("CERTCTL_AUDIT_READS", self.audit_reads.to_string()),

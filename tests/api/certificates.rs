@@ -143,7 +143,7 @@ async fn archiving_keeps_the_record_and_freezes_it() {
     let fetched: Value = app.get(&path).await.json().await.unwrap();
     assert_eq!(fetched["status"], "Archived");
 
-    let response = app.admin(Method::PUT, &path).json(&json!({"environment": "dev"})).send().await.unwrap();
+    let response = app.admin(Method::PUT, &path).json(&json!({"environment": "staging"})).send().await.unwrap();
     assert_problem(response, 409, "conflict").await;
 }
 
@@ -153,7 +153,7 @@ async fn unknown_certificates_are_404_problems() {
     assert_problem(app.get("/api/v1/certificates/mc-nope").await, 404, "not-found").await;
     let response = app
         .admin(Method::PUT, "/api/v1/certificates/mc-nope")
-        .json(&json!({"environment": "dev"}))
+        .json(&json!({"environment": "staging"}))
         .send()
         .await
         .unwrap();
@@ -199,4 +199,43 @@ async fn bulk_reassign_moves_many_certificates_in_one_request() {
     let empty = json!({"certificate_ids": [], "owner_id": "o-bob"});
     let response = app.admin(Method::POST, "/api/v1/certificates/bulk-reassign").json(&empty).send().await.unwrap();
     assert_problem(response, 422, "validation-failed").await;
+}
+
+#[actix_web::test]
+async fn names_are_stored_in_canonical_form() {
+    let app = TestApp::spawn().await;
+    let mut body = certificate_body("idn");
+    body["common_name"] = json!("Bücher.Example");
+    body["sans"] =
+        json!(["bücher.example", "*.API.example.com", "2001:DB8::1", "xn--bcher-kva.example", "ops@Example.com"]);
+    let created: Value = app.post_certificate(&body).await.json().await.unwrap();
+    assert_eq!(created["common_name"], "xn--bcher-kva.example");
+    assert_eq!(
+        created["sans"],
+        json!(["xn--bcher-kva.example", "*.api.example.com", "2001:db8::1", "ops@example.com"]),
+        "A-labels, lower case, duplicates dropped"
+    );
+
+    let mut bad = certificate_body("bad-names");
+    bad["sans"] = json!(["ok.example.com", "-bad.example.com", "a..b", "foo.*.example.com"]);
+    let problem = assert_problem(app.post_certificate(&bad).await, 422, "validation-failed").await;
+    let fields: Vec<&str> =
+        problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["sans[1]", "sans[2]", "sans[3]"]);
+}
+
+#[actix_web::test]
+async fn environments_come_from_a_known_set() {
+    let app = TestApp::spawn().await;
+    let mut body = certificate_body("lab");
+    body["environment"] = json!("lab");
+    let problem = assert_problem(app.post_certificate(&body).await, 422, "validation-failed").await;
+    assert!(problem["errors"][0]["message"].as_str().unwrap().contains("production, staging"), "{problem}");
+    body["environment"] = json!("");
+    assert_eq!(app.post_certificate(&body).await.status(), 201, "unspecified is fine");
+
+    let custom = TestApp::spawn_with(&["--environments", "lab,prod"]).await;
+    let mut body = certificate_body("lab");
+    body["environment"] = json!("lab");
+    assert_eq!(custom.post_certificate(&body).await.status(), 201);
 }

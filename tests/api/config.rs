@@ -29,6 +29,7 @@ fn invalid_values_name_the_variable_and_what_is_accepted() {
         ("CERTCTL_SERVER_PORT", "70000", "CERTCTL_SERVER_PORT"),
         ("CERTCTL_DATABASE_URL", "mysql://nope", "expected a PostgreSQL URL"),
         ("CERTCTL_METRICS_ADDR", "nowhere", "CERTCTL_METRICS_ADDR"),
+        ("CERTCTL_ENVIRONMENTS", "prod env", "comma-separated names"),
     ];
     for (var, value, expected) in cases {
         let output = run(&[], &[(var, value)]);

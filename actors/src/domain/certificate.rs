@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::names::normalize_name;
 use super::validation::{FieldError, Violations};
 
 /// Where a certificate is in its life. Stored as certctl's strings.
@@ -146,14 +147,14 @@ pub struct CertificatePatch {
 const MAX_NAME: usize = 255;
 const MAX_DNS_NAME: usize = 253;
 const MAX_SANS: usize = 100;
-const MAX_ENVIRONMENT: usize = 64;
 const MAX_TAGS: usize = 50;
 const MAX_TARGETS: usize = 100;
 const MAX_TAG_LEN: usize = 256;
 
 impl NewCertificate {
-    /// Checks every field, reporting all problems at once.
-    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+    /// Checks every field, reporting all problems at once; `environments` are the accepted
+    /// environment names.
+    pub fn validate(&self, environments: &[String]) -> Result<(), Vec<FieldError>> {
         let mut v = Violations::default();
         if let Some(id) = &self.id {
             v.id("id", id);
@@ -161,7 +162,7 @@ impl NewCertificate {
         v.text("name", &self.name, MAX_NAME);
         check_common_name(&mut v, &self.common_name);
         check_sans(&mut v, &self.sans);
-        check_environment(&mut v, &self.environment);
+        check_environment(&mut v, &self.environment, environments);
         v.id("owner_id", &self.owner_id);
         v.id("team_id", &self.team_id);
         v.id("issuer_id", &self.issuer_id);
@@ -174,16 +175,19 @@ impl NewCertificate {
         v.into_result()
     }
 
-    /// Sorts and de-duplicates the target ids (a set, stored once each).
+    /// Canonical names (IDNA A-labels, lower case), de-duplicated SANs, and the target ids as a
+    /// sorted set.
     pub fn normalize(&mut self) {
+        normalize_names(Some(&mut self.common_name), Some(&mut self.sans));
         self.target_ids.sort();
         self.target_ids.dedup();
     }
 }
 
 impl CertificatePatch {
-    /// Checks every present field, reporting all problems at once.
-    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+    /// Checks every present field, reporting all problems at once; `environments` are the
+    /// accepted environment names.
+    pub fn validate(&self, environments: &[String]) -> Result<(), Vec<FieldError>> {
         let mut v = Violations::default();
         if let Some(name) = &self.name {
             v.text("name", name, MAX_NAME);
@@ -195,7 +199,7 @@ impl CertificatePatch {
             check_sans(&mut v, sans);
         }
         if let Some(env) = &self.environment {
-            check_environment(&mut v, env);
+            check_environment(&mut v, env, environments);
         }
         for (field, value) in [
             ("owner_id", &self.owner_id),
@@ -217,8 +221,10 @@ impl CertificatePatch {
         v.into_result()
     }
 
-    /// Sorts and de-duplicates the target ids (a set, stored once each).
+    /// Canonical names (IDNA A-labels, lower case), de-duplicated SANs, and the target ids as a
+    /// sorted set.
     pub fn normalize(&mut self) {
+        normalize_names(self.common_name.as_mut(), self.sans.as_mut());
         if let Some(targets) = &mut self.target_ids {
             targets.sort();
             targets.dedup();
@@ -243,8 +249,10 @@ impl CertificatePatch {
 
 fn check_common_name(v: &mut Violations, cn: &str) {
     v.text("common_name", cn, MAX_DNS_NAME);
-    if cn.chars().any(char::is_whitespace) {
-        v.add("common_name", "must not contain whitespace");
+    if !cn.trim().is_empty() {
+        if let Err(message) = normalize_name(cn) {
+            v.add("common_name", message);
+        }
     }
 }
 
@@ -254,16 +262,34 @@ fn check_sans(v: &mut Violations, sans: &[String]) {
         return;
     }
     for (i, san) in sans.iter().enumerate() {
-        let field = format!("sans[{i}]");
-        if san.is_empty() || san.len() > MAX_DNS_NAME || san.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            v.add(field, format!("must be a name of 1 to {MAX_DNS_NAME} characters without whitespace"));
+        if let Err(message) = normalize_name(san) {
+            v.add(format!("sans[{i}]"), message);
         }
     }
 }
 
-fn check_environment(v: &mut Violations, env: &str) {
-    if env.len() > MAX_ENVIRONMENT || !env.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        v.add("environment", format!("must be at most {MAX_ENVIRONMENT} letters, digits, '-' or '_'"));
+/// Replaces each name by its canonical form (names that are not valid are left for validation
+/// to report) and drops duplicate SANs, keeping the first.
+fn normalize_names(cn: Option<&mut String>, sans: Option<&mut Vec<String>>) {
+    if let Some(cn) = cn {
+        if let Ok(canonical) = normalize_name(cn) {
+            *cn = canonical;
+        }
+    }
+    if let Some(sans) = sans {
+        for san in sans.iter_mut() {
+            if let Ok(canonical) = normalize_name(san) {
+                *san = canonical;
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        sans.retain(|san| seen.insert(san.clone()));
+    }
+}
+
+fn check_environment(v: &mut Violations, env: &str, environments: &[String]) {
+    if !env.is_empty() && !environments.iter().any(|e| e == env) {
+        v.add("environment", format!("must be one of {} (CERTCTL_ENVIRONMENTS), or empty", environments.join(", ")));
     }
 }
 
@@ -298,6 +324,10 @@ fn check_tags(v: &mut Violations, tags: &BTreeMap<String, String>) {
 mod tests {
     use super::*;
 
+    fn envs() -> Vec<String> {
+        vec!["production".into()]
+    }
+
     fn sample() -> NewCertificate {
         serde_json::from_value(serde_json::json!({
             "name": "api", "common_name": "api.example.com", "owner_id": "o-alice",
@@ -308,7 +338,7 @@ mod tests {
 
     #[test]
     fn a_minimal_certificate_is_valid() {
-        assert_eq!(sample().validate(), Ok(()));
+        assert_eq!(sample().validate(&envs()), Ok(()));
     }
 
     #[test]
@@ -318,7 +348,7 @@ mod tests {
         c.common_name = "has space.example.com".into();
         c.sans = vec!["ok.example.com".into(), String::new()];
         c.owner_id = "bad id".into();
-        let fields: Vec<String> = c.validate().unwrap_err().into_iter().map(|e| e.field).collect();
+        let fields: Vec<String> = c.validate(&envs()).unwrap_err().into_iter().map(|e| e.field).collect();
         assert_eq!(fields, ["name", "common_name", "sans[1]", "owner_id"]);
     }
 

@@ -3,11 +3,13 @@
 //! - [`certificate`]: managed certificates (certctl's `ManagedCertificate`), create and patch inputs.
 //! - [`api_key`]: API key records as stored (hash only).
 //! - [`audit`]: audit events, the acting principal, and request-summary redaction.
+//! - [`names`]: DNS names (IDNA), IP and e-mail names, normalized for storage.
 //! - [`resources`]: teams, owners, renewal policies behind the generic `Resource` shape.
 //! - [`validation`]: field-level validation errors shared by every input type.
 
 pub mod api_key;
 pub mod audit;
 pub mod certificate;
+pub mod names;
 pub mod resources;
 pub mod validation;

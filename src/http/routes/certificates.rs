@@ -130,7 +130,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let mut new = body.0;
     new.normalize();
-    new.validate().map_err(ApiError::Validation)?;
+    new.validate(&state.environments).map_err(ApiError::Validation)?;
     let created = state.db.run(CreateCertificate { new, actor: actor.0 }).await?;
     tracing::info!(certificate_id = %created.id, "certificate created");
     Ok(HttpResponse::Created()
@@ -228,7 +228,7 @@ pub async fn update(
     tracing::Span::current().record("certificate_id", id.as_str());
     let mut patch = body.0;
     patch.normalize();
-    patch.validate().map_err(ApiError::Validation)?;
+    patch.validate(&state.environments).map_err(ApiError::Validation)?;
     if patch.is_empty() {
         return Err(ApiError::InvalidBody {
             detail: "the body changes nothing; send at least one field".into(),
