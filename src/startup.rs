@@ -105,6 +105,7 @@ impl Application {
                 settings.server_host, settings.server_port
             )
         })?;
+        set_nodelay(&listener);
         let port = listener.local_addr()?.port();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url_host = match settings.server_host.parse::<std::net::IpAddr>() {
@@ -316,6 +317,27 @@ impl ShutdownSignals {
             _ = next(&mut self.interrupt) => "SIGINT",
             _ = next(&mut self.terminate) => "SIGTERM",
         }
+    }
+}
+
+/// Sets TCP_NODELAY on the listener; accepted sockets inherit it on Linux. Without it, Nagle's
+/// algorithm holds back the second small write of a response (an HTTP/2 DATA frame after its
+/// HEADERS) until the client's delayed ACK, adding up to 40 ms to requests.
+fn set_nodelay(listener: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket we own, with a correctly sized option value.
+    let result = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "could not set TCP_NODELAY on the listener");
     }
 }
 
