@@ -72,7 +72,8 @@ fn ensure_self_signed(dir: &Path, cert: &Path, key: &Path, host: &str) -> anyhow
         return Ok(());
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    // The directory and certificate are public (clients pin the certificate); the key is 0600.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
     let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).context("generating the TLS key")?;
     let mut params = rcgen::CertificateParams::new(names).context("building the self-signed certificate")?;
     params.distinguished_name.push(rcgen::DnType::CommonName, "certctl self-signed server certificate");

@@ -35,9 +35,11 @@ INSERT INTO certificate_profiles (id, name, description, max_ttl_seconds, allowe
     ('prof-internal-mtls', 'Internal mTLS', 'Client and server auth, 30 days', 2592000, '["serverAuth", "clientAuth"]')
 ON CONFLICT DO NOTHING;
 
-INSERT INTO certificate_profiles (id, name, description, max_ttl_seconds, allowed_ekus, allow_short_lived) VALUES
-    ('prof-short-lived', 'Short-lived', 'Service identities, 24 hours', 86400, '["serverAuth", "clientAuth"]', true),
-    ('prof-high-security', 'High security', 'ECDSA P-384 or RSA 3072+, 47 days', 4060800, '["serverAuth"]', false)
+INSERT INTO certificate_profiles (id, name, description, max_ttl_seconds, allowed_ekus, allow_short_lived, allowed_key_algorithms) VALUES
+    ('prof-short-lived', 'Short-lived', 'Service identities, 24 hours', 86400, '["serverAuth", "clientAuth"]', true,
+     '[{"algorithm": "ECDSA", "min_size": 256}, {"algorithm": "RSA", "min_size": 2048}]'),
+    ('prof-high-security', 'High security', 'ECDSA P-384 or RSA 3072+, 47 days', 4060800, '["serverAuth"]', false,
+     '[{"algorithm": "ECDSA", "min_size": 384}, {"algorithm": "RSA", "min_size": 3072}]')
 ON CONFLICT DO NOTHING;
 
 -- Targets are not bound to agents yet (agents come later).

@@ -131,6 +131,10 @@ async fn certctl_page_and_per_page_answer_with_a_total() {
     assert_eq!(keyset["total"], 2);
     let plain: Value = app.get("/api/v1/certificates?limit=2").await.json().await.unwrap();
     assert!(plain.get("total").is_none(), "no count unless asked");
+    let last: Value = app.get("/api/v1/certificates?limit=1000").await.json().await.unwrap();
+    assert_eq!(last["next_cursor"], Value::Null, "present and null on the last page");
+    assert!(last.as_object().unwrap().contains_key("next_cursor"));
+    assert!(page.get("next_cursor").is_none(), "absent in page/per_page mode");
 }
 
 #[actix_web::test]

@@ -196,6 +196,11 @@ async fn bulk_reassign_moves_many_certificates_in_one_request() {
     let response = app.admin(Method::POST, "/api/v1/certificates/bulk-reassign").json(&bad).send().await.unwrap();
     let problem = assert_problem(response, 422, "validation-failed").await;
     assert_eq!(problem["errors"][0]["field"], "owner_id");
+    // Even when nothing would change, a missing owner or team is refused.
+    let nothing = json!({"certificate_ids": ["mc-missing"], "owner_id": "o-bob", "team_id": "t-nowhere"});
+    let response = app.admin(Method::POST, "/api/v1/certificates/bulk-reassign").json(&nothing).send().await.unwrap();
+    let problem = assert_problem(response, 422, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "team_id");
     let empty = json!({"certificate_ids": [], "owner_id": "o-bob"});
     let response = app.admin(Method::POST, "/api/v1/certificates/bulk-reassign").json(&empty).send().await.unwrap();
     assert_problem(response, 422, "validation-failed").await;

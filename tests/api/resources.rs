@@ -184,6 +184,11 @@ async fn issuer_secrets_are_write_only_and_types_are_checked() {
     let local: Value =
         post(&app, "/api/v1/issuers", json!({"name": "Generic", "type": "GenericCA"})).await.json().await.unwrap();
     assert_eq!(local["type"], "local", "certctl's GenericCA is the local CA");
+    let vault: Value =
+        post(&app, "/api/v1/issuers", json!({"name": "Vault", "type": "VaultPKI"})).await.json().await.unwrap();
+    assert_eq!(vault["type"], "vault");
+    let listed: Value = app.get("/api/v1/issuers?type=DigiCert").await.json().await.unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1, "type filters accept certctl's names");
     let problem = assert_problem(
         post(&app, "/api/v1/issuers", json!({"name": "X", "type": "mystery"})).await,
         422,

@@ -70,7 +70,19 @@ impl AuditEvent {
 }
 
 /// Words that mark a field as secret wherever it appears in a request summary.
-const SECRET_MARKERS: [&str; 6] = ["password", "secret", "token", "private", "key_pem", "api_key"];
+const SECRET_MARKERS: [&str; 11] = [
+    "password",
+    "passphrase",
+    "secret",
+    "token",
+    "private",
+    "key_pem",
+    "api_key",
+    "apikey",
+    "credential",
+    "hmac",
+    "client_key",
+];
 
 /// A request summary safe to keep forever: every field whose name looks secret is replaced by
 /// `"***"`, at any depth.

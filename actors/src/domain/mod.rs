@@ -4,7 +4,8 @@
 //! - [`api_key`]: API key records as stored (hash only).
 //! - [`audit`]: audit events, the acting principal, and request-summary redaction.
 //! - [`names`]: DNS names (IDNA), IP and e-mail names, normalized for storage.
-//! - [`resources`]: teams, owners, renewal policies behind the generic `Resource` shape.
+//! - [`resources`]: teams, owners, renewal policies, issuers, profiles and targets behind the
+//!   generic `Resource` shape.
 //! - [`validation`]: field-level validation errors shared by every input type.
 
 pub mod api_key;

@@ -125,7 +125,9 @@ impl DbQuery for ListCertificates {
         // can use the index that matches its sort.
         let f = &self.filters;
         let status = f.status.map(|s| s.as_str());
-        let q = f.q.as_deref().map(like_prefix);
+        // A prefix as an explicit byte-wise range (`~>=~`, `~<~`, the text_pattern_ops operators)
+        // so even a generic cached plan can use the prefix indexes; LIKE keeps the match exact.
+        let q = f.q.as_deref().map(|p| (p.to_string(), format!("{p}\u{10FFFF}"), like_prefix(p)));
         let mut conditions: Vec<String> = Vec::new();
         let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
         // Appends a condition whose `?` placeholders all take `value`.
@@ -162,9 +164,15 @@ impl DbQuery for ListCertificates {
         if let Some(v) = &f.updated_after {
             add!("updated_at > ?", v);
         }
-        if let Some(v) = &q {
-            // Both placeholders become the same parameter.
-            add!("(name LIKE ? OR common_name LIKE ?)", v);
+        if let Some((lower, upper, like)) = &q {
+            params.push(lower);
+            params.push(upper);
+            params.push(like);
+            let (l, u, k) = (params.len() - 2, params.len() - 1, params.len());
+            conditions.push(format!(
+                "((name ~>=~ ${l} AND name ~<~ ${u} AND name LIKE ${k}) \
+                 OR (common_name ~>=~ ${l} AND common_name ~<~ ${u} AND common_name LIKE ${k}))"
+            ));
         }
         let filter_count = params.len();
         let where_filters = conditions.clone();

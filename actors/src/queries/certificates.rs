@@ -1,4 +1,4 @@
-//! Managed certificate statements: create, get, keyset list, patch and archive.
+//! Managed certificate statements: create, get, patch, archive, bulk reassignment and bound targets.
 
 use deadpool_postgres::Client;
 use serde::Serialize;
@@ -23,7 +23,7 @@ pub(crate) const COLUMNS: &str = "id, name, common_name, sans, environment, owne
 
 /// The target ids bound to the certificate of the current row (`c` or the table itself), sorted.
 const TARGET_IDS: &str =
-    "coalesce((SELECT array_agg(m.target_id ORDER BY m.target_id) FROM certificate_target_mappings m \
+    "coalesce((SELECT array_agg(m.target_id ORDER BY m.target_id COLLATE \"C\") FROM certificate_target_mappings m \
     WHERE m.certificate_id = {row}.id), '{}'::text[])";
 
 /// [`COLUMNS`] plus the bound target ids, for reads straight from the table.
@@ -277,7 +277,7 @@ impl DbQuery for CertificateTargets {
         let stmt = client
             .prepare_cached(&format!(
                 "SELECT {} FROM deployment_targets t JOIN certificate_target_mappings m ON m.target_id = t.id \
-                 WHERE m.certificate_id = $1 ORDER BY t.id",
+                 WHERE m.certificate_id = $1 ORDER BY t.id COLLATE \"C\"",
                 columns.join(", ")
             ))
             .await?;
@@ -325,6 +325,8 @@ impl DbQuery for BulkReassign {
                    AND (m.owner_id <> $2 OR ($3::text IS NOT NULL AND m.team_id <> $3)) RETURNING m.id), \
              a AS ({}) \
              SELECT (SELECT count(*) FROM found), (SELECT count(*) FROM c), \
+                    EXISTS (SELECT 1 FROM owners WHERE id = $2), \
+                    ($3::text IS NULL OR EXISTS (SELECT 1 FROM teams WHERE id = $3)), \
                     coalesce((SELECT array_agg(id ORDER BY id) FROM ids WHERE id NOT IN (SELECT id FROM found)), '{{}}')",
             AuditRecord::insert_from("c", 4)
         );
@@ -333,9 +335,16 @@ impl DbQuery for BulkReassign {
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&self.certificate_ids, &self.owner_id, &self.team_id];
         params.extend(audit_params.as_slice());
         let row = client.query_one(&stmt, &params).await?;
+        // Missing owner or team: refused like the foreign key would, even when no row changed.
+        if !row.try_get::<_, bool>(2)? {
+            return Err(DbError::ForeignKeyViolation { constraint: "managed_certificates_owner_id_fkey".into() });
+        }
+        if !row.try_get::<_, bool>(3)? {
+            return Err(DbError::ForeignKeyViolation { constraint: "managed_certificates_team_id_fkey".into() });
+        }
         let matched: i64 = row.try_get(0)?;
         let reassigned: i64 = row.try_get(1)?;
-        let not_found: Vec<String> = row.try_get(2)?;
+        let not_found: Vec<String> = row.try_get(4)?;
         Ok(BulkReassignResult {
             total_matched: matched,
             total_reassigned: reassigned,

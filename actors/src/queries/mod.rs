@@ -4,7 +4,7 @@
 //! - [`certificate_list`]: the certificate list: filters, sorts, keyset or offset pages, totals.
 //! - [`api_keys`]: the stored API keys the server authenticates with.
 //! - [`audit`]: audit rows (inside mutations), audited reads, audit pages, retention batches.
-//! - [`resources`]: generic create/get/list/update/delete for teams, owners, renewal policies.
+//! - [`resources`]: generic create/get/list/update/delete for every `Resource`.
 //! - [`health`]: reachability and schema version for `/ready`.
 
 pub mod api_keys;

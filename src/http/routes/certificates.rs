@@ -62,8 +62,9 @@ pub struct ListParams {
 #[derive(Serialize)]
 struct Page<T: Serialize> {
     data: Vec<T>,
+    /// Keyset mode: the next page's cursor, `null` on the last page. Absent in offset mode.
     #[serde(skip_serializing_if = "Option::is_none")]
-    next_cursor: Option<String>,
+    next_cursor: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     limit: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -194,7 +195,7 @@ pub async fn list(
         Paging::Keyset { limit, .. } => (Some(limit), None, None),
         Paging::Offset { offset, limit } => (None, Some(offset / limit + 1), Some(limit)),
     };
-    let next_cursor = result.next.as_ref().map(cursor::encode);
+    let next_cursor = limit.map(|_| result.next.as_ref().map(cursor::encode));
     let total = result.total;
     let response = match fields {
         Some(set) => {

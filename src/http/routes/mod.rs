@@ -4,7 +4,7 @@
 //! - [`metrics`]: `/metrics` in Prometheus text format.
 //! - [`meta`]: version, auth info/check, the admin config view.
 //! - [`certificates`]: `/api/v1/certificates` CRUD.
-//! - [`resources`]: generic CRUD for teams, owners and renewal policies.
+//! - [`resources`]: generic CRUD for teams, owners, renewal policies, issuers, profiles, targets.
 //! - [`audit`]: `/api/v1/audit` (keyset pages, filters) and `/api/v1/audit/{id}`.
 
 pub mod audit;

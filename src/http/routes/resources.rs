@@ -1,5 +1,5 @@
 //! Generic REST handlers for the reference resources (`/api/v1/teams`, `/owners`,
-//! `/renewal-policies`): list (keyset pages, filters from the resource, `q` name prefix), create,
+//! `/renewal-policies`, `/issuers`, `/profiles`, `/targets`): list (keyset pages, filters from the resource, `q` name prefix), create,
 //! get, update (partial) and delete. Deleting something still referenced is a 409; referring to
 //! something missing a 422 naming the field.
 
@@ -68,6 +68,8 @@ async fn list<R: Resource>(
             }
             "q" => name_prefix = Some(value).filter(|v| !v.is_empty()),
             other => match R::FILTERS.iter().find(|(name, _)| *name == other) {
+                // Types are stored lower-case; accept certctl's capitalised names in filters too.
+                Some((_, "type")) => filters.push(("type", value.to_ascii_lowercase())),
                 Some((_, column)) => filters.push((*column, value)),
                 None => {
                     let mut accepted = vec!["limit", "cursor", "q"];

@@ -78,8 +78,7 @@ pub struct IssuerPatch {
 
 fn check(v: &mut Violations, issuer_type: Option<&str>, config: Option<&serde_json::Value>) {
     if let Some(t) = issuer_type {
-        let t = if t == "GenericCA" { "local" } else { t };
-        if !ISSUER_TYPES.contains(&t) {
+        if !ISSUER_TYPES.contains(&normalize_type(t.to_string()).as_str()) {
             v.add("type", format!("must be one of {}", ISSUER_TYPES.join(", ")));
         }
     }
@@ -92,12 +91,13 @@ fn check(v: &mut Violations, issuer_type: Option<&str>, config: Option<&serde_js
     }
 }
 
-/// certctl's `GenericCA` is stored as `local`.
-fn normalize_type(t: String) -> String {
-    if t == "GenericCA" {
-        "local".into()
-    } else {
-        t
+/// certctl's type names (`GenericCA`, `ACME`, `VaultPKI`, `DigiCert`…) in their stored,
+/// lower-case form.
+pub fn normalize_type(t: String) -> String {
+    match t.to_ascii_lowercase().as_str() {
+        "genericca" | "local_ca" => "local".into(),
+        "vaultpki" => "vault".into(),
+        other => other.to_string(),
     }
 }
 
