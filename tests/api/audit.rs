@@ -86,6 +86,9 @@ async fn the_audit_list_filters_and_pages_newest_first() {
         }
     }
     assert_eq!(seen, ["paged-4", "paged-3", "paged-2", "paged-1", "paged-0"]);
+    let offset = audit(&app, "?page=2&per_page=2&action=certificate.create").await;
+    assert_eq!(offset["total"], 5);
+    assert_eq!(offset["data"][0]["details"]["name"], "paged-2");
 
     let none = audit(&app, "?actor=reader").await;
     assert_eq!(none["data"], json!([]));

@@ -147,6 +147,14 @@ async fn lists_filter_and_page() {
         }
     }
     assert_eq!(seen.len(), 6, "the six demo teams, once each: {seen:?}");
+    let page: Value = app.get("/api/v1/teams?page=2&per_page=4").await.json().await.unwrap();
+    assert_eq!(page["total"], 6);
+    assert_eq!(page["page"], 2);
+    assert_eq!(page["data"].as_array().unwrap().len(), 2);
+    let counted: Value = app.get("/api/v1/teams?limit=1&include_total=true").await.json().await.unwrap();
+    assert_eq!(counted["total"], 6);
+    assert_problem(app.get("/api/v1/teams?page=1&cursor=x").await, 400, "invalid-query").await;
+    assert_problem(app.get("/api/v1/teams?per_page=5000").await, 400, "invalid-query").await;
     assert_problem(app.get("/api/v1/teams?colour=blue").await, 400, "invalid-query").await;
     assert_problem(app.get("/api/v1/teams?limit=0").await, 400, "invalid-query").await;
 }
@@ -189,6 +197,8 @@ async fn issuer_secrets_are_write_only_and_types_are_checked() {
     assert_eq!(vault["type"], "vault");
     let listed: Value = app.get("/api/v1/issuers?type=DigiCert").await.json().await.unwrap();
     assert_eq!(listed["data"].as_array().unwrap().len(), 1, "type filters accept certctl's names");
+    let vaults: Value = app.get("/api/v1/issuers?type=VaultPKI").await.json().await.unwrap();
+    assert_eq!(vaults["data"][0]["name"], "Vault");
     let problem = assert_problem(
         post(&app, "/api/v1/issuers", json!({"name": "X", "type": "mystery"})).await,
         422,

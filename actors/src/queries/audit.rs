@@ -120,8 +120,13 @@ pub struct AuditFilter {
 /// A newest-first page of audit events, continuing below event id `before`.
 pub struct ListAuditEvents {
     pub filter: AuditFilter,
+    /// Keyset: continue below this event id.
     pub before: Option<i64>,
+    /// Offset paging (certctl's page/per_page) instead of `before`.
+    pub offset: Option<i64>,
     pub limit: i64,
+    /// Also count every matching event.
+    pub with_total: bool,
 }
 
 /// A page and the id to continue below, when more rows follow.
@@ -129,6 +134,7 @@ pub struct ListAuditEvents {
 pub struct AuditPage {
     pub items: Vec<AuditEvent>,
     pub next: Option<i64>,
+    pub total: Option<i64>,
 }
 
 impl DbQuery for ListAuditEvents {
@@ -158,24 +164,45 @@ impl DbQuery for ListAuditEvents {
             params.push(until);
             conditions.push(format!("occurred_at < ${}", params.len()));
         }
+        let (filter_params, filter_conditions) = (params.len(), conditions.clone());
         if let Some(before) = &self.before {
             params.push(before);
             conditions.push(format!("id < ${}", params.len()));
         }
         let fetch = self.limit + 1;
         params.push(&fetch);
+        let limit_param = params.len();
+        let offset_clause = match &self.offset {
+            Some(offset) => {
+                params.push(offset);
+                format!(" OFFSET ${}", params.len())
+            }
+            None => String::new(),
+        };
         let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
-        let sql = format!("SELECT {COLUMNS} FROM audit_events {filter} ORDER BY id DESC LIMIT ${}", params.len());
+        let sql =
+            format!("SELECT {COLUMNS} FROM audit_events {filter} ORDER BY id DESC LIMIT ${limit_param}{offset_clause}");
         let stmt = client.prepare_cached(&sql).await?;
         let rows = client.query(&stmt, &params).await?;
         let mut items = rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>()?;
         let next = if items.len() as i64 > self.limit {
             items.truncate(self.limit as usize);
-            items.last().map(|e| e.id)
+            items.last().map(|e| e.id).filter(|_| self.offset.is_none())
         } else {
             None
         };
-        Ok(AuditPage { items, next })
+        let total = if self.with_total {
+            let filter = if filter_conditions.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", filter_conditions.join(" AND "))
+            };
+            let stmt = client.prepare_cached(&format!("SELECT count(*) FROM audit_events {filter}")).await?;
+            Some(client.query_one(&stmt, &params[..filter_params]).await?.try_get(0)?)
+        } else {
+            None
+        };
+        Ok(AuditPage { items, next, total })
     }
 }
 

@@ -73,20 +73,25 @@ impl<R: Resource> DbQuery for GetResource<R> {
     }
 }
 
-/// A page in creation order, after `(created_at, id)`, with exact-match filters on columns from
-/// `R::FILTERS` and an optional name prefix.
+/// A page in creation order, after `(created_at, id)` (keyset) or after skipping `offset` rows
+/// (certctl's page/per_page), with exact-match filters on columns from `R::FILTERS` and an
+/// optional name prefix.
 pub struct ListResources<R: Resource> {
     pub filters: Vec<(&'static str, String)>,
     pub name_prefix: Option<String>,
     pub after: Option<(DateTime<Utc>, String)>,
+    pub offset: Option<i64>,
     pub limit: i64,
+    /// Also count every matching row.
+    pub with_total: bool,
     pub kind: PhantomData<R>,
 }
 
-/// A page of resources and where the next one starts.
+/// A page of resources, where the next one starts, and the total if asked.
 pub struct ResourcePage<R> {
     pub items: Vec<R>,
     pub next: Option<(DateTime<Utc>, String)>,
+    pub total: Option<i64>,
 }
 
 impl<R: Resource> DbQuery for ListResources<R> {
@@ -110,25 +115,45 @@ impl<R: Resource> DbQuery for ListResources<R> {
             params.push(id);
             conditions.push(format!("(created_at, id) > (${}, ${})", params.len() - 1, params.len()));
         }
+        let filter_params = if self.after.is_some() { params.len() - 2 } else { params.len() };
+        let filter_conditions = conditions[..conditions.len() - usize::from(self.after.is_some())].to_vec();
         let fetch = self.limit + 1;
         params.push(&fetch);
+        let limit_param = params.len();
+        let offset_clause = match &self.offset {
+            Some(offset) => {
+                params.push(offset);
+                format!(" OFFSET ${}", params.len())
+            }
+            None => String::new(),
+        };
         let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
         let sql = format!(
-            "SELECT {}, created_at AS page_created_at FROM {} {filter} ORDER BY created_at, id LIMIT ${}",
+            "SELECT {}, created_at AS page_created_at FROM {} {filter} ORDER BY created_at, id LIMIT ${limit_param}{offset_clause}",
             R::COLUMNS,
             R::TABLE,
-            params.len()
         );
         let stmt = client.prepare_cached(&sql).await?;
         let rows = client.query(&stmt, &params).await?;
+        let total = if self.with_total {
+            let filter = if filter_conditions.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", filter_conditions.join(" AND "))
+            };
+            let stmt = client.prepare_cached(&format!("SELECT count(*) FROM {} {filter}", R::TABLE)).await?;
+            Some(client.query_one(&stmt, &params[..filter_params]).await?.try_get(0)?)
+        } else {
+            None
+        };
         let more = rows.len() as i64 > self.limit;
         let rows = &rows[..rows.len().min(self.limit as usize)];
-        let next = match (more, rows.last()) {
-            (true, Some(last)) => Some((last.try_get("page_created_at")?, last.try_get("id")?)),
+        let next = match (more, rows.last(), self.offset) {
+            (true, Some(last), None) => Some((last.try_get("page_created_at")?, last.try_get("id")?)),
             _ => None,
         };
         let items = rows.iter().map(R::from_row).collect::<Result<Vec<_>, _>>()?;
-        Ok(ResourcePage { items, next })
+        Ok(ResourcePage { items, next, total })
     }
 }
 

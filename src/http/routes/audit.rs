@@ -21,6 +21,10 @@ const MAX_LIMIT: i64 = 1000;
 pub struct ListParams {
     limit: Option<i64>,
     cursor: Option<String>,
+    /// certctl's offset paging (answers `total`).
+    page: Option<i64>,
+    per_page: Option<i64>,
+    include_total: Option<bool>,
     actor: Option<String>,
     action: Option<String>,
     resource_type: Option<String>,
@@ -31,11 +35,20 @@ pub struct ListParams {
     until: Option<String>,
 }
 
+/// Keyset mode: `{data, next_cursor, limit[, total]}`; page mode: `{data, total, page, per_page}`.
 #[derive(Serialize)]
 struct Page {
     data: Vec<AuditEvent>,
-    next_cursor: Option<String>,
-    limit: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    page: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    per_page: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<i64>,
 }
 
 fn rfc3339(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
@@ -52,9 +65,18 @@ fn rfc3339(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, Api
 #[tracing::instrument(skip_all)]
 pub async fn list(state: web::Data<AppState>, params: web::Query<ListParams>) -> Result<HttpResponse, ApiError> {
     let p = params.into_inner();
-    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
+    let offset_mode = p.page.is_some() || p.per_page.is_some();
+    if offset_mode && (p.limit.is_some() || p.cursor.is_some()) {
+        return Err(ApiError::InvalidQuery("use either page/per_page or limit/cursor, not both".into()));
+    }
+    let (name, limit) = if offset_mode { ("per_page", p.per_page) } else { ("limit", p.limit) };
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::InvalidQuery(format!("limit must be between 1 and {MAX_LIMIT} (got {limit})")));
+        return Err(ApiError::InvalidQuery(format!("{name} must be between 1 and {MAX_LIMIT} (got {limit})")));
+    }
+    let page = p.page.unwrap_or(1);
+    if !(1..=i64::MAX / MAX_LIMIT).contains(&page) {
+        return Err(ApiError::InvalidQuery(format!("page must be 1 or more (got {page})")));
     }
     let filter = AuditFilter {
         since: rfc3339("since", p.since.as_deref())?,
@@ -65,8 +87,29 @@ pub async fn list(state: web::Data<AppState>, params: web::Query<ListParams>) ->
         resource_id: p.resource_id,
     };
     let before = p.cursor.as_deref().map(cursor::decode_audit).transpose()?;
-    let page = state.db.run(ListAuditEvents { filter, before, limit }).await?;
-    Ok(HttpResponse::Ok().json(Page { data: page.items, next_cursor: page.next.map(cursor::encode_audit), limit }))
+    let offset = offset_mode.then(|| (page - 1) * limit);
+    let with_total = offset_mode || p.include_total.unwrap_or(false);
+    let result = state.db.run(ListAuditEvents { filter, before, offset, limit, with_total }).await?;
+    let body = if offset_mode {
+        Page {
+            data: result.items,
+            next_cursor: None,
+            limit: None,
+            page: Some(page),
+            per_page: Some(limit),
+            total: result.total,
+        }
+    } else {
+        Page {
+            data: result.items,
+            next_cursor: Some(result.next.map(cursor::encode_audit)),
+            limit: Some(limit),
+            page: None,
+            per_page: None,
+            total: result.total,
+        }
+    };
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// `GET /api/v1/audit/{id}`: one event by its id.

@@ -10,6 +10,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
+use certctl_actors::domain::resources::issuer::normalize_type;
 use certctl_actors::domain::resources::Resource;
 use certctl_actors::queries::certificate_list::{Sort, SortCursor, SortValue};
 use certctl_actors::queries::resources::{CreateResource, DeleteResource, GetResource, ListResources, UpdateResource};
@@ -34,11 +35,28 @@ pub fn routes<R: Resource>(cfg: &mut web::ServiceConfig, path: &str) {
     );
 }
 
+/// Keyset mode: `{data, next_cursor, limit[, total]}`; certctl's page mode:
+/// `{data, total, page, per_page}`.
 #[derive(Serialize)]
 struct Page<R: Serialize> {
     data: Vec<R>,
-    next_cursor: Option<String>,
-    limit: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    page: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    per_page: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<i64>,
+}
+
+/// Parses a page size or number within `range`.
+fn number(name: &str, value: &str, range: std::ops::RangeInclusive<i64>) -> Result<i64, ApiError> {
+    value.parse().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+        ApiError::InvalidQuery(format!("{name} must be between {} and {} (got {value:?})", range.start(), range.end()))
+    })
 }
 
 fn not_found<R: Resource>(id: &str) -> ApiError {
@@ -51,13 +69,16 @@ async fn list<R: Resource>(
     query: web::Query<BTreeMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
     let mut filters = Vec::new();
-    let (mut limit, mut after, mut name_prefix) = (DEFAULT_LIMIT, None, None);
+    let (mut limit, mut after, mut name_prefix) = (None, None, None);
+    let (mut page, mut per_page, mut include_total) = (None, None, false);
     for (key, value) in query.into_inner() {
         match key.as_str() {
-            "limit" => {
-                limit = value.parse().ok().filter(|l| (1..=MAX_LIMIT).contains(l)).ok_or_else(|| {
-                    ApiError::InvalidQuery(format!("limit must be between 1 and {MAX_LIMIT} (got {value:?})"))
-                })?
+            "limit" => limit = Some(number("limit", &value, 1..=MAX_LIMIT)?),
+            "page" => page = Some(number("page", &value, 1..=i64::MAX / MAX_LIMIT)?),
+            "per_page" => per_page = Some(number("per_page", &value, 1..=MAX_LIMIT)?),
+            "include_total" => {
+                include_total =
+                    value.parse().map_err(|_| ApiError::InvalidQuery("include_total must be true or false".into()))?
             }
             "cursor" => {
                 let decoded = cursor::decode(&value, Sort::default())?;
@@ -69,10 +90,10 @@ async fn list<R: Resource>(
             "q" => name_prefix = Some(value).filter(|v| !v.is_empty()),
             other => match R::FILTERS.iter().find(|(name, _)| *name == other) {
                 // Types are stored lower-case; accept certctl's capitalised names in filters too.
-                Some((_, "type")) => filters.push(("type", value.to_ascii_lowercase())),
+                Some((_, "type")) => filters.push(("type", normalize_type(value))),
                 Some((_, column)) => filters.push((*column, value)),
                 None => {
-                    let mut accepted = vec!["limit", "cursor", "q"];
+                    let mut accepted = vec!["limit", "cursor", "page", "per_page", "include_total", "q"];
                     accepted.extend(R::FILTERS.iter().map(|(name, _)| *name));
                     return Err(ApiError::InvalidQuery(format!(
                         "unknown parameter {other:?}; accepted: {}",
@@ -82,11 +103,45 @@ async fn list<R: Resource>(
             },
         }
     }
-    let page = state.db.run(ListResources::<R> { filters, name_prefix, after, limit, kind: PhantomData }).await?;
-    let next_cursor = page.next.map(|(created_at, id)| {
-        cursor::encode(&SortCursor { sort: Sort::default(), value: SortValue::Time(created_at), id })
-    });
-    Ok(HttpResponse::Ok().json(Page { data: page.items, next_cursor, limit }))
+    let offset_mode = page.is_some() || per_page.is_some();
+    if offset_mode && (limit.is_some() || after.is_some()) {
+        return Err(ApiError::InvalidQuery("use either page/per_page or limit/cursor, not both".into()));
+    }
+    let size = if offset_mode { per_page.unwrap_or(DEFAULT_LIMIT) } else { limit.unwrap_or(DEFAULT_LIMIT) };
+    let offset = offset_mode.then(|| (page.unwrap_or(1) - 1) * size);
+    let query = ListResources::<R> {
+        filters,
+        name_prefix,
+        after,
+        offset,
+        limit: size,
+        with_total: offset_mode || include_total,
+        kind: PhantomData,
+    };
+    let result = state.db.run(query).await?;
+    let body = if offset_mode {
+        Page {
+            data: result.items,
+            next_cursor: None,
+            limit: None,
+            page: Some(page.unwrap_or(1)),
+            per_page: Some(size),
+            total: result.total,
+        }
+    } else {
+        let next_cursor = result.next.map(|(created_at, id)| {
+            cursor::encode(&SortCursor { sort: Sort::default(), value: SortValue::Time(created_at), id })
+        });
+        Page {
+            data: result.items,
+            next_cursor: Some(next_cursor),
+            limit: Some(size),
+            page: None,
+            per_page: None,
+            total: result.total,
+        }
+    };
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// `POST <path>`: 201 with the resource and its `Location`.
