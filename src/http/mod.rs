@@ -76,6 +76,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/audit/{id}", web::get().to(routes::audit::get))
                 .route("/certificates/bulk-reassign", web::post().to(routes::certificates::bulk_reassign))
                 .route("/certificates/{id}/deployments", web::get().to(routes::certificates::deployments))
+                .route("/certificates/{id}/versions", web::get().to(routes::certificates::versions))
                 .service(
                     web::resource("/certificates/{id}")
                         .route(web::get().to(routes::certificates::get))

@@ -244,3 +244,38 @@ async fn environments_come_from_a_known_set() {
     body["environment"] = json!("lab");
     assert_eq!(custom.post_certificate(&body).await.status(), 201);
 }
+
+#[actix_web::test]
+async fn versions_list_newest_first_in_pages() {
+    let app = TestApp::spawn().await;
+    let created = app.create_certificate("versioned").await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/certificates/{id}/versions");
+    let none: Value = app.get(&path).await.json().await.unwrap();
+    assert_eq!(none["data"], json!([]), "nothing issued yet");
+
+    // Versions are written by issuance; here they are inserted as the renewal engine would.
+    let client = crate::helpers::cluster().admin_client_for(&app.db_name).await;
+    client
+        .execute(
+            "INSERT INTO certificate_versions (id, certificate_id, serial_number, not_before, not_after, fingerprint_sha256, pem_chain, created_at)
+             SELECT 'cv-' || g, $1, to_hex(g), now(), now() + interval '47 days', md5(g::text), 'PEM', now() - (5 - g) * interval '1 hour'
+             FROM generate_series(1, 5) g",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut next = path.clone() + "?limit=2";
+    loop {
+        let page: Value = app.get(&next).await.json().await.unwrap();
+        seen.extend(page["data"].as_array().unwrap().iter().map(|v| v["id"].as_str().unwrap().to_string()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => next = format!("{path}?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["cv-5", "cv-4", "cv-3", "cv-2", "cv-1"]);
+    assert_problem(app.get("/api/v1/certificates/mc-none/versions").await, 404, "not-found").await;
+    assert_problem(app.get(&format!("{path}?limit=0")).await, 400, "invalid-query").await;
+}

@@ -6,6 +6,7 @@
 //! - [`names`]: DNS names (IDNA), IP and e-mail names, normalized for storage.
 //! - [`resources`]: teams, owners, renewal policies, issuers, profiles and targets behind the
 //!   generic `Resource` shape.
+//! - [`version`]: issued versions of a certificate.
 //! - [`validation`]: field-level validation errors shared by every input type.
 
 pub mod api_key;
@@ -14,3 +15,4 @@ pub mod certificate;
 pub mod names;
 pub mod resources;
 pub mod validation;
+pub mod version;

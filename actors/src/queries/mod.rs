@@ -5,6 +5,7 @@
 //! - [`api_keys`]: the stored API keys the server authenticates with.
 //! - [`audit`]: audit rows (inside mutations), audited reads, audit pages, retention batches.
 //! - [`resources`]: generic create/get/list/update/delete for every `Resource`.
+//! - [`versions`]: a certificate's issued versions, newest first.
 //! - [`health`]: reachability and schema version for `/ready`.
 
 pub mod api_keys;
@@ -13,3 +14,4 @@ pub mod certificate_list;
 pub mod certificates;
 pub mod health;
 pub mod resources;
+pub mod versions;

@@ -9,11 +9,14 @@ use serde::{Deserialize, Serialize};
 use certctl_actors::domain::audit::AuditActor;
 use certctl_actors::domain::certificate::{CertificatePatch, CertificateStatus, NewCertificate};
 use certctl_actors::queries::audit::{AuditRecord, InsertAuditEvent};
-use certctl_actors::queries::certificate_list::{CertificateFilters, ListCertificates, Paging, Sort, SortKey};
+use certctl_actors::queries::certificate_list::{
+    CertificateFilters, ListCertificates, Paging, Sort, SortCursor, SortKey, SortValue,
+};
 use certctl_actors::queries::certificates::{
     ArchiveCertificate, BulkReassign, CertificateTargets, ChangeOutcome, CreateCertificate, GetCertificate,
     UpdateCertificate,
 };
+use certctl_actors::queries::versions::ListVersions;
 
 use super::path_id;
 use crate::http::actor::Actor;
@@ -345,6 +348,41 @@ pub async fn bulk_reassign(
         "total_failed": result.total_failed,
         "errors": errors,
     })))
+}
+
+/// Query parameters of the versions list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionParams {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/v1/certificates/{id}/versions`: issued versions, newest first, in keyset pages.
+#[tracing::instrument(skip_all, fields(certificate_id))]
+pub async fn versions(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    params: web::Query<VersionParams>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_id(id.into_inner())?;
+    tracing::Span::current().record("certificate_id", id.as_str());
+    let params = params.into_inner();
+    let limit = page_size("limit", params.limit)?;
+    let order = Sort { key: SortKey::CreatedAt, descending: true };
+    let before = match params.cursor.as_deref().map(|c| cursor::decode(c, order)).transpose()? {
+        Some(SortCursor { value: SortValue::Time(t), id, .. }) => Some((t, id)),
+        Some(_) => return Err(ApiError::InvalidQuery("cursor is not for this list".into())),
+        None => None,
+    };
+    let page = state
+        .db
+        .run(ListVersions { certificate_id: id.clone(), before, limit })
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    let next_cursor =
+        page.next.map(|(t, id)| cursor::encode(&SortCursor { sort: order, value: SortValue::Time(t), id }));
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": page.items, "next_cursor": next_cursor, "limit": limit })))
 }
 
 fn not_found(id: &str) -> ApiError {
