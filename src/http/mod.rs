@@ -4,11 +4,13 @@
 //! - [`problem`]: [`problem::ApiError`] and its RFC 9457 rendering.
 //! - [`json`]: the `ValidJson<T>` body extractor.
 //! - [`actor`]: the `Actor` extractor (who acts, for audit rows).
+//! - [`audit_read`]: audit rows for reads when `CERTCTL_AUDIT_READS` is on.
 //! - [`cursor`]: opaque keyset cursors.
 //! - [`sparse`]: sparse fieldsets for certificates, written without a map round trip.
 //! - [`routes`]: one file per group of endpoints.
 
 pub mod actor;
+pub mod audit_read;
 pub mod cursor;
 pub mod json;
 pub mod problem;

@@ -128,6 +128,11 @@ async fn reads_are_audited_only_when_asked() {
     let page = audit(&loud, "").await;
     let actions: Vec<&str> = page["data"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["certificate.list", "certificate.read", "certificate.create"]);
+    // The audit read just made is itself recorded, as are reads of the reference resources.
+    loud.get("/api/v1/teams/t-platform").await;
+    let page = audit(&loud, "?limit=3").await;
+    let actions: Vec<&str> = page["data"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["team.read", "audit.list", "certificate.list"]);
 }
 
 #[actix_web::test]

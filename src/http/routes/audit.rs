@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use certctl_actors::domain::audit::AuditEvent;
 use certctl_actors::queries::audit::{AuditFilter, GetAuditEvent, ListAuditEvents};
 
+use crate::http::actor::Actor;
+use crate::http::audit_read::audit_read;
 use crate::http::cursor;
 use crate::http::problem::ApiError;
 use crate::http::AppState;
@@ -16,7 +18,7 @@ const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 1000;
 
 /// Query parameters of the audit list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     limit: Option<i64>,
@@ -63,8 +65,13 @@ fn rfc3339(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, Api
 
 /// `GET /api/v1/audit?actor=&action=&resource_type=&resource_id=&since=&until=&limit=&cursor=`
 #[tracing::instrument(skip_all)]
-pub async fn list(state: web::Data<AppState>, params: web::Query<ListParams>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    actor: Actor,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
     let p = params.into_inner();
+    let summary = serde_json::to_value(&p).unwrap_or_default();
     let offset_mode = p.page.is_some() || p.per_page.is_some();
     if offset_mode && (p.limit.is_some() || p.cursor.is_some()) {
         return Err(ApiError::InvalidQuery("use either page/per_page or limit/cursor, not both".into()));
@@ -90,6 +97,7 @@ pub async fn list(state: web::Data<AppState>, params: web::Query<ListParams>) ->
     let offset = offset_mode.then(|| (page - 1) * limit);
     let with_total = offset_mode || p.include_total.unwrap_or(false);
     let result = state.db.run(ListAuditEvents { filter, before, offset, limit, with_total }).await?;
+    audit_read(&state, actor.0, "audit", "list", "*", serde_json::json!({ "query": summary })).await?;
     let body = if offset_mode {
         Page {
             data: result.items,
@@ -114,15 +122,18 @@ pub async fn list(state: web::Data<AppState>, params: web::Query<ListParams>) ->
 
 /// `GET /api/v1/audit/{id}`: one event by its id.
 #[tracing::instrument(skip_all)]
-pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get(state: web::Data<AppState>, actor: Actor, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let raw = id.into_inner();
     let id = raw
         .parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
         .ok_or_else(|| ApiError::InvalidPath(format!("audit event ids are positive integers (got {raw:?})")))?;
-    match state.db.run(GetAuditEvent { id }).await? {
-        Some(event) => Ok(HttpResponse::Ok().json(event)),
-        None => Err(ApiError::NotFound(format!("no audit event with id {id}"))),
-    }
+    let event = state
+        .db
+        .run(GetAuditEvent { id })
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no audit event with id {id}")))?;
+    audit_read(&state, actor.0, "audit", "read", &id.to_string(), serde_json::json!({})).await?;
+    Ok(HttpResponse::Ok().json(event))
 }

@@ -6,9 +6,7 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use certctl_actors::domain::audit::AuditActor;
 use certctl_actors::domain::certificate::{CertificatePatch, CertificateStatus, NewCertificate};
-use certctl_actors::queries::audit::{AuditRecord, InsertAuditEvent};
 use certctl_actors::queries::certificate_list::{
     CertificateFilters, ListCertificates, Paging, Sort, SortCursor, SortKey, SortValue,
 };
@@ -20,6 +18,7 @@ use certctl_actors::queries::versions::ListVersions;
 
 use super::path_id;
 use crate::http::actor::Actor;
+use crate::http::audit_read::audit_read;
 use crate::http::cursor;
 use crate::http::json::ValidJson;
 use crate::http::problem::ApiError;
@@ -192,7 +191,7 @@ pub async fn list(
     };
     let result = state.db.run(ListCertificates { filters, sort, paging: paging.clone(), with_total }).await?;
     let details = serde_json::json!({ "query": serde_json::to_value(&p).unwrap_or_default() });
-    audit_read(&state, actor.0, "certificate.list", "*", details).await?;
+    audit_read(&state, actor.0, "certificate", "list", "*", details).await?;
 
     let (limit, page, per_page) = match paging {
         Paging::Keyset { limit, .. } => (Some(limit), None, None),
@@ -216,7 +215,7 @@ pub async fn get(state: web::Data<AppState>, actor: Actor, id: web::Path<String>
     let id = path_id(id.into_inner())?;
     tracing::Span::current().record("certificate_id", id.as_str());
     let certificate = state.db.run(GetCertificate { id: id.clone() }).await?.ok_or_else(|| not_found(&id))?;
-    audit_read(&state, actor.0, "certificate.read", &id, serde_json::json!({})).await?;
+    audit_read(&state, actor.0, "certificate", "read", &id, serde_json::json!({})).await?;
     Ok(HttpResponse::Ok().json(certificate))
 }
 
@@ -264,23 +263,6 @@ pub async fn archive(
             Ok(HttpResponse::NoContent().finish())
         }
     }
-}
-
-/// Records a successful read when `CERTCTL_AUDIT_READS` is on. A read whose record cannot be
-/// written fails: with read auditing on, no read goes unrecorded.
-async fn audit_read(
-    state: &AppState,
-    actor: AuditActor,
-    action: &str,
-    resource_id: &str,
-    details: serde_json::Value,
-) -> Result<(), ApiError> {
-    if !state.audit_reads {
-        return Ok(());
-    }
-    let record = AuditRecord { actor, action: action.into(), resource_type: "certificate".into(), details };
-    state.db.run(InsertAuditEvent { record, resource_id: resource_id.to_string() }).await?;
-    Ok(())
 }
 
 /// `GET /api/v1/certificates/{id}/deployments`: the targets the certificate is bound to.
@@ -362,6 +344,7 @@ pub struct VersionParams {
 #[tracing::instrument(skip_all, fields(certificate_id))]
 pub async fn versions(
     state: web::Data<AppState>,
+    actor: Actor,
     id: web::Path<String>,
     params: web::Query<VersionParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -380,6 +363,7 @@ pub async fn versions(
         .run(ListVersions { certificate_id: id.clone(), before, limit })
         .await?
         .ok_or_else(|| not_found(&id))?;
+    audit_read(&state, actor.0, "certificate", "read_versions", &id, serde_json::json!({})).await?;
     let next_cursor =
         page.next.map(|(t, id)| cursor::encode(&SortCursor { sort: order, value: SortValue::Time(t), id }));
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data": page.items, "next_cursor": next_cursor, "limit": limit })))

@@ -17,6 +17,7 @@ use certctl_actors::queries::resources::{CreateResource, DeleteResource, GetReso
 
 use super::path_id;
 use crate::http::actor::Actor;
+use crate::http::audit_read::audit_read;
 use crate::http::cursor;
 use crate::http::json::ValidJson;
 use crate::http::problem::ApiError;
@@ -66,12 +67,15 @@ fn not_found<R: Resource>(id: &str) -> ApiError {
 /// `GET <path>?limit=&cursor=&q=&<filters>`: creation order, oldest first.
 async fn list<R: Resource>(
     state: web::Data<AppState>,
+    actor: Actor,
     query: web::Query<BTreeMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let summary = serde_json::json!({ "query": &query });
     let mut filters = Vec::new();
     let (mut limit, mut after, mut name_prefix) = (None, None, None);
     let (mut page, mut per_page, mut include_total) = (None, None, false);
-    for (key, value) in query.into_inner() {
+    for (key, value) in query {
         match key.as_str() {
             "limit" => limit = Some(number("limit", &value, 1..=MAX_LIMIT)?),
             "page" => page = Some(number("page", &value, 1..=i64::MAX / MAX_LIMIT)?),
@@ -119,6 +123,7 @@ async fn list<R: Resource>(
         kind: PhantomData,
     };
     let result = state.db.run(query).await?;
+    audit_read(&state, actor.0, R::KIND, "list", "*", summary).await?;
     let body = if offset_mode {
         Page {
             data: result.items,
@@ -159,12 +164,15 @@ async fn create<R: Resource>(
 }
 
 /// `GET <path>/{id}`.
-async fn get<R: Resource>(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get<R: Resource>(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = path_id(id.into_inner())?;
-    match state.db.run(GetResource::<R>::new(id.clone())).await? {
-        Some(resource) => Ok(HttpResponse::Ok().json(resource)),
-        None => Err(not_found::<R>(&id)),
-    }
+    let resource = state.db.run(GetResource::<R>::new(id.clone())).await?.ok_or_else(|| not_found::<R>(&id))?;
+    audit_read(&state, actor.0, R::KIND, "read", &id, serde_json::json!({})).await?;
+    Ok(HttpResponse::Ok().json(resource))
 }
 
 /// `PUT <path>/{id}`: partial update; absent fields keep their values.
