@@ -6,6 +6,7 @@
 //! - [`actor`]: the `Actor` extractor (who acts, for audit rows).
 //! - [`audit_read`]: audit rows for reads when `CERTCTL_AUDIT_READS` is on.
 //! - [`cursor`]: opaque keyset cursors.
+//! - [`paging`]: keyset and offset page requests, the list envelope, time parameters.
 //! - [`sparse`]: sparse fieldsets for certificates, written without a map round trip.
 //! - [`routes`]: one file per group of endpoints.
 
@@ -13,6 +14,7 @@ pub mod actor;
 pub mod audit_read;
 pub mod cursor;
 pub mod json;
+pub mod paging;
 pub mod problem;
 pub mod request_context;
 pub mod routes;

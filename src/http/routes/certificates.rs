@@ -3,7 +3,6 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use certctl_actors::domain::certificate::{CertificatePatch, CertificateStatus, NewCertificate};
@@ -21,14 +20,11 @@ use crate::http::actor::Actor;
 use crate::http::audit_read::audit_read;
 use crate::http::cursor;
 use crate::http::json::ValidJson;
+use crate::http::paging::{rfc3339, PageRequest};
 use crate::http::problem::ApiError;
 use crate::http::sparse::{FieldSet, Sparse};
 use crate::http::AppState;
 use certctl_actors::domain::validation::{is_valid_id, Violations};
-
-/// Default and largest page sizes.
-const DEFAULT_LIMIT: i64 = 50;
-const MAX_LIMIT: i64 = 1000;
 
 /// Query parameters of the list endpoint (serialized as the audited-read summary).
 #[derive(Debug, Deserialize, Serialize)]
@@ -60,33 +56,6 @@ pub struct ListParams {
     fields: Option<String>,
 }
 
-/// A page in either paging mode; `Sparse` when `fields=` was given.
-#[derive(Serialize)]
-struct Page<T: Serialize> {
-    data: Vec<T>,
-    /// Keyset mode: the next page's cursor, `null` on the last page. Absent in offset mode.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_cursor: Option<Option<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    limit: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    page: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    per_page: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    total: Option<i64>,
-}
-
-fn rfc3339(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
-    value
-        .map(|v| {
-            DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&Utc)).map_err(|_| {
-                ApiError::InvalidQuery(format!("{name} must be an RFC 3339 timestamp such as 2026-01-31T12:00:00Z"))
-            })
-        })
-        .transpose()
-}
-
 fn id_filter(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
     match value {
         Some(v) if !is_valid_id(&v) => Err(ApiError::InvalidQuery(format!("{name} is not a valid id"))),
@@ -113,15 +82,6 @@ fn parse_sort(value: Option<&str>) -> Result<Sort, ApiError> {
         }
     };
     Ok(Sort { key, descending })
-}
-
-fn page_size(name: &str, value: Option<i64>) -> Result<i64, ApiError> {
-    let size = value.unwrap_or(DEFAULT_LIMIT);
-    if (1..=MAX_LIMIT).contains(&size) {
-        Ok(size)
-    } else {
-        Err(ApiError::InvalidQuery(format!("{name} must be between 1 and {MAX_LIMIT} (got {size})")))
-    }
 }
 
 /// `POST /api/v1/certificates`: 201 with the stored certificate and its `Location`.
@@ -173,38 +133,24 @@ pub async fn list(
     };
     let sort = parse_sort(p.sort.as_deref())?;
     let fields = p.fields.as_deref().map(FieldSet::parse).transpose()?;
-    let offset_mode = p.page.is_some() || p.per_page.is_some();
-    let (paging, with_total) = if offset_mode {
-        if p.cursor.is_some() || p.limit.is_some() {
-            return Err(ApiError::InvalidQuery("use either page/per_page or limit/cursor, not both".into()));
+    let request = PageRequest::parse(p.limit, p.cursor.clone(), p.page, p.per_page, p.include_total)?;
+    let paging = match &request {
+        PageRequest::Keyset { limit, cursor, .. } => {
+            Paging::Keyset { after: cursor.as_deref().map(|c| cursor::decode(c, sort)).transpose()?, limit: *limit }
         }
-        let page = p.page.unwrap_or(1);
-        if page < 1 {
-            return Err(ApiError::InvalidQuery(format!("page must be 1 or more (got {page})")));
-        }
-        let per_page = page_size("per_page", p.per_page)?;
-        (Paging::Offset { offset: (page - 1).saturating_mul(per_page), limit: per_page }, true)
-    } else {
-        let limit = page_size("limit", p.limit)?;
-        let after = p.cursor.as_deref().map(|c| cursor::decode(c, sort)).transpose()?;
-        (Paging::Keyset { after, limit }, p.include_total.unwrap_or(false))
+        PageRequest::Offset { .. } => Paging::Offset { offset: request.offset().unwrap_or(0), limit: request.size() },
     };
-    let result = state.db.run(ListCertificates { filters, sort, paging: paging.clone(), with_total }).await?;
+    let result = state.db.run(ListCertificates { filters, sort, paging, with_total: request.with_total() }).await?;
     let details = serde_json::json!({ "query": serde_json::to_value(&p).unwrap_or_default() });
     audit_read(&state, actor.0, "certificate", "list", "*", details).await?;
 
-    let (limit, page, per_page) = match paging {
-        Paging::Keyset { limit, .. } => (Some(limit), None, None),
-        Paging::Offset { offset, limit } => (None, Some(offset / limit + 1), Some(limit)),
-    };
-    let next_cursor = limit.map(|_| result.next.as_ref().map(cursor::encode));
-    let total = result.total;
+    let next_cursor = result.next.as_ref().map(cursor::encode);
     let response = match fields {
         Some(set) => {
-            let data = result.items.iter().map(|c| Sparse(c, set)).collect();
-            HttpResponse::Ok().json(Page { data, next_cursor, limit, page, per_page, total })
+            let data: Vec<Sparse> = result.items.iter().map(|c| Sparse(c, set)).collect();
+            HttpResponse::Ok().json(request.page(data, next_cursor, result.total))
         }
-        None => HttpResponse::Ok().json(Page { data: result.items, next_cursor, limit, page, per_page, total }),
+        None => HttpResponse::Ok().json(request.page(result.items, next_cursor, result.total)),
     };
     Ok(response)
 }
@@ -351,7 +297,7 @@ pub async fn versions(
     let id = path_id(id.into_inner())?;
     tracing::Span::current().record("certificate_id", id.as_str());
     let params = params.into_inner();
-    let limit = page_size("limit", params.limit)?;
+    let limit = PageRequest::parse(params.limit, None, None, None, None)?.size();
     let order = Sort { key: SortKey::CreatedAt, descending: true };
     let before = match params.cursor.as_deref().map(|c| cursor::decode(c, order)).transpose()? {
         Some(SortCursor { value: SortValue::Time(t), id, .. }) => Some((t, id)),

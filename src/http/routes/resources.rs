@@ -8,7 +8,6 @@ use std::marker::PhantomData;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Serialize;
 
 use certctl_actors::domain::resources::issuer::normalize_type;
 use certctl_actors::domain::resources::Resource;
@@ -20,11 +19,9 @@ use crate::http::actor::Actor;
 use crate::http::audit_read::audit_read;
 use crate::http::cursor;
 use crate::http::json::ValidJson;
+use crate::http::paging::PageRequest;
 use crate::http::problem::ApiError;
 use crate::http::AppState;
-
-const DEFAULT_LIMIT: i64 = 50;
-const MAX_LIMIT: i64 = 1000;
 
 /// Registers the five routes of resource `R` under `path` (e.g. `/teams`).
 pub fn routes<R: Resource>(cfg: &mut web::ServiceConfig, path: &str) {
@@ -36,28 +33,9 @@ pub fn routes<R: Resource>(cfg: &mut web::ServiceConfig, path: &str) {
     );
 }
 
-/// Keyset mode: `{data, next_cursor, limit[, total]}`; certctl's page mode:
-/// `{data, total, page, per_page}`.
-#[derive(Serialize)]
-struct Page<R: Serialize> {
-    data: Vec<R>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_cursor: Option<Option<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    limit: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    page: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    per_page: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    total: Option<i64>,
-}
-
-/// Parses a page size or number within `range`.
-fn number(name: &str, value: &str, range: std::ops::RangeInclusive<i64>) -> Result<i64, ApiError> {
-    value.parse().ok().filter(|n| range.contains(n)).ok_or_else(|| {
-        ApiError::InvalidQuery(format!("{name} must be between {} and {} (got {value:?})", range.start(), range.end()))
-    })
+/// Parses an integer parameter (its range is checked by `PageRequest::parse`).
+fn number(name: &str, value: &str) -> Result<i64, ApiError> {
+    value.parse().map_err(|_| ApiError::InvalidQuery(format!("{name} must be an integer (got {value:?})")))
 }
 
 fn not_found<R: Resource>(id: &str) -> ApiError {
@@ -73,24 +51,19 @@ async fn list<R: Resource>(
     let query = query.into_inner();
     let summary = serde_json::json!({ "query": &query });
     let mut filters = Vec::new();
-    let (mut limit, mut after, mut name_prefix) = (None, None, None);
-    let (mut page, mut per_page, mut include_total) = (None, None, false);
+    let (mut limit, mut cursor_value, mut name_prefix) = (None, None, None);
+    let (mut page, mut per_page, mut include_total) = (None, None, None);
     for (key, value) in query {
         match key.as_str() {
-            "limit" => limit = Some(number("limit", &value, 1..=MAX_LIMIT)?),
-            "page" => page = Some(number("page", &value, 1..=i64::MAX / MAX_LIMIT)?),
-            "per_page" => per_page = Some(number("per_page", &value, 1..=MAX_LIMIT)?),
+            "limit" => limit = Some(number("limit", &value)?),
+            "page" => page = Some(number("page", &value)?),
+            "per_page" => per_page = Some(number("per_page", &value)?),
             "include_total" => {
-                include_total =
-                    value.parse().map_err(|_| ApiError::InvalidQuery("include_total must be true or false".into()))?
+                include_total = Some(
+                    value.parse().map_err(|_| ApiError::InvalidQuery("include_total must be true or false".into()))?,
+                )
             }
-            "cursor" => {
-                let decoded = cursor::decode(&value, Sort::default())?;
-                match decoded.value {
-                    SortValue::Time(t) => after = Some((t, decoded.id)),
-                    SortValue::Text(_) => return Err(ApiError::InvalidQuery("cursor is not for this list".into())),
-                }
-            }
+            "cursor" => cursor_value = Some(value),
             "q" => name_prefix = Some(value).filter(|v| !v.is_empty()),
             other => match R::FILTERS.iter().find(|(name, _)| *name == other) {
                 // Types are stored lower-case; accept certctl's capitalised names in filters too.
@@ -107,45 +80,29 @@ async fn list<R: Resource>(
             },
         }
     }
-    let offset_mode = page.is_some() || per_page.is_some();
-    if offset_mode && (limit.is_some() || after.is_some()) {
-        return Err(ApiError::InvalidQuery("use either page/per_page or limit/cursor, not both".into()));
-    }
-    let size = if offset_mode { per_page.unwrap_or(DEFAULT_LIMIT) } else { limit.unwrap_or(DEFAULT_LIMIT) };
-    let offset = offset_mode.then(|| (page.unwrap_or(1) - 1) * size);
+    let request = PageRequest::parse(limit, cursor_value, page, per_page, include_total)?;
+    let after = match &request {
+        PageRequest::Keyset { cursor: Some(c), .. } => match cursor::decode(c, Sort::default())? {
+            SortCursor { value: SortValue::Time(t), id, .. } => Some((t, id)),
+            _ => return Err(ApiError::InvalidQuery("cursor is not for this list".into())),
+        },
+        _ => None,
+    };
     let query = ListResources::<R> {
         filters,
         name_prefix,
         after,
-        offset,
-        limit: size,
-        with_total: offset_mode || include_total,
+        offset: request.offset(),
+        limit: request.size(),
+        with_total: request.with_total(),
         kind: PhantomData,
     };
     let result = state.db.run(query).await?;
     audit_read(&state, actor.0, R::KIND, "list", "*", summary).await?;
-    let body = if offset_mode {
-        Page {
-            data: result.items,
-            next_cursor: None,
-            limit: None,
-            page: Some(page.unwrap_or(1)),
-            per_page: Some(size),
-            total: result.total,
-        }
-    } else {
-        let next_cursor = result.next.map(|(created_at, id)| {
-            cursor::encode(&SortCursor { sort: Sort::default(), value: SortValue::Time(created_at), id })
-        });
-        Page {
-            data: result.items,
-            next_cursor: Some(next_cursor),
-            limit: Some(size),
-            page: None,
-            per_page: None,
-            total: result.total,
-        }
-    };
+    let next_cursor = result.next.map(|(created_at, id)| {
+        cursor::encode(&SortCursor { sort: Sort::default(), value: SortValue::Time(created_at), id })
+    });
+    let body = request.page(result.items, next_cursor, result.total);
     Ok(HttpResponse::Ok().json(body))
 }
 
