@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 
-use super::{set_if, Column, Resource};
+use super::{check_config, set_if, Column, Resource};
 use crate::domain::audit::redact;
 use crate::domain::validation::{FieldError, Violations};
 use crate::error::DbError;
@@ -83,11 +83,7 @@ fn check(v: &mut Violations, issuer_type: Option<&str>, config: Option<&serde_js
         }
     }
     if let Some(config) = config {
-        if !config.is_object() {
-            v.add("config", "must be a JSON object");
-        } else if config.to_string().len() > 64 * 1024 {
-            v.add("config", "must be at most 64 KiB");
-        }
+        check_config(v, config);
     }
 }
 

@@ -52,6 +52,15 @@ pub trait Resource: Serialize + Send + Sized + 'static {
     fn update_columns(patch: Self::Patch) -> Vec<Column>;
 }
 
+/// Checks a connector `config`: a JSON object of at most 64 KiB.
+pub fn check_config(v: &mut crate::domain::validation::Violations, config: &serde_json::Value) {
+    if !config.is_object() {
+        v.add("config", "must be a JSON object");
+    } else if config.to_string().len() > 64 * 1024 {
+        v.add("config", "must be at most 64 KiB");
+    }
+}
+
 /// Pushes `(column, value)` when the patch field is present.
 pub fn set_if<T: ToSql + Sync + Send + 'static>(columns: &mut Vec<Column>, column: &'static str, value: Option<T>) {
     if let Some(value) = value {

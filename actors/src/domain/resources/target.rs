@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 
-use super::{set_if, Column, Resource};
+use super::{check_config, set_if, Column, Resource};
 use crate::domain::audit::redact;
 use crate::domain::validation::{FieldError, Violations};
 use crate::error::DbError;
@@ -94,11 +94,7 @@ fn check(v: &mut Violations, target_type: Option<&str>, agent_id: Option<&str>, 
         v.id("agent_id", agent);
     }
     if let Some(config) = config {
-        if !config.is_object() {
-            v.add("config", "must be a JSON object");
-        } else if config.to_string().len() > 64 * 1024 {
-            v.add("config", "must be at most 64 KiB");
-        }
+        check_config(v, config);
     }
 }
 
