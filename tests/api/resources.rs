@@ -298,3 +298,42 @@ async fn certificates_bind_to_targets_through_target_ids() {
     assert_eq!(problem["errors"][0]["field"], "target_ids");
     assert_problem(app.get("/api/v1/certificates/mc-none/deployments").await, 404, "not-found").await;
 }
+
+#[actix_web::test]
+async fn owners_and_audit_events_page_exactly_over_a_hundred_thousand_rows() {
+    let app = TestApp::spawn().await;
+    let client = crate::helpers::cluster().admin_client_for(&app.db_name).await;
+    client
+        .batch_execute(
+            "INSERT INTO owners (id, name, email, team_id, created_at)
+             SELECT 'o-many-' || g, 'Owner ' || g, '', 't-data', '2026-01-01'::timestamptz + (g / 5) * interval '1 second'
+             FROM generate_series(1, 100000) g;
+             INSERT INTO audit_events (actor, actor_type, action, resource_type, resource_id)
+             SELECT 'seed', 'system', 'test.seed', 'test', g::text FROM generate_series(1, 100000) g;
+             ANALYZE owners; ANALYZE audit_events;",
+        )
+        .await
+        .unwrap();
+
+    // t-data also has the demo owner o-eve.
+    for (list, key, filter, expected) in
+        [("/api/v1/owners", "id", "team_id=t-data", 100_001), ("/api/v1/audit", "id", "action=test.seed", 100_000)]
+    {
+        let mut seen = std::collections::HashSet::new();
+        let mut path = format!("{list}?{filter}&limit=1000");
+        loop {
+            let page: Value = app.get(&path).await.json().await.unwrap();
+            for item in page["data"].as_array().unwrap_or_else(|| panic!("{page}")) {
+                assert!(seen.insert(item[key].to_string()), "{list}: a row came twice");
+            }
+            match page["next_cursor"].as_str() {
+                Some(cursor) => path = format!("{list}?{filter}&limit=1000&cursor={cursor}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), expected, "{list}: every row once");
+        let last: Value = app.get(&format!("{list}?{filter}&page=100&per_page=1000")).await.json().await.unwrap();
+        assert_eq!(last["total"], expected, "{list}");
+        assert_eq!(last["data"].as_array().unwrap().len(), 1000, "{list}");
+    }
+}
