@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use harness::load::{run_ceiling, run_open, RequestFn, Stream};
 use harness::report::{print_stream, stream_json, verdicts, write_json, Threshold};
-use harness::server::{BenchServer, KEY};
+use harness::server::{rss_mib, BenchServer, KEY};
 use serde_json::json;
 
 fn main() {
@@ -214,16 +214,7 @@ fn rss_sampler(pid: i32) -> RssSampler {
     let task = tokio::spawn(async move {
         let mut max = 0.0f64;
         loop {
-            let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find(|l| l.starts_with("VmRSS:"))
-                        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-                })
-                .unwrap_or(0.0)
-                / 1024.0;
-            max = max.max(rss);
+            max = max.max(rss_mib(pid));
             tokio::select! {
                 _ = &mut stopped => return max,
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}

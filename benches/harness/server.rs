@@ -93,16 +93,16 @@ impl BenchServer {
             .unwrap_or(0.0);
         (server, postgres)
     }
+}
 
-    /// The server process's resident set size in MiB.
-    pub fn rss_mib(&self) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
-            .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-            .map(|kb| kb / 1024.0)
-            .unwrap_or(0.0)
-    }
+/// A process's resident set size in MiB (0 when it cannot be read).
+pub fn rss_mib(pid: i32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
 }
 
 impl Drop for BenchServer {

@@ -6,6 +6,7 @@ use deadpool_postgres::Client;
 use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::Row;
 
+use super::paging::{count, limit_offset, where_clause};
 use crate::db::DbQuery;
 use crate::domain::audit::{AuditActor, AuditEvent};
 use crate::error::DbError;
@@ -170,18 +171,8 @@ impl DbQuery for ListAuditEvents {
             conditions.push(format!("id < ${}", params.len()));
         }
         let fetch = self.limit + 1;
-        params.push(&fetch);
-        let limit_param = params.len();
-        let offset_clause = match &self.offset {
-            Some(offset) => {
-                params.push(offset);
-                format!(" OFFSET ${}", params.len())
-            }
-            None => String::new(),
-        };
-        let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
-        let sql =
-            format!("SELECT {COLUMNS} FROM audit_events {filter} ORDER BY id DESC LIMIT ${limit_param}{offset_clause}");
+        let tail = limit_offset(&mut params, &fetch, self.offset.as_ref());
+        let sql = format!("SELECT {COLUMNS} FROM audit_events {} ORDER BY id DESC{tail}", where_clause(&conditions));
         let stmt = client.prepare_cached(&sql).await?;
         let rows = client.query(&stmt, &params).await?;
         let mut items = rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>()?;
@@ -192,13 +183,7 @@ impl DbQuery for ListAuditEvents {
             None
         };
         let total = if self.with_total {
-            let filter = if filter_conditions.is_empty() {
-                String::new()
-            } else {
-                format!("WHERE {}", filter_conditions.join(" AND "))
-            };
-            let stmt = client.prepare_cached(&format!("SELECT count(*) FROM audit_events {filter}")).await?;
-            Some(client.query_one(&stmt, &params[..filter_params]).await?.try_get(0)?)
+            Some(count(client, "audit_events", &filter_conditions, &params[..filter_params]).await?)
         } else {
             None
         };

@@ -6,6 +6,7 @@ use deadpool_postgres::Client;
 use tokio_postgres::types::ToSql;
 
 use super::certificates::{certificate_from_row, read_columns};
+use super::paging::{count, limit_offset, where_clause};
 use crate::db::DbQuery;
 use crate::domain::certificate::{Certificate, CertificateStatus};
 use crate::error::DbError;
@@ -201,22 +202,11 @@ impl DbQuery for ListCertificates {
             conditions.push(format!("({key}, id) {comparison} (${}, ${n})", n - 1));
         }
         let fetch = limit + 1;
-        params.push(&fetch);
-        let limit_param = params.len();
-        let offset_value = offset.unwrap_or(0);
-        let offset_clause = match offset {
-            Some(_) => {
-                params.push(&offset_value);
-                format!(" OFFSET ${}", params.len())
-            }
-            None => String::new(),
-        };
-        let where_clause =
-            if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
-        let columns = read_columns();
+        let tail = limit_offset(&mut params, &fetch, offset.as_ref());
         let sql = format!(
-            "SELECT {columns} FROM managed_certificates {where_clause} \
-             ORDER BY {key} {direction}, id {direction} LIMIT ${limit_param}{offset_clause}"
+            "SELECT {} FROM managed_certificates {} ORDER BY {key} {direction}, id {direction}{tail}",
+            read_columns(),
+            where_clause(&conditions)
         );
         let stmt = client.prepare_cached(&sql).await?;
         let rows = client.query(&stmt, &params).await?;
@@ -231,11 +221,7 @@ impl DbQuery for ListCertificates {
         };
 
         let total = if self.with_total {
-            let where_clause =
-                if where_filters.is_empty() { String::new() } else { format!("WHERE {}", where_filters.join(" AND ")) };
-            let stmt =
-                client.prepare_cached(&format!("SELECT count(*) FROM managed_certificates {where_clause}")).await?;
-            Some(client.query_one(&stmt, &params[..filter_count]).await?.try_get(0)?)
+            Some(count(client, "managed_certificates", &where_filters, &params[..filter_count]).await?)
         } else {
             None
         };

@@ -13,5 +13,6 @@ pub mod audit;
 pub mod certificate_list;
 pub mod certificates;
 pub mod health;
+mod paging;
 pub mod resources;
 pub mod versions;

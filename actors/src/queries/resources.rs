@@ -9,6 +9,7 @@ use tokio_postgres::types::ToSql;
 
 use super::audit::AuditRecord;
 use super::certificate_list::like_prefix;
+use super::paging::{count, limit_offset, where_clause};
 use crate::db::DbQuery;
 use crate::domain::audit::{redact, AuditActor};
 use crate::domain::resources::Resource;
@@ -110,39 +111,24 @@ impl<R: Resource> DbQuery for ListResources<R> {
             params.push(prefix);
             conditions.push(format!("name LIKE ${}", params.len()));
         }
+        let (filter_params, filter_conditions) = (params.len(), conditions.clone());
         if let Some((created_at, id)) = &self.after {
             params.push(created_at);
             params.push(id);
             conditions.push(format!("(created_at, id) > (${}, ${})", params.len() - 1, params.len()));
         }
-        let filter_params = if self.after.is_some() { params.len() - 2 } else { params.len() };
-        let filter_conditions = conditions[..conditions.len() - usize::from(self.after.is_some())].to_vec();
         let fetch = self.limit + 1;
-        params.push(&fetch);
-        let limit_param = params.len();
-        let offset_clause = match &self.offset {
-            Some(offset) => {
-                params.push(offset);
-                format!(" OFFSET ${}", params.len())
-            }
-            None => String::new(),
-        };
-        let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        let tail = limit_offset(&mut params, &fetch, self.offset.as_ref());
         let sql = format!(
-            "SELECT {}, created_at AS page_created_at FROM {} {filter} ORDER BY created_at, id LIMIT ${limit_param}{offset_clause}",
+            "SELECT {}, created_at AS page_created_at FROM {} {} ORDER BY created_at, id{tail}",
             R::COLUMNS,
             R::TABLE,
+            where_clause(&conditions)
         );
         let stmt = client.prepare_cached(&sql).await?;
         let rows = client.query(&stmt, &params).await?;
         let total = if self.with_total {
-            let filter = if filter_conditions.is_empty() {
-                String::new()
-            } else {
-                format!("WHERE {}", filter_conditions.join(" AND "))
-            };
-            let stmt = client.prepare_cached(&format!("SELECT count(*) FROM {} {filter}", R::TABLE)).await?;
-            Some(client.query_one(&stmt, &params[..filter_params]).await?.try_get(0)?)
+            Some(count(client, R::TABLE, &filter_conditions, &params[..filter_params]).await?)
         } else {
             None
         };
