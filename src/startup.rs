@@ -15,6 +15,7 @@ use anyhow::Context as _;
 
 use actix::Addr;
 use certctl_actors::audit_retention::{AuditRetention, RetentionSettings};
+use certctl_actors::certificate_writer::Writer;
 use certctl_actors::db::bootstrap;
 use certctl_actors::db::{build_pool, DbTlsSettings, PoolSettings};
 use certctl_actors::Db;
@@ -87,6 +88,7 @@ impl Application {
             let retention = RetentionSettings::new(settings.audit_retention_days, settings.audit_retention_interval);
             actix::Supervisor::start(move |_| AuditRetention::new(db, retention))
         };
+        let certificate_writer = Writer::start(db.clone());
 
         let tls = if settings.server_tls {
             let for_tls = settings.clone();
@@ -119,6 +121,7 @@ impl Application {
 
         let state = web::Data::new(AppState {
             db: db.clone(),
+            certificate_writer,
             effective_settings: settings.effective(),
             expected_schema_version: bootstrap::expected_schema_version(),
             audit_reads: settings.audit_reads,

@@ -30,11 +30,24 @@ pub const DB_QUERIES_REFUSED_TOTAL: &str = "certctl_db_queries_refused_total";
 pub const AUDIT_EVENTS_PURGED_TOTAL: &str = "certctl_audit_events_purged_total";
 /// Counter: retention ticks skipped because the previous pass was still running.
 pub const AUDIT_RETENTION_SKIPPED_TOTAL: &str = "certctl_audit_retention_skipped_ticks_total";
+/// Histogram: certificates written per batch by the certificate writer.
+pub const CERTIFICATE_WRITER_BATCH_SIZE: &str = "certctl_certificate_writer_batch_size";
+/// Gauge: certificate creations waiting for the next batch.
+pub const CERTIFICATE_WRITER_QUEUED: &str = "certctl_certificate_writer_queued";
 /// Counter, label `actor`: restarts performed by the actor's supervisor.
 pub const ACTOR_RESTARTS_TOTAL: &str = "certctl_actor_restarts_total";
 
 /// Registers help texts and units for the engine's metrics. Call once after installing a recorder.
 pub fn describe() {
+    describe_histogram!(
+        CERTIFICATE_WRITER_BATCH_SIZE,
+        Unit::Count,
+        "Certificates written per batch by the certificate writer (1 when creations do not overlap)."
+    );
+    describe_gauge!(
+        CERTIFICATE_WRITER_QUEUED,
+        "Certificate creations waiting for the certificate writer's next batch."
+    );
     describe_histogram!(
         DB_QUERY_DURATION_SECONDS,
         Unit::Seconds,

@@ -34,6 +34,9 @@ impl BenchServer {
             .env("CERTCTL_LOG_LEVEL", "warn")
             .env("CERTCTL_DEMO_SEED", "true")
             .envs(extra_env.iter().copied())
+            // CERTCTL_* variables in the bench's own environment win, so a run can try a setting
+            // (`CERTCTL_DATABASE_MAX_CONNS=12 cargo bench …`) without editing the scenario.
+            .envs(std::env::vars().filter(|(name, _)| name.starts_with("CERTCTL_")))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         let child = command.spawn().expect("starting certctl-server");

@@ -24,6 +24,7 @@ use actix_web::middleware::from_fn;
 use actix_web::web;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use certctl_actors::certificate_writer::Writer;
 use certctl_actors::domain::resources::issuer::Issuer;
 use certctl_actors::domain::resources::owner::Owner;
 use certctl_actors::domain::resources::profile::Profile;
@@ -38,6 +39,8 @@ use crate::auth::require_api_key;
 /// State shared by every worker (built once, outside the `HttpServer::new` closure).
 pub struct AppState {
     pub db: Db,
+    /// Batches certificate creations (`POST /api/v1/certificates`).
+    pub certificate_writer: Writer,
     /// The effective settings, masked, for the admin config endpoint.
     pub effective_settings: Vec<(&'static str, String)>,
     /// The schema version this build expects (for `/ready`).

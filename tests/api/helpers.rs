@@ -180,6 +180,8 @@ pub struct TestApp {
     pub handle: ServerHandle,
     pub metrics_port: Option<u16>,
     pub retention: actix::Addr<certctl_actors::audit_retention::AuditRetention>,
+    /// The server's data dir (scratch), removed with the app.
+    data_dir: PathBuf,
 }
 
 /// The arguments every test server gets: its database, a free port, plain HTTP, two keys.
@@ -230,6 +232,7 @@ impl TestApp {
 
     /// Builds and runs a server from `settings`.
     pub async fn start(settings: settings::Settings, db_name: String) -> TestApp {
+        let data_dir = settings.data_dir.clone();
         let app = Application::build(settings).await.expect("building the application");
         let address = format!("{}://127.0.0.1:{}", app.scheme(), app.port());
         let db = app.db();
@@ -238,7 +241,7 @@ impl TestApp {
         let retention = app.audit_retention();
         actix_web::rt::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        TestApp { address, client, db_name, db, handle, metrics_port, retention }
+        TestApp { address, client, db_name, db, handle, metrics_port, retention, data_dir }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -308,6 +311,7 @@ impl Drop for TestApp {
         drop(self.handle.stop(false));
         self.db.stop();
         drop_database_soon(self.db_name.clone());
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
 

@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod bad_input;
 mod certificate_list;
+mod certificate_writer;
 mod certificates;
 mod config;
 mod database_tls;

@@ -171,7 +171,7 @@ impl DbQuery for ListAuditEvents {
             conditions.push(format!("id < ${}", params.len()));
         }
         let fetch = self.limit + 1;
-        let tail = limit_offset(&mut params, &fetch, self.offset.as_ref());
+        let tail = limit_offset(&mut params, fetch, self.offset.as_ref());
         let sql = format!("SELECT {COLUMNS} FROM audit_events {} ORDER BY id DESC{tail}", where_clause(&conditions));
         let stmt = client.prepare_cached(&sql).await?;
         let rows = client.query(&stmt, &params).await?;

@@ -202,7 +202,7 @@ impl DbQuery for ListCertificates {
             conditions.push(format!("({key}, id) {comparison} (${}, ${n})", n - 1));
         }
         let fetch = limit + 1;
-        let tail = limit_offset(&mut params, &fetch, offset.as_ref());
+        let tail = limit_offset(&mut params, fetch, offset.as_ref());
         let sql = format!(
             "SELECT {} FROM managed_certificates {} ORDER BY {key} {direction}, id {direction}{tail}",
             read_columns(),

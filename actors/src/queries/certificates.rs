@@ -14,7 +14,7 @@ use crate::domain::resources::Resource;
 use crate::error::DbError;
 
 /// The audit trail's `resource_type` for certificates.
-const RESOURCE: &str = "certificate";
+pub(crate) const RESOURCE: &str = "certificate";
 
 /// The column list every statement returns, in the order [`certificate_from_row`] reads it.
 pub(crate) const COLUMNS: &str = "id, name, common_name, sans, environment, owner_id, team_id, issuer_id, \
@@ -62,11 +62,12 @@ pub(crate) fn certificate_from_row(row: &Row) -> Result<Certificate, DbError> {
 }
 
 /// A new id in certctl's style: `mc-` and a time-ordered UUID, so ids sort roughly by creation.
-fn new_certificate_id() -> String {
+pub(crate) fn new_certificate_id() -> String {
     format!("mc-{}", uuid::Uuid::now_v7().simple())
 }
 
 /// Inserts a certificate in status `Pending` and returns it; its audit row commits with it.
+#[derive(Clone, Debug)]
 pub struct CreateCertificate {
     pub new: NewCertificate,
     pub actor: AuditActor,

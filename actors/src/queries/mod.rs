@@ -1,6 +1,7 @@
 //! Every SQL statement of the engine, as [`DbQuery`](crate::DbQuery) values grouped by resource.
 //!
 //! - [`certificates`]: create, get, patch and archive managed certificates.
+//! - [`certificate_batch`]: many creations in one statement (the certificate writer's batches).
 //! - [`certificate_list`]: the certificate list: filters, sorts, keyset or offset pages, totals.
 //! - [`api_keys`]: the stored API keys the server authenticates with.
 //! - [`audit`]: audit rows (inside mutations), audited reads, audit pages, retention batches.
@@ -10,6 +11,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod certificate_batch;
 pub mod certificate_list;
 pub mod certificates;
 pub mod health;

@@ -118,7 +118,7 @@ impl<R: Resource> DbQuery for ListResources<R> {
             conditions.push(format!("(created_at, id) > (${}, ${})", params.len() - 1, params.len()));
         }
         let fetch = self.limit + 1;
-        let tail = limit_offset(&mut params, &fetch, self.offset.as_ref());
+        let tail = limit_offset(&mut params, fetch, self.offset.as_ref());
         let sql = format!(
             "SELECT {}, created_at AS page_created_at FROM {} {} ORDER BY created_at, id{tail}",
             R::COLUMNS,

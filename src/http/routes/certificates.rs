@@ -94,7 +94,7 @@ pub async fn create(
     let mut new = body.0;
     new.normalize();
     new.validate(&state.environments).map_err(ApiError::Validation)?;
-    let created = state.db.run(CreateCertificate { new, actor: actor.0 }).await?;
+    let created = state.certificate_writer.create(CreateCertificate { new, actor: actor.0 }).await?;
     tracing::info!(certificate_id = %created.id, "certificate created");
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/certificates/{}", created.id)))
