@@ -2,7 +2,8 @@
 //! used by `main` and by the tests alike.
 //!
 //! Order: database (the embedded cluster when no URL is set) → migrations and seed on a dedicated
-//! connection → pool and DB actors → audit retention actor → TLS → listener → API keys (first-start admin key) → HTTP
+//! connection → pool and DB actors → audit retention actor → certificate writer → renewal engine
+//! (sealing key, issuer registry, dispatcher, scheduler loops) → TLS → listener → API keys (first-start admin key) → HTTP
 //! server (and the separate metrics listener when configured).
 
 use std::net::TcpListener;
@@ -25,6 +26,7 @@ use crate::embedded_postgres::{EmbeddedOptions, EmbeddedPostgres, DB_NAME};
 use crate::http::problem::ApiError;
 use crate::http::request_context::{request_context, BodyLimit};
 use crate::http::{self, AppState, MetricsEndpoint};
+use crate::renewal_engine::{self, RenewalEngine};
 use crate::settings::Settings;
 use crate::{telemetry, tls};
 
@@ -37,6 +39,7 @@ pub struct Application {
     metrics_server: Option<Server>,
     db: Db,
     retention: Addr<AuditRetention>,
+    engine: RenewalEngine,
     embedded: Option<EmbeddedPostgres>,
     generated_admin_key: Option<String>,
     signals: ShutdownSignals,
@@ -83,12 +86,7 @@ impl Application {
         );
         let pool = build_pool(session_config(base_config, &settings), pg_tls, &pool_settings)?;
         let db = Db::start(pool, pool_settings, settings.database_actor_count());
-        let retention = {
-            let db = db.clone();
-            let retention = RetentionSettings::new(settings.audit_retention_days, settings.audit_retention_interval);
-            actix::Supervisor::start(move |_| AuditRetention::new(db, retention))
-        };
-        let certificate_writer = Writer::start(db.clone());
+        let engine_parts = renewal_engine::prepare(&settings, &db).await?;
 
         let tls = if settings.server_tls {
             let for_tls = settings.clone();
@@ -119,9 +117,22 @@ impl Application {
         let cacert = tls.as_ref().filter(|t| t.self_signed).map(|t| t.cert_path.clone());
         let (auth, generated_admin_key) = authenticator(&settings, &db, &base_url, cacert.as_deref()).await?;
 
+        // Actors on this arbiter start only now that nothing else can fail: an actor started
+        // before a failed build would be polled after the runtime is gone.
+        let retention = {
+            let db = db.clone();
+            let retention = RetentionSettings::new(settings.audit_retention_days, settings.audit_retention_interval);
+            actix::Supervisor::start(move |_| AuditRetention::new(db, retention))
+        };
+        let certificate_writer = Writer::start(db.clone());
+        let engine = renewal_engine::start(engine_parts, &settings, &db);
+        // Let them run `started` (arming their timers) now, inside the runtime, even if a later
+        // step (binding the metrics listener) fails and the build returns an error.
+        tokio::task::yield_now().await;
         let state = web::Data::new(AppState {
             db: db.clone(),
             certificate_writer,
+            engine: engine.clone(),
             effective_settings: settings.effective(),
             expected_schema_version: bootstrap::expected_schema_version(),
             audit_reads: settings.audit_reads,
@@ -191,6 +202,7 @@ impl Application {
             metrics_server,
             db,
             retention,
+            engine,
             embedded,
             generated_admin_key,
             signals,
@@ -220,6 +232,11 @@ impl Application {
     /// The audit retention actor (tests ask it for a pass instead of waiting for its timer).
     pub fn audit_retention(&self) -> Addr<AuditRetention> {
         self.retention.clone()
+    }
+
+    /// The renewal engine (tests run scheduler ticks and reach the issuer registry through it).
+    pub fn renewal_engine(&self) -> RenewalEngine {
+        self.engine.clone()
     }
 
     /// The admin key generated on this start, if one was (it was also printed).

@@ -16,6 +16,12 @@ pub const HTTP_REQUEST_DURATION_SECONDS: &str = "certctl_http_request_duration_s
 
 /// Buckets for request latency: sub-millisecond API calls up to slow outliers.
 const HTTP_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+/// Rows per batch (certificate writer, dispatcher write-backs).
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+/// Scheduler ticks: milliseconds for an idle loop to minutes for a scan of a large fleet.
+const TICK_BUCKETS: &[f64] = &[0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0];
+/// One issuance: sub-millisecond local signing to slow remote CAs.
+const ISSUANCE_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0, 30.0, 120.0];
 /// Buckets for query latency.
 const DB_BUCKETS: &[f64] = &[0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0];
 
@@ -50,19 +56,20 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full(HTTP_REQUEST_DURATION_SECONDS.into()), HTTP_BUCKETS)
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full(certctl_actors::metrics::DB_QUERY_DURATION_SECONDS.into()),
-                        DB_BUCKETS,
-                    )
-                })
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full(certctl_actors::metrics::DB_POOL_WAIT_SECONDS.into()),
-                        DB_BUCKETS,
-                    )
+            use certctl_actors::metrics as engine;
+            let histograms: [(&str, &[f64]); 7] = [
+                (HTTP_REQUEST_DURATION_SECONDS, HTTP_BUCKETS),
+                (engine::DB_QUERY_DURATION_SECONDS, DB_BUCKETS),
+                (engine::DB_POOL_WAIT_SECONDS, DB_BUCKETS),
+                (engine::CERTIFICATE_WRITER_BATCH_SIZE, BATCH_BUCKETS),
+                (engine::SCHEDULER_TICK_DURATION_SECONDS, TICK_BUCKETS),
+                (engine::ISSUANCE_DURATION_SECONDS, ISSUANCE_BUCKETS),
+                (engine::DISPATCHER_WRITE_BATCH_SIZE, BATCH_BUCKETS),
+            ];
+            let recorder = histograms
+                .iter()
+                .try_fold(PrometheusBuilder::new(), |b, (name, buckets)| {
+                    b.set_buckets_for_metric(Matcher::Full((*name).into()), buckets)
                 })
                 .map(|b| b.build_recorder())
                 .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());

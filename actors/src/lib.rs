@@ -2,20 +2,30 @@
 //!
 //! - [`audit_retention`]: the supervised actor that deletes expired audit events in batches.
 //! - [`certificate_writer`]: the supervised actor that batches certificate creations.
+//! - [`crypto`]: sealing secrets at rest, key algorithms, the local CA's signing.
 //! - [`db`]: the DB actor that owns the deadpool-postgres pool, the [`db::Db`] handle every other
 //!   component uses to send it typed query messages, migrations and database bootstrap.
 //! - [`domain`]: the domain types (certificates, API keys) and their validation rules.
 //! - [`queries`]: every SQL statement, one typed message per query, grouped by resource.
+//! - [`renewal`]: the renewal dispatcher actor (claims, issuance under a cap, batched write-back).
+//! - [`scheduler`]: the periodic loops as supervised actors, one leader per loop across replicas.
+//! - [`secrets`]: the sealing key, derived from `CERTCTL_CONFIG_ENCRYPTION_KEY` and checked at start.
+//! - [`issuers`]: issuer connectors (the local CA) and the registry that builds them.
 //! - [`metrics`]: the names and help texts of every metric the engine records.
 //! - [`error`]: [`DbError`], the one error type a query can return.
 
 pub mod audit_retention;
 pub mod certificate_writer;
+pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod issuers;
 pub mod metrics;
 pub mod queries;
+pub mod renewal;
+pub mod scheduler;
+pub mod secrets;
 
 pub use db::{Db, DbQuery};
 pub use error::DbError;

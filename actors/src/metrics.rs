@@ -34,11 +34,65 @@ pub const AUDIT_RETENTION_SKIPPED_TOTAL: &str = "certctl_audit_retention_skipped
 pub const CERTIFICATE_WRITER_BATCH_SIZE: &str = "certctl_certificate_writer_batch_size";
 /// Gauge: certificate creations waiting for the next batch.
 pub const CERTIFICATE_WRITER_QUEUED: &str = "certctl_certificate_writer_queued";
+/// Histogram, label `loop`: duration of a scheduler tick this replica ran.
+pub const SCHEDULER_TICK_DURATION_SECONDS: &str = "certctl_scheduler_tick_duration_seconds";
+/// Counter, labels `loop` and `outcome` (`ok` | `error` | `not_leader` | `skipped`): ticks.
+pub const SCHEDULER_TICKS_TOTAL: &str = "certctl_scheduler_ticks_total";
+/// Counter, label `loop`: ticks skipped because the previous one was still running.
+pub const SCHEDULER_SKIPPED_TICKS_TOTAL: &str = "certctl_scheduler_skipped_ticks_total";
+/// Gauge, label `loop`: Unix time of the last tick that completed on this replica.
+pub const SCHEDULER_LAST_SUCCESS_TIMESTAMP: &str = "certctl_scheduler_last_success_timestamp_seconds";
+/// Gauge, label `status`: issuance and renewal jobs by status (Pending, Running, AwaitingCSR,
+/// AwaitingApproval, and Failed ones waiting for a retry as `RetryWaiting`).
+pub const JOBS_QUEUE_DEPTH: &str = "certctl_jobs_queue_depth";
+/// Gauge: issuances the dispatcher is running now.
+pub const DISPATCHER_IN_FLIGHT: &str = "certctl_renewal_in_flight";
+/// Gauge: the dispatcher's concurrency cap (`CERTCTL_RENEWAL_CONCURRENCY`).
+pub const DISPATCHER_CAP: &str = "certctl_renewal_concurrency_cap";
+/// Histogram: results per dispatcher write-back transaction.
+pub const DISPATCHER_WRITE_BATCH_SIZE: &str = "certctl_renewal_write_batch_size";
+/// Histogram, label `issuer_type`: time one issuance took.
+pub const ISSUANCE_DURATION_SECONDS: &str = "certctl_issuance_duration_seconds";
+/// Counter, labels `issuer_type` and `error_class`: failed issuances.
+pub const ISSUANCE_FAILURES_TOTAL: &str = "certctl_issuance_failures_total";
+/// Counter: renewal jobs enqueued by the renewal scan.
+pub const RENEWALS_ENQUEUED_TOTAL: &str = "certctl_renewals_enqueued_total";
+/// Counter, label `trigger` (`api` | `bulk`): renewal jobs enqueued through the API.
+pub const RENEWALS_REQUESTED_TOTAL: &str = "certctl_renewals_requested_total";
 /// Counter, label `actor`: restarts performed by the actor's supervisor.
 pub const ACTOR_RESTARTS_TOTAL: &str = "certctl_actor_restarts_total";
 
 /// Registers help texts and units for the engine's metrics. Call once after installing a recorder.
 pub fn describe() {
+    describe_histogram!(
+        SCHEDULER_TICK_DURATION_SECONDS,
+        Unit::Seconds,
+        "Duration of scheduler ticks this replica ran, by loop."
+    );
+    describe_counter!(SCHEDULER_TICKS_TOTAL, "Scheduler ticks by loop and outcome (ok, error, not_leader, skipped).");
+    describe_counter!(
+        SCHEDULER_SKIPPED_TICKS_TOTAL,
+        "Scheduler ticks skipped because the previous tick was still running."
+    );
+    describe_gauge!(
+        SCHEDULER_LAST_SUCCESS_TIMESTAMP,
+        "Unix time of the last tick of each loop that completed on this replica."
+    );
+    describe_gauge!(
+        JOBS_QUEUE_DEPTH,
+        "Issuance and renewal jobs by status (RetryWaiting: failed, waiting for a retry)."
+    );
+    describe_gauge!(DISPATCHER_IN_FLIGHT, "Issuances the renewal dispatcher is running now.");
+    describe_gauge!(DISPATCHER_CAP, "The renewal dispatcher's concurrency cap (CERTCTL_RENEWAL_CONCURRENCY).");
+    describe_histogram!(
+        DISPATCHER_WRITE_BATCH_SIZE,
+        Unit::Count,
+        "Results written per dispatcher write-back transaction."
+    );
+    describe_histogram!(ISSUANCE_DURATION_SECONDS, Unit::Seconds, "Time one issuance took, by issuer type.");
+    describe_counter!(ISSUANCE_FAILURES_TOTAL, "Failed issuances by issuer type and error class.");
+    describe_counter!(RENEWALS_ENQUEUED_TOTAL, "Renewal and issuance jobs enqueued by the renewal scan.");
+    describe_counter!(RENEWALS_REQUESTED_TOTAL, "Renewal jobs enqueued through the API, by trigger (api, bulk).");
     describe_histogram!(
         CERTIFICATE_WRITER_BATCH_SIZE,
         Unit::Count,

@@ -33,6 +33,8 @@ use certctl_actors::domain::resources::target::Target;
 use certctl_actors::domain::resources::team::Team;
 use certctl_actors::Db;
 
+use crate::renewal_engine::RenewalEngine;
+
 use self::problem::ApiError;
 use crate::auth::require_api_key;
 
@@ -41,6 +43,8 @@ pub struct AppState {
     pub db: Db,
     /// Batches certificate creations (`POST /api/v1/certificates`).
     pub certificate_writer: Writer,
+    /// The renewal engine: issuer registry, dispatcher, scheduler loops.
+    pub engine: RenewalEngine,
     /// The effective settings, masked, for the admin config endpoint.
     pub effective_settings: Vec<(&'static str, String)>,
     /// The schema version this build expects (for `/ready`).

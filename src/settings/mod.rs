@@ -15,6 +15,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use certctl_actors::crypto::key_algorithm::KeyAlgorithm;
+use certctl_actors::renewal::dispatcher::KeygenMode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use parsers::{DatabaseUrl, Environments, NamedKey};
@@ -198,6 +200,80 @@ pub struct Settings {
     /// Serve /metrics on this separate plain-HTTP address instead of the API listener.
     #[arg(long, env = "CERTCTL_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+
+    /// Passphrase the local CA keys and server-generated keys are sealed under (AES-256-GCM, key
+    /// from PBKDF2-HMAC-SHA256). Every replica needs the same value. Unset with the embedded
+    /// PostgreSQL: generated once into CERTCTL_DATA_DIR/secrets; required with CERTCTL_DATABASE_URL.
+    #[arg(long, env = "CERTCTL_CONFIG_ENCRYPTION_KEY", value_parser = parsers::encryption_key, hide_env_values = true)]
+    pub config_encryption_key: Option<Secret<String>>,
+
+    /// PEM certificate (followed by its chain, if any) of a CA that local issuers sign with as a
+    /// sub-CA. Unset: each local issuer generates its own CA once and keeps it sealed in the database.
+    #[arg(long, env = "CERTCTL_CA_CERT_PATH")]
+    pub ca_cert_path: Option<PathBuf>,
+
+    /// PEM private key of CERTCTL_CA_CERT_PATH (PKCS#8, SEC1 or PKCS#1).
+    #[arg(long, env = "CERTCTL_CA_KEY_PATH")]
+    pub ca_key_path: Option<PathBuf>,
+
+    /// Key type of generated local CAs (an issuer's config may name its own as key_algorithm).
+    #[arg(long, env = "CERTCTL_CA_KEY_ALGORITHM", default_value = "ecdsa-p256", value_parser = parsers::key_algorithm)]
+    pub ca_key_algorithm: KeyAlgorithm,
+
+    /// Who generates leaf keys: agent (the agent sends a CSR; jobs wait in AwaitingCSR) or server
+    /// (the server generates the key and keeps it sealed for the agent to fetch once).
+    #[arg(long, env = "CERTCTL_KEYGEN_MODE", default_value = "agent", value_parser = parsers::keygen_mode)]
+    pub keygen_mode: KeygenMode,
+
+    /// Key type of server-generated leaf keys.
+    #[arg(long, env = "CERTCTL_KEYGEN_ALGORITHM", default_value = "ecdsa-p256", value_parser = parsers::key_algorithm)]
+    pub keygen_algorithm: KeyAlgorithm,
+
+    /// Issuances the renewal dispatcher runs at once.
+    #[arg(long, env = "CERTCTL_RENEWAL_CONCURRENCY", default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub renewal_concurrency: u32,
+
+    /// How long a claimed renewal job is leased; an issuance still running then times out and the
+    /// job is retried per its policy.
+    #[arg(long, env = "CERTCTL_RENEWAL_LEASE", default_value = "5m", value_parser = parsers::duration)]
+    pub renewal_lease: Duration,
+
+    /// Run the scheduler loops on their timers. false: they run only when
+    /// POST /api/v1/admin/scheduler/{loop}/run asks (maintenance, tests).
+    #[arg(long, env = "CERTCTL_SCHEDULER_ENABLED", default_value = "true", value_parser = parsers::boolean, action = clap::ArgAction::Set)]
+    pub scheduler_enabled: bool,
+
+    /// Each tick's delay is the loop's interval plus or minus this percentage, at random.
+    #[arg(long, env = "CERTCTL_SCHEDULER_JITTER_PERCENT", default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=50))]
+    pub scheduler_jitter_percent: u8,
+
+    /// Time between renewal scans (what is due is enqueued).
+    #[arg(long, env = "CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL", default_value = "1h", value_parser = parsers::duration)]
+    pub scheduler_renewal_check_interval: Duration,
+
+    /// Time between job processor rounds (the dispatcher is also woken when work is enqueued).
+    #[arg(long, env = "CERTCTL_SCHEDULER_JOB_PROCESSOR_INTERVAL", default_value = "30s", value_parser = parsers::duration)]
+    pub scheduler_job_processor_interval: Duration,
+
+    /// Time between sweeps that put failed jobs whose backoff is over back in the queue.
+    #[arg(long, env = "CERTCTL_SCHEDULER_RETRY_INTERVAL", default_value = "5m", value_parser = parsers::duration)]
+    pub scheduler_retry_interval: Duration,
+
+    /// Time between job timeout reaper runs.
+    #[arg(long, env = "CERTCTL_JOB_TIMEOUT_INTERVAL", default_value = "10m", value_parser = parsers::duration)]
+    pub job_timeout_interval: Duration,
+
+    /// A job waiting for an agent's CSR longer than this fails.
+    #[arg(long, env = "CERTCTL_JOB_AWAITING_CSR_TIMEOUT", default_value = "24h", value_parser = parsers::duration)]
+    pub job_awaiting_csr_timeout: Duration,
+
+    /// A job waiting for approval longer than this fails.
+    #[arg(long, env = "CERTCTL_JOB_AWAITING_APPROVAL_TIMEOUT", default_value = "168h", value_parser = parsers::duration)]
+    pub job_awaiting_approval_timeout: Duration,
+
+    /// Time between sweeps that mark certificates past their expiry as Expired.
+    #[arg(long, env = "CERTCTL_SHORT_LIVED_EXPIRY_CHECK_INTERVAL", default_value = "30s", value_parser = parsers::duration)]
+    pub short_lived_expiry_check_interval: Duration,
 
     /// Load the demo fixtures (teams, owners, policies, iss-local…). Default: true with the
     /// embedded PostgreSQL, false with CERTCTL_DATABASE_URL.

@@ -157,7 +157,8 @@ pub fn legacy_keys(value: &str) -> Result<Secret<Vec<NamedKey>>, String> {
 }
 
 /// Variables whose values are never printed, not even when rejected.
-pub const SECRET_VARS: [&str; 3] = ["CERTCTL_DATABASE_URL", "CERTCTL_API_KEYS_NAMED", "CERTCTL_AUTH_SECRET"];
+pub const SECRET_VARS: [&str; 4] =
+    ["CERTCTL_DATABASE_URL", "CERTCTL_API_KEYS_NAMED", "CERTCTL_AUTH_SECRET", "CERTCTL_CONFIG_ENCRYPTION_KEY"];
 
 /// Renders a clap error as one line: `invalid CERTCTL_X="value": what is accepted`.
 pub fn one_line(error: &clap::Error) -> String {
@@ -193,6 +194,29 @@ fn env_name_of(rendered_arg: &str) -> Option<String> {
     let command = Cli::command();
     let arg = command.get_arguments().find(|a| a.get_long() == Some(long))?;
     arg.get_env().map(|e| e.to_string_lossy().into_owned())
+}
+
+/// A passphrase of at least 16 characters.
+pub fn encryption_key(value: &str) -> Result<Secret<String>, String> {
+    if value.chars().count() < 16 {
+        return Err("expected a passphrase of at least 16 characters (e.g. `openssl rand -base64 32`)".into());
+    }
+    Ok(Secret::new(value.to_owned()))
+}
+
+/// A key algorithm name.
+pub fn key_algorithm(value: &str) -> Result<certctl_actors::crypto::key_algorithm::KeyAlgorithm, String> {
+    use certctl_actors::crypto::key_algorithm::KeyAlgorithm;
+    KeyAlgorithm::parse(value.trim()).ok_or_else(|| {
+        let names: Vec<&str> = KeyAlgorithm::ALL.iter().map(|a| a.as_str()).collect();
+        format!("expected one of {}", names.join(", "))
+    })
+}
+
+/// `agent` or `server`.
+pub fn keygen_mode(value: &str) -> Result<certctl_actors::renewal::dispatcher::KeygenMode, String> {
+    certctl_actors::renewal::dispatcher::KeygenMode::parse(value.trim())
+        .ok_or_else(|| "expected agent or server".into())
 }
 
 #[cfg(test)]

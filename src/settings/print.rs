@@ -1,6 +1,8 @@
 //! The effective settings as `CERTCTL_NAME=value` lines, secrets masked, for
 //! `certctl-server config` and the admin config endpoint.
 
+use certctl_actors::renewal::dispatcher::KeygenMode;
+
 use super::{AuthType, Settings};
 
 impl Settings {
@@ -54,6 +56,45 @@ impl Settings {
             ("CERTCTL_LOG_LEVEL", format!("{:?}", self.log_level).to_lowercase()),
             ("CERTCTL_LOG_FORMAT", format!("{:?}", self.log_format).to_lowercase()),
             ("CERTCTL_METRICS_ADDR", self.metrics_addr.map(|a| a.to_string()).unwrap_or_default()),
+            (
+                "CERTCTL_CONFIG_ENCRYPTION_KEY",
+                if self.config_encryption_key.is_some() { "***".into() } else { String::new() },
+            ),
+            ("CERTCTL_CA_CERT_PATH", opt_path(&self.ca_cert_path)),
+            ("CERTCTL_CA_KEY_PATH", opt_path(&self.ca_key_path)),
+            ("CERTCTL_CA_KEY_ALGORITHM", self.ca_key_algorithm.to_string()),
+            (
+                "CERTCTL_KEYGEN_MODE",
+                match self.keygen_mode {
+                    KeygenMode::Agent => "agent",
+                    KeygenMode::Server => "server",
+                }
+                .into(),
+            ),
+            ("CERTCTL_KEYGEN_ALGORITHM", self.keygen_algorithm.to_string()),
+            ("CERTCTL_RENEWAL_CONCURRENCY", self.renewal_concurrency.to_string()),
+            ("CERTCTL_RENEWAL_LEASE", humantime::format_duration(self.renewal_lease).to_string()),
+            ("CERTCTL_SCHEDULER_ENABLED", self.scheduler_enabled.to_string()),
+            ("CERTCTL_SCHEDULER_JITTER_PERCENT", self.scheduler_jitter_percent.to_string()),
+            (
+                "CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL",
+                humantime::format_duration(self.scheduler_renewal_check_interval).to_string(),
+            ),
+            (
+                "CERTCTL_SCHEDULER_JOB_PROCESSOR_INTERVAL",
+                humantime::format_duration(self.scheduler_job_processor_interval).to_string(),
+            ),
+            ("CERTCTL_SCHEDULER_RETRY_INTERVAL", humantime::format_duration(self.scheduler_retry_interval).to_string()),
+            ("CERTCTL_JOB_TIMEOUT_INTERVAL", humantime::format_duration(self.job_timeout_interval).to_string()),
+            ("CERTCTL_JOB_AWAITING_CSR_TIMEOUT", humantime::format_duration(self.job_awaiting_csr_timeout).to_string()),
+            (
+                "CERTCTL_JOB_AWAITING_APPROVAL_TIMEOUT",
+                humantime::format_duration(self.job_awaiting_approval_timeout).to_string(),
+            ),
+            (
+                "CERTCTL_SHORT_LIVED_EXPIRY_CHECK_INTERVAL",
+                humantime::format_duration(self.short_lived_expiry_check_interval).to_string(),
+            ),
             ("CERTCTL_DEMO_SEED", self.demo_seed_enabled().to_string()),
         ]
     }

@@ -122,7 +122,12 @@ async fn an_external_database_without_keys_refuses_to_start() {
     let output = tokio::task::spawn_blocking(move || {
         run(
             &[],
-            &[("CERTCTL_DATABASE_URL", url.as_str()), ("CERTCTL_SERVER_PORT", "0"), ("CERTCTL_SERVER_TLS", "false")],
+            &[
+                ("CERTCTL_DATABASE_URL", url.as_str()),
+                ("CERTCTL_SERVER_PORT", "0"),
+                ("CERTCTL_SERVER_TLS", "false"),
+                ("CERTCTL_CONFIG_ENCRYPTION_KEY", crate::helpers::TEST_SEALING_KEY),
+            ],
         )
     })
     .await
@@ -130,6 +135,30 @@ async fn an_external_database_without_keys_refuses_to_start() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("CERTCTL_API_KEYS_NAMED") && stderr.contains("CERTCTL_AUTH_TYPE=none"), "{stderr}");
+    assert!(!stderr.contains("panic"), "{stderr}");
+}
+
+#[actix_web::test]
+async fn an_external_database_without_an_encryption_key_refuses_to_start() {
+    let db = fresh_database().await;
+    let url = cluster().url_for(&db);
+    let output = tokio::task::spawn_blocking(move || {
+        run(
+            &[],
+            &[
+                ("CERTCTL_DATABASE_URL", url.as_str()),
+                ("CERTCTL_SERVER_PORT", "0"),
+                ("CERTCTL_SERVER_TLS", "false"),
+                ("CERTCTL_AUTH_TYPE", "none"),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("CERTCTL_CONFIG_ENCRYPTION_KEY is required with CERTCTL_DATABASE_URL"), "{stderr}");
+    assert!(!stderr.contains("panic"), "{stderr}");
 }
 
 #[test]

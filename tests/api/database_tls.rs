@@ -125,6 +125,10 @@ fn args(cluster: &TlsCluster, extra: &[&str]) -> Vec<String> {
     args.push(format!("postgresql://certctl@127.0.0.1:{}/postgres?sslmode=require", cluster.port));
     args.push("--api-keys-named".into());
     args.push(format!("ops:{ADMIN_KEY}:admin"));
+    args.push("--config-encryption-key".into());
+    args.push(crate::helpers::TEST_SEALING_KEY.into());
+    args.push("--scheduler-enabled".into());
+    args.push("false".into());
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }

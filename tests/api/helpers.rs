@@ -184,6 +184,9 @@ pub struct TestApp {
     data_dir: PathBuf,
 }
 
+/// The sealing passphrase of every test server (CERTCTL_CONFIG_ENCRYPTION_KEY).
+pub const TEST_SEALING_KEY: &str = "test-sealing-passphrase-0123456789";
+
 /// The arguments every test server gets: its database, a free port, plain HTTP, two keys.
 pub fn base_args(db_name: &str) -> Vec<String> {
     let url = cluster().url_for(db_name);
@@ -203,6 +206,12 @@ pub fn base_args(db_name: &str) -> Vec<String> {
         "1".into(),
         "--demo-seed".into(),
         "false".into(),
+        // Loops run only when a test asks (POST /api/v1/admin/scheduler/{loop}/run), so no
+        // background tick changes what a test is looking at.
+        "--scheduler-enabled".into(),
+        "false".into(),
+        "--config-encryption-key".into(),
+        TEST_SEALING_KEY.into(),
         "--api-keys-named".into(),
         format!("ops:{ADMIN_KEY}:admin,reader:{USER_KEY}"),
         "--data-dir".into(),

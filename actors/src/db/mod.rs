@@ -89,6 +89,8 @@ struct DbInner {
     next: AtomicUsize,
     backlog: Arc<AtomicUsize>,
     arbiters: Vec<Arbiter>,
+    /// Kept for [`Db::detached_connection`] only; queries go through the actors.
+    pool: deadpool_postgres::Pool,
 }
 
 impl Db {
@@ -100,15 +102,15 @@ impl Db {
         let mut arbiters = Vec::with_capacity(instances);
         for index in 0..instances {
             let arbiter = Arbiter::new();
-            let pool = pool.clone();
+            let pool_for_actor = pool.clone();
             let settings = settings.clone();
             let addr = actix::Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
-                DbActor::new(pool, settings, index == 0, instances)
+                DbActor::new(pool_for_actor, settings, index == 0, instances)
             });
             actors.push(addr);
             arbiters.push(arbiter);
         }
-        Db { inner: Arc::new(DbInner { actors, next: AtomicUsize::new(0), backlog: Arc::default(), arbiters }) }
+        Db { inner: Arc::new(DbInner { actors, next: AtomicUsize::new(0), backlog: Arc::default(), arbiters, pool }) }
     }
 
     /// Sends `query` to the next DB actor and waits for its result. An overloaded backlog or a
@@ -130,6 +132,14 @@ impl Db {
                 Err(DbError::unavailable("the database actor is not running"))
             }
         }
+    }
+
+    /// A connection taken out of the pool for good (it no longer counts against the pool's
+    /// size), for state that lives as long as a session: the scheduler's advisory locks. It
+    /// has the pool's settings (statement timeout, TLS).
+    pub async fn detached_connection(&self) -> Result<deadpool_postgres::ClientWrapper, DbError> {
+        let object = self.inner.pool.get().await.map_err(DbError::from)?;
+        Ok(deadpool_postgres::Object::take(object))
     }
 
     /// The addresses of the DB actor instances (tests use them to recycle an actor).

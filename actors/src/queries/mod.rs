@@ -5,7 +5,11 @@
 //! - [`certificate_list`]: the certificate list: filters, sorts, keyset or offset pages, totals.
 //! - [`api_keys`]: the stored API keys the server authenticates with.
 //! - [`audit`]: audit rows (inside mutations), audited reads, audit pages, retention batches.
+//! - [`issuer_config`]: an issuer's type and full config, for building its connector.
+//! - [`job_claims`]: the dispatcher's claims, batched write-backs, releases, retries and reaping.
+//! - [`renewal_scan`]: the renewal scan's enqueue batches and the expiry sweep.
 //! - [`resources`]: generic create/get/list/update/delete for every `Resource`.
+//! - [`secrets`]: the sealing parameters and the local issuers' sealed CAs.
 //! - [`versions`]: a certificate's issued versions, newest first.
 //! - [`health`]: reachability and schema version for `/ready`.
 
@@ -15,6 +19,10 @@ pub mod certificate_batch;
 pub mod certificate_list;
 pub mod certificates;
 pub mod health;
+pub mod issuer_config;
+pub mod job_claims;
 mod paging;
+pub mod renewal_scan;
 pub mod resources;
+pub mod secrets;
 pub mod versions;

@@ -5,6 +5,7 @@ use deadpool_postgres::Client;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
+use super::paging::limit_offset;
 use crate::db::DbQuery;
 use crate::domain::version::CertificateVersion;
 use crate::error::DbError;
@@ -59,11 +60,10 @@ impl DbQuery for ListVersions {
             params.push(id);
             filter = " AND (created_at, id) < ($2, $3)".into();
         }
-        params.push(&fetch);
+        let tail = limit_offset(&mut params, fetch, None);
         let sql = format!(
             "SELECT {COLUMNS} FROM certificate_versions WHERE certificate_id = $1{filter} \
-             ORDER BY created_at DESC, id DESC LIMIT ${}",
-            params.len()
+             ORDER BY created_at DESC, id DESC{tail}"
         );
         let stmt = client.prepare_cached(&sql).await?;
         let rows = client.query(&stmt, &params).await?;

@@ -1,0 +1,149 @@
+//! One connector per issuer id, built from the issuer's row and cached briefly (so an edited
+//! `validity_days` takes effect within [`CACHE_TTL`]). A local issuer's CA is created on first
+//! use: generated on a blocking thread, its key sealed under the sealing key, and stored with
+//! `ON CONFLICT DO NOTHING`, so when two replicas race, both end up signing with the one stored.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::local::LocalIssuer;
+use super::{ErrorClass, IssueFailure, Issuer};
+use crate::crypto::key_algorithm::KeyAlgorithm;
+use crate::crypto::local_ca::LocalCa;
+use crate::crypto::seal::SealingKey;
+use crate::db::Db;
+use crate::queries::issuer_config::LoadIssuerConfig;
+use crate::queries::secrets::{InitIssuerCa, LoadIssuerCa, StoredCa};
+
+/// How long a built connector is reused before the issuer's row is read again.
+pub const CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// Where local issuers get their CA.
+#[derive(Clone, Debug)]
+pub enum CaSource {
+    /// Generated once per issuer (of this key algorithm unless the issuer's config names one
+    /// as `key_algorithm`) and stored sealed in the database.
+    Generate(KeyAlgorithm),
+    /// A sub-CA from `CERTCTL_CA_CERT_PATH` / `CERTCTL_CA_KEY_PATH`: the CA certificate, the
+    /// chain above it (the rest of the certificate file) and its key, all PEM.
+    Files { cert_pem: String, parents_pem: String, key_pem: String },
+}
+
+/// A connector and when it was built.
+type Built = (Instant, Arc<dyn Issuer>);
+
+pub struct IssuerRegistry {
+    db: Db,
+    sealing: Arc<SealingKey>,
+    ca_source: CaSource,
+    cache: Mutex<HashMap<String, Built>>,
+    /// CAs by issuer id: they never change once stored.
+    cas: Mutex<HashMap<String, Arc<LocalCa>>>,
+    /// One CA creation at a time in this process.
+    creating: tokio::sync::Mutex<()>,
+}
+
+impl IssuerRegistry {
+    pub fn new(db: Db, sealing: Arc<SealingKey>, ca_source: CaSource) -> Arc<IssuerRegistry> {
+        Arc::new(IssuerRegistry {
+            db,
+            sealing,
+            ca_source,
+            cache: Mutex::default(),
+            cas: Mutex::default(),
+            creating: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The connector for `issuer_id`; a validation failure when it does not exist, is disabled,
+    /// or is of a type that cannot issue in this version.
+    pub async fn get(&self, issuer_id: &str) -> Result<Arc<dyn Issuer>, IssueFailure> {
+        if let Some((built, issuer)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(issuer_id) {
+            if built.elapsed() < CACHE_TTL {
+                return Ok(issuer.clone());
+            }
+        }
+        let config = self
+            .db
+            .run(LoadIssuerConfig { id: issuer_id.to_owned() })
+            .await
+            .map_err(|e| IssueFailure::new(ErrorClass::Internal, format!("reading issuer {issuer_id}: {e}")))?
+            .ok_or_else(|| IssueFailure::new(ErrorClass::Validation, format!("issuer {issuer_id} does not exist")))?;
+        if !config.enabled {
+            return Err(IssueFailure::new(ErrorClass::Validation, format!("issuer {issuer_id} is disabled")));
+        }
+        let issuer: Arc<dyn Issuer> = match config.issuer_type.as_str() {
+            "local" => Arc::new(LocalIssuer::new(self.local_ca(issuer_id, &config.config).await?, &config.config)),
+            other => {
+                return Err(IssueFailure::new(
+                    ErrorClass::Validation,
+                    format!(
+                        "issuer {issuer_id} is of type {other}, which this version of certctl cannot issue with yet"
+                    ),
+                ))
+            }
+        };
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(issuer_id.to_owned(), (Instant::now(), issuer.clone()));
+        Ok(issuer)
+    }
+
+    /// The CA of local issuer `issuer_id`, loaded, or created and stored on first use.
+    pub async fn local_ca(&self, issuer_id: &str, config: &serde_json::Value) -> Result<Arc<LocalCa>, IssueFailure> {
+        if let Some(ca) = self.cas.lock().unwrap_or_else(|e| e.into_inner()).get(issuer_id) {
+            return Ok(ca.clone());
+        }
+        let internal = |what: &str, e: &dyn std::fmt::Display| {
+            IssueFailure::new(ErrorClass::Internal, format!("{what} for issuer {issuer_id}: {e}"))
+        };
+        let ca = match &self.ca_source {
+            CaSource::Files { cert_pem, parents_pem, key_pem } => {
+                LocalCa::from_pem(cert_pem, key_pem, parents_pem).map_err(|e| internal("loading the CA files", &e))?
+            }
+            CaSource::Generate(default_algorithm) => {
+                let _one_at_a_time = self.creating.lock().await;
+                let stored = match self.db.run(LoadIssuerCa { issuer_id: issuer_id.to_owned() }).await {
+                    Ok(Some(stored)) => stored,
+                    Ok(None) => {
+                        let algorithm = config
+                            .get("key_algorithm")
+                            .and_then(|v| v.as_str())
+                            .and_then(KeyAlgorithm::parse)
+                            .unwrap_or(*default_algorithm);
+                        let generated = self.generate(issuer_id, algorithm).await?;
+                        self.db
+                            .run(InitIssuerCa { issuer_id: issuer_id.to_owned(), ca: generated })
+                            .await
+                            .map_err(|e| internal("storing the CA", &e))?
+                    }
+                    Err(e) => return Err(internal("reading the CA", &e)),
+                };
+                let key = self.sealing.open(&stored.key_sealed).map_err(|e| internal("opening the CA key", &e))?;
+                let key_pem = String::from_utf8(key).map_err(|e| internal("the CA key", &e))?;
+                LocalCa::from_pem(&stored.cert_pem, &key_pem, &stored.chain_pem)
+                    .map_err(|e| internal("the stored CA", &e))?
+            }
+        };
+        let ca = Arc::new(ca);
+        self.cas.lock().unwrap_or_else(|e| e.into_inner()).insert(issuer_id.to_owned(), ca.clone());
+        Ok(ca)
+    }
+
+    async fn generate(&self, issuer_id: &str, algorithm: KeyAlgorithm) -> Result<StoredCa, IssueFailure> {
+        let name = format!("certctl {issuer_id} CA");
+        let ca = tokio::task::spawn_blocking(move || LocalCa::generate(&name, algorithm))
+            .await
+            .map_err(|e| IssueFailure::new(ErrorClass::Internal, format!("the CA generation thread failed: {e}")))?
+            .map_err(|e| IssueFailure::new(ErrorClass::Internal, format!("generating the CA: {e}")))?;
+        tracing::info!(issuer_id, key_algorithm = %algorithm, "generated a new local CA");
+        Ok(StoredCa {
+            key_algorithm: algorithm.as_str().to_owned(),
+            cert_pem: ca.cert_pem().to_owned(),
+            chain_pem: String::new(),
+            key_sealed: self.sealing.seal(ca.key_pem().as_bytes()),
+        })
+    }
+}

@@ -1,0 +1,433 @@
+//! The renewal dispatcher: claims due issuance and renewal jobs, runs at most
+//! `CERTCTL_RENEWAL_CONCURRENCY` issuances at once, and writes results back in batches.
+//!
+//! A round (started by the job processor's tick, or woken by the scan, a retry or an API call)
+//! keeps a pipeline: up to the cap issuing, up to as many more claimed and ready, claims topped
+//! up with `FOR UPDATE SKIP LOCKED` batches as work finishes. Results collect while a write-back
+//! is in flight and go in the next one (one transaction each: versions, certificates, jobs,
+//! deployment jobs, audit rows). No pool connection is held while an issuer works, and signing
+//! runs on blocking threads inside the connector.
+//!
+//! At the round's deadline (the next tick boundary) nothing new starts: claimed jobs that never
+//! started go back to `Pending` at once — cancelled, not abandoned — while started ones finish
+//! and are written. If a write-back fails, its results are kept and written again; if the
+//! process dies first, the jobs' leases run out and the reaper retries them.
+//!
+//! With `CERTCTL_KEYGEN_MODE=agent` jobs are claimed straight into `AwaitingCSR` for an agent to
+//! answer with a CSR; nothing is issued here.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use base64::Engine;
+
+use crate::crypto::key_algorithm::KeyAlgorithm;
+use crate::crypto::seal::SealingKey;
+use crate::db::Db;
+use crate::issuers::registry::IssuerRegistry;
+use crate::issuers::{ErrorClass, IssueFailure, IssueRequest, KeySource};
+use crate::metrics::{
+    ACTOR_RESTARTS_TOTAL, DISPATCHER_CAP, DISPATCHER_IN_FLIGHT, DISPATCHER_WRITE_BATCH_SIZE, ISSUANCE_DURATION_SECONDS,
+    ISSUANCE_FAILURES_TOTAL,
+};
+use crate::queries::job_claims::{
+    ClaimAs, ClaimRenewalJobs, ClaimedJob, CompleteRenewals, CompletedRenewal, FailRenewals, FailedRenewal, ReleaseJobs,
+};
+
+/// Who generates leaf keys (`CERTCTL_KEYGEN_MODE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeygenMode {
+    /// The agent on the target generates the key and sends a CSR.
+    Agent,
+    /// The server generates the key and stores it sealed for the agent to fetch once.
+    Server,
+}
+
+impl KeygenMode {
+    pub fn parse(value: &str) -> Option<KeygenMode> {
+        match value.to_ascii_lowercase().as_str() {
+            "agent" => Some(KeygenMode::Agent),
+            "server" => Some(KeygenMode::Server),
+            _ => None,
+        }
+    }
+}
+
+/// How the dispatcher works.
+#[derive(Clone, Debug)]
+pub struct DispatcherSettings {
+    /// Issuances at once (`CERTCTL_RENEWAL_CONCURRENCY`).
+    pub concurrency: usize,
+    pub keygen: KeygenMode,
+    /// Key type for server-generated keys.
+    pub key_algorithm: KeyAlgorithm,
+    /// How long a claimed job is leased; an issuance still running then is timed out.
+    pub lease: Duration,
+    /// Longest a round may run when it was woken rather than started by the job processor.
+    pub wake_budget: Duration,
+}
+
+/// What a round did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RoundStats {
+    pub claimed: u64,
+    pub completed: u64,
+    pub failed: u64,
+    /// Claimed but not started before the deadline, given back to Pending.
+    pub released: u64,
+    /// Moved to AwaitingCSR (agent key generation).
+    pub awaiting_csr: u64,
+    pub deployments_enqueued: u64,
+}
+
+pub struct RenewalDispatcher {
+    db: Db,
+    registry: Arc<IssuerRegistry>,
+    sealing: Arc<SealingKey>,
+    settings: DispatcherSettings,
+    ready: VecDeque<ClaimedJob>,
+    in_flight: usize,
+    completed: Vec<CompletedRenewal>,
+    failed: Vec<FailedRenewal>,
+    claiming: bool,
+    writing: bool,
+    releasing: bool,
+    /// No due job was left at the last claim.
+    exhausted: bool,
+    /// A round is running.
+    active: bool,
+    deadline: Option<Instant>,
+    round: RoundStats,
+    waiters: Vec<tokio::sync::oneshot::Sender<RoundStats>>,
+}
+
+impl RenewalDispatcher {
+    pub fn new(db: Db, registry: Arc<IssuerRegistry>, sealing: Arc<SealingKey>, settings: DispatcherSettings) -> Self {
+        RenewalDispatcher {
+            db,
+            registry,
+            sealing,
+            settings,
+            ready: VecDeque::new(),
+            in_flight: 0,
+            completed: Vec::new(),
+            failed: Vec::new(),
+            claiming: false,
+            writing: false,
+            releasing: false,
+            exhausted: false,
+            active: false,
+            deadline: None,
+            round: RoundStats::default(),
+            waiters: Vec::new(),
+        }
+    }
+
+    fn cap(&self) -> usize {
+        self.settings.concurrency.max(1)
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Starts a round, or extends the running one to `deadline`.
+    fn begin(&mut self, deadline: Instant, ctx: &mut Context<Self>) {
+        self.exhausted = false;
+        if !self.active {
+            self.active = true;
+            self.round = RoundStats::default();
+        }
+        if self.deadline.is_none_or(|d| d < deadline) {
+            self.deadline = Some(deadline);
+            ctx.run_later(deadline.saturating_duration_since(Instant::now()), |act, ctx| act.pump(ctx));
+        }
+        self.pump(ctx);
+    }
+
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if !self.active {
+            return;
+        }
+        let cap = self.cap();
+        if self.past_deadline() {
+            self.release_unstarted(ctx);
+        } else {
+            while self.in_flight < cap {
+                let Some(job) = self.ready.pop_front() else { break };
+                self.start(job, ctx);
+            }
+            let pipeline = self.ready.len() + self.in_flight;
+            let room = 2 * cap - pipeline.min(2 * cap);
+            if !self.claiming && !self.exhausted && room > 0 && (room >= cap.div_ceil(2) || pipeline == 0) {
+                self.claim(room, ctx);
+            }
+        }
+        if !self.writing && (!self.completed.is_empty() || !self.failed.is_empty()) {
+            self.write(ctx);
+        }
+        metrics::gauge!(DISPATCHER_IN_FLIGHT).set(self.in_flight as f64);
+        let idle = self.ready.is_empty() && self.in_flight == 0 && !self.claiming && !self.writing && !self.releasing;
+        let results_left = !self.completed.is_empty() || !self.failed.is_empty();
+        if idle && !results_left && (self.exhausted || self.past_deadline()) {
+            self.finish();
+        }
+    }
+
+    fn finish(&mut self) {
+        self.active = false;
+        self.deadline = None;
+        let stats = self.round;
+        if stats != RoundStats::default() {
+            tracing::info!(
+                claimed = stats.claimed,
+                completed = stats.completed,
+                failed = stats.failed,
+                released = stats.released,
+                awaiting_csr = stats.awaiting_csr,
+                concurrency_cap = self.cap(),
+                "job processing completed"
+            );
+        }
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(stats);
+        }
+    }
+
+    fn claim(&mut self, limit: usize, ctx: &mut Context<Self>) {
+        self.claiming = true;
+        let claim_as = match self.settings.keygen {
+            KeygenMode::Server => ClaimAs::Running,
+            KeygenMode::Agent => ClaimAs::AwaitingCsr,
+        };
+        let query = ClaimRenewalJobs { limit: limit as i64, lease: self.settings.lease, claim_as };
+        let db = self.db.clone();
+        ctx.spawn(async move { db.run(query).await }.into_actor(self).map(move |result, act, ctx| {
+            act.claiming = false;
+            match result {
+                Ok(jobs) => {
+                    act.exhausted = jobs.len() < limit;
+                    act.round.claimed += jobs.len() as u64;
+                    match claim_as {
+                        ClaimAs::AwaitingCsr => act.round.awaiting_csr += jobs.len() as u64,
+                        ClaimAs::Running => act.ready.extend(jobs),
+                    }
+                }
+                Err(e) => {
+                    // The next tick (or wake-up) claims again.
+                    tracing::warn!(error = %e, "claiming renewal jobs failed");
+                    act.exhausted = true;
+                }
+            }
+            act.pump(ctx);
+        }));
+    }
+
+    fn start(&mut self, job: ClaimedJob, ctx: &mut Context<Self>) {
+        self.in_flight += 1;
+        let work = issue_one(self.registry.clone(), self.sealing.clone(), job, self.settings.clone());
+        ctx.spawn(work.into_actor(self).map(|outcome, act, ctx| {
+            act.in_flight -= 1;
+            match outcome {
+                Ok(done) => act.completed.push(done),
+                Err(failed) => act.failed.push(failed),
+            }
+            act.pump(ctx);
+        }));
+    }
+
+    fn write(&mut self, ctx: &mut Context<Self>) {
+        self.writing = true;
+        let completed = std::mem::take(&mut self.completed);
+        let failed = std::mem::take(&mut self.failed);
+        metrics::histogram!(DISPATCHER_WRITE_BATCH_SIZE).record((completed.len() + failed.len()) as f64);
+        let db = self.db.clone();
+        let work = async move {
+            let mut outcome = (Ok(Default::default()), Ok(Default::default()));
+            if !completed.is_empty() {
+                outcome.0 = db.run(CompleteRenewals { items: completed.clone() }).await;
+            }
+            if !failed.is_empty() {
+                outcome.1 = db.run(FailRenewals { items: failed.clone() }).await;
+            }
+            (outcome, completed, failed)
+        };
+        ctx.spawn(work.into_actor(self).map(|((done, fail), completed, failed), act, ctx| {
+            act.writing = false;
+            let mut retry_later = false;
+            match done {
+                Ok(written) => {
+                    act.round.completed += written.written as u64;
+                    act.round.deployments_enqueued += written.follow_ups as u64;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, results = completed.len(), "writing issued certificates failed; retrying");
+                    act.completed.extend(completed);
+                    retry_later = true;
+                }
+            }
+            match fail {
+                Ok(written) => act.round.failed += written.written as u64,
+                Err(e) => {
+                    tracing::warn!(error = %e, results = failed.len(), "writing failed issuances failed; retrying");
+                    act.failed.extend(failed);
+                    retry_later = true;
+                }
+            }
+            if retry_later {
+                // Nothing is lost: the results wait for the database (the jobs' leases are the
+                // backstop if this process dies meanwhile).
+                act.writing = true;
+                ctx.run_later(Duration::from_secs(1), |act, ctx| {
+                    act.writing = false;
+                    act.pump(ctx);
+                });
+            } else {
+                act.pump(ctx);
+            }
+        }));
+    }
+
+    fn release_unstarted(&mut self, ctx: &mut Context<Self>) {
+        if self.ready.is_empty() || self.releasing {
+            return;
+        }
+        self.releasing = true;
+        let jobs: Vec<(String, i32)> = self.ready.drain(..).map(|j| (j.job_id, j.attempts)).collect();
+        let count = jobs.len() as u64;
+        let db = self.db.clone();
+        ctx.spawn(async move { db.run(ReleaseJobs { jobs }).await }.into_actor(self).map(move |result, act, ctx| {
+            act.releasing = false;
+            match result {
+                Ok(n) => act.round.released += n,
+                // Not released now, they come back when their leases run out.
+                Err(e) => tracing::warn!(error = %e, jobs = count, "releasing unstarted renewal jobs failed"),
+            }
+            act.pump(ctx);
+        }));
+    }
+}
+
+/// Issues one claimed job; a failure carries its class for the retry policy.
+async fn issue_one(
+    registry: Arc<IssuerRegistry>,
+    sealing: Arc<SealingKey>,
+    job: ClaimedJob,
+    settings: DispatcherSettings,
+) -> Result<CompletedRenewal, FailedRenewal> {
+    let fail = |job: &ClaimedJob, failure: IssueFailure, issuer_type: &'static str| {
+        metrics::counter!(ISSUANCE_FAILURES_TOTAL, "issuer_type" => issuer_type, "error_class" => failure.class.as_str())
+            .increment(1);
+        FailedRenewal {
+            job_id: job.job_id.clone(),
+            attempts: job.attempts,
+            error_class: failure.class.as_str(),
+            retryable: failure.class.retryable(),
+            message: failure.message,
+        }
+    };
+    let issuer = match registry.get(&job.issuer_id).await {
+        Ok(issuer) => issuer,
+        Err(failure) => return Err(fail(&job, failure, "unknown")),
+    };
+    let issuer_type = issuer.issuer_type();
+    let request = IssueRequest {
+        common_name: job.common_name.clone(),
+        sans: if job.sans.is_empty() { vec![job.common_name.clone()] } else { job.sans.clone() },
+        ekus: job.ekus.clone(),
+        max_lifetime: job.max_ttl,
+        key: KeySource::Generate(settings.key_algorithm),
+    };
+    let started = Instant::now();
+    let issued = match tokio::time::timeout(settings.lease, issuer.issue(request)).await {
+        Ok(Ok(issued)) => issued,
+        Ok(Err(failure)) => return Err(fail(&job, failure, issuer_type)),
+        Err(_) => {
+            let failure = IssueFailure::new(
+                ErrorClass::Timeout,
+                format!("the issuer did not answer within {:?}", settings.lease),
+            );
+            return Err(fail(&job, failure, issuer_type));
+        }
+    };
+    metrics::histogram!(ISSUANCE_DURATION_SECONDS, "issuer_type" => issuer_type)
+        .record(started.elapsed().as_secs_f64());
+    let (family, size) = issued.key_algorithm.family_and_size();
+    let sealed = issued
+        .private_key_pem
+        .as_ref()
+        .map(|pem| base64::engine::general_purpose::STANDARD.encode(sealing.seal(pem.as_bytes())));
+    Ok(CompletedRenewal {
+        job_id: job.job_id,
+        attempts: job.attempts,
+        certificate_id: job.certificate_id,
+        issuer_id: job.issuer_id,
+        version_id: format!("cv-{}", uuid::Uuid::now_v7().simple()),
+        serial_number: issued.serial_hex,
+        not_before: issued.not_before,
+        not_after: issued.not_after,
+        fingerprint_sha256: issued.fingerprint_sha256,
+        pem_chain: issued.chain_pem,
+        key_algorithm: family.to_owned(),
+        key_size: size,
+        private_key_sealed: sealed,
+    })
+}
+
+impl Actor for RenewalDispatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        metrics::gauge!(DISPATCHER_CAP).set(self.cap() as f64);
+    }
+}
+
+impl Supervised for RenewalDispatcher {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        // Work in flight was dropped with the old context; its jobs come back via their leases.
+        self.in_flight = 0;
+        self.claiming = false;
+        self.writing = false;
+        self.releasing = false;
+        self.active = false;
+        self.deadline = None;
+        self.ready.clear();
+        metrics::counter!(ACTOR_RESTARTS_TOTAL, "actor" => "renewal_dispatcher").increment(1);
+        tracing::warn!(actor = "renewal_dispatcher", "supervised actor restarting");
+    }
+}
+
+/// Runs (or joins) a round that starts nothing after `deadline`; answers when it is over.
+#[derive(Message)]
+#[rtype(result = "RoundStats")]
+pub struct Dispatch {
+    pub deadline: Instant,
+}
+
+impl Handler<Dispatch> for RenewalDispatcher {
+    type Result = ResponseFuture<RoundStats>;
+
+    fn handle(&mut self, msg: Dispatch, ctx: &mut Self::Context) -> Self::Result {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.waiters.push(reply);
+        self.begin(msg.deadline, ctx);
+        Box::pin(async move { answer.await.unwrap_or_default() })
+    }
+}
+
+/// New work may be due (the scan enqueued, a retry came, the API asked): claim it now rather
+/// than at the next job-processor tick.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Wake;
+
+impl Handler<Wake> for RenewalDispatcher {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Wake, ctx: &mut Self::Context) {
+        let deadline = Instant::now() + self.settings.wake_budget;
+        self.begin(deadline, ctx);
+    }
+}
