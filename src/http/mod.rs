@@ -72,6 +72,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .wrap(from_fn(require_api_key))
                 .route("/auth/check", web::get().to(routes::meta::auth_check))
                 .route("/admin/config", web::get().to(routes::meta::admin_config))
+                .route("/admin/scheduler/{loop}/run", web::post().to(routes::scheduler::run))
+                .route("/issuers/{id}/ca", web::get().to(routes::issuer_ca::ca))
                 .service(
                     web::resource("/certificates")
                         .route(web::get().to(routes::certificates::list))

@@ -180,6 +180,8 @@ pub struct TestApp {
     pub handle: ServerHandle,
     pub metrics_port: Option<u16>,
     pub retention: actix::Addr<certctl_actors::audit_retention::AuditRetention>,
+    /// The renewal engine: scheduler loops, dispatcher, issuer registry.
+    pub engine: certctl::renewal_engine::RenewalEngine,
     /// The server's data dir (scratch), removed with the app.
     data_dir: PathBuf,
 }
@@ -248,9 +250,10 @@ impl TestApp {
         let handle = app.handle();
         let metrics_port = app.metrics_port();
         let retention = app.audit_retention();
+        let engine = app.renewal_engine();
         actix_web::rt::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        TestApp { address, client, db_name, db, handle, metrics_port, retention, data_dir }
+        TestApp { address, client, db_name, db, handle, metrics_port, retention, engine, data_dir }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -15,6 +15,7 @@ mod helpers;
 mod migrations;
 mod observability;
 mod pool;
+mod renewal;
 mod resilience;
 mod resources;
 mod tls;

@@ -132,6 +132,11 @@ pub struct WriteBack {
 /// Records a batch of issued certificates in one statement: the version rows, each
 /// certificate's status, expiry and next `renew_at`, the job completed, one Deployment job per
 /// bound target, and an audit row each.
+///
+/// `renew_at` is the earlier of the policy's window before expiry and `renew_at_fraction` of the
+/// remaining lifetime, but never before a third of it: a lifetime shorter than the window (a
+/// 24-hour certificate under a 30-day policy) would otherwise be due again the moment it is
+/// issued. Lifetimes count from issuance, not from the backdated `not_before`.
 pub struct CompleteRenewals {
     pub items: Vec<CompletedRenewal>,
 }
@@ -161,8 +166,10 @@ impl DbQuery for CompleteRenewals {
                  certs AS ( \
                    UPDATE managed_certificates m SET status = 'Active', expires_at = k.not_after, \
                           last_renewal_at = now(), updated_at = now(), \
-                          renew_at = LEAST(k.not_after - make_interval(days => p.renewal_window_days), \
-                                           k.not_before + (k.not_after - k.not_before) * p.renew_at_fraction) \
+                          renew_at = GREATEST( \
+                              LEAST(k.not_after - make_interval(days => p.renewal_window_days), \
+                                    now() + (k.not_after - now()) * p.renew_at_fraction), \
+                              now() + (k.not_after - now()) / 3) \
                      FROM kept k, renewal_policies p \
                     WHERE m.id = k.certificate_id AND p.id = m.renewal_policy_id \
                       AND m.status NOT IN ('Archived', 'Revoked')), \

@@ -42,14 +42,15 @@ impl DbQuery for EnqueueDueRenewals {
     const NAME: &'static str = "enqueue_due_renewals";
 
     async fn run(self, client: &mut Client) -> Result<ScanBatch, DbError> {
-        let (after_at, after_id) = self.after.clone().unwrap_or((DateTime::<Utc>::MIN_UTC, String::new()));
-        let stmt = client
-            .prepare_cached(
-                "WITH scanned AS ( \
+        // Two statement shapes (first batch, later batches), never `$2 IS NULL OR …`, so the
+        // cached plan is an index range scan either way.
+        let keyset = if self.after.is_some() { "AND (renew_at, id) > ($3, $4)" } else { "" };
+        let sql = format!(
+            "WITH scanned AS ( \
                    SELECT id, renew_at FROM managed_certificates \
                     WHERE status IN ('Pending', 'Active', 'Expiring', 'Expired') AND renew_at IS NOT NULL \
-                      AND renew_at <= $1 AND (renew_at, id) > ($2, $3) \
-                    ORDER BY renew_at, id LIMIT $4), \
+                      AND renew_at <= $1 {keyset} \
+                    ORDER BY renew_at, id LIMIT {batch}), \
                  due AS ( \
                    SELECT m.id, m.expires_at, p.max_retries FROM scanned s \
                      JOIN managed_certificates m ON m.id = s.id \
@@ -67,15 +68,19 @@ impl DbQuery for EnqueueDueRenewals {
                      FROM enqueued e WHERE m.id = e.certificate_id), \
                  audited AS ( \
                    INSERT INTO audit_events (actor, actor_type, action, resource_type, resource_id, details) \
-                   SELECT $5, 'system', 'job.enqueue', 'certificate', e.certificate_id, \
+                   SELECT $2, 'system', 'job.enqueue', 'certificate', e.certificate_id, \
                           jsonb_build_object('job_id', e.id, 'type', e.type, 'trigger', 'renewal_scan') \
                      FROM enqueued e), \
                  last AS (SELECT renew_at, id FROM scanned ORDER BY renew_at DESC, id DESC LIMIT 1) \
                  SELECT (SELECT count(*) FROM scanned), (SELECT count(*) FROM due), (SELECT count(*) FROM enqueued), \
                         (SELECT renew_at FROM last), (SELECT id FROM last)",
-            )
-            .await?;
-        let row = client.query_one(&stmt, &[&self.now, &after_at, &after_id, &self.batch, &SCAN_ACTOR]).await?;
+            batch = self.batch
+        );
+        let stmt = client.prepare_cached(&sql).await?;
+        let row = match &self.after {
+            Some((at, id)) => client.query_one(&stmt, &[&self.now, &SCAN_ACTOR, at, id]).await?,
+            None => client.query_one(&stmt, &[&self.now, &SCAN_ACTOR]).await?,
+        };
         let scanned: i64 = row.try_get(0)?;
         let last_at: Option<DateTime<Utc>> = row.try_get(3)?;
         let last_id: Option<String> = row.try_get(4)?;

@@ -5,14 +5,18 @@
 //! - [`meta`]: version, auth info/check, the admin config view.
 //! - [`certificates`]: `/api/v1/certificates` CRUD.
 //! - [`resources`]: generic CRUD for teams, owners, renewal policies, issuers, profiles, targets.
+//! - [`scheduler`]: `POST /api/v1/admin/scheduler/{loop}/run`, one tick now.
+//! - [`issuer_ca`]: `GET /api/v1/issuers/{id}/ca`, an issuer's CA chain as PEM.
 //! - [`audit`]: `/api/v1/audit` (keyset pages, filters) and `/api/v1/audit/{id}`.
 
 pub mod audit;
 pub mod certificates;
 pub mod health;
+pub mod issuer_ca;
 pub mod meta;
 pub mod metrics;
 pub mod resources;
+pub mod scheduler;
 
 use super::problem::ApiError;
 use certctl_actors::domain::validation::is_valid_id;
