@@ -1,6 +1,7 @@
 //! `ValidJson<T>`: a JSON body extractor whose every failure is a precise problem: wrong media
 //! type (415), too large (413), not JSON (400 `malformed-json`), or JSON of the wrong shape —
-//! unknown or missing fields, wrong types — (400 `invalid-body`, naming the field's path).
+//! unknown or missing fields, wrong types — (400 `invalid-body`, naming the field's path); and
+//! `OptionalJson<T>` for bodies that may be left out.
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -41,6 +42,26 @@ impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
             })?;
             parse(&bytes).map(ValidJson)
         })
+    }
+}
+
+/// A JSON body that may be left out: no body (or an empty one) is `None`; anything else must be
+/// valid JSON of the right shape, with the same problems as [`ValidJson`] (never a silent `None`).
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let empty = req.headers().get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0")
+            || (req.headers().get(header::CONTENT_LENGTH).is_none()
+                && req.headers().get(header::TRANSFER_ENCODING).is_none());
+        if empty {
+            return Box::pin(async { Ok(OptionalJson(None)) });
+        }
+        let json = ValidJson::<T>::from_request(req, payload);
+        Box::pin(async move { json.await.map(|ValidJson(value)| OptionalJson(Some(value))) })
     }
 }
 

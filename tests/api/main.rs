@@ -12,6 +12,7 @@ mod database_tls;
 mod embedded;
 mod health;
 mod helpers;
+mod jobs;
 mod migrations;
 mod observability;
 mod pool;

@@ -6,13 +6,17 @@
 //! - [`names`]: DNS names (IDNA), IP and e-mail names, normalized for storage.
 //! - [`resources`]: teams, owners, renewal policies, issuers, profiles and targets behind the
 //!   generic `Resource` shape.
+//! - [`job`]: issuance, renewal and deployment jobs.
+//! - [`revocation`]: RFC 5280 revocation reasons.
 //! - [`version`]: issued versions of a certificate.
 //! - [`validation`]: field-level validation errors shared by every input type.
 
 pub mod api_key;
 pub mod audit;
 pub mod certificate;
+pub mod job;
 pub mod names;
 pub mod resources;
+pub mod revocation;
 pub mod validation;
 pub mod version;

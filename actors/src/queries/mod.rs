@@ -2,11 +2,13 @@
 //!
 //! - [`certificates`]: create, get, patch and archive managed certificates.
 //! - [`certificate_batch`]: many creations in one statement (the certificate writer's batches).
+//! - [`certificate_ops`]: renew now, revoke, export, bulk renew/revoke by criteria.
 //! - [`certificate_list`]: the certificate list: filters, sorts, keyset or offset pages, totals.
 //! - [`api_keys`]: the stored API keys the server authenticates with.
 //! - [`audit`]: audit rows (inside mutations), audited reads, audit pages, retention batches.
 //! - [`issuer_config`]: an issuer's type and full config, for building its connector.
 //! - [`job_claims`]: the dispatcher's claims, batched write-backs, releases, retries and reaping.
+//! - [`jobs`]: the job list, one job, cancel and retry.
 //! - [`renewal_scan`]: the renewal scan's enqueue batches and the expiry sweep.
 //! - [`resources`]: generic create/get/list/update/delete for every `Resource`.
 //! - [`secrets`]: the sealing parameters and the local issuers' sealed CAs.
@@ -17,10 +19,12 @@ pub mod api_keys;
 pub mod audit;
 pub mod certificate_batch;
 pub mod certificate_list;
+pub mod certificate_ops;
 pub mod certificates;
 pub mod health;
 pub mod issuer_config;
 pub mod job_claims;
+pub mod jobs;
 mod paging;
 pub mod renewal_scan;
 pub mod resources;

@@ -4,15 +4,19 @@
 //! - [`metrics`]: `/metrics` in Prometheus text format.
 //! - [`meta`]: version, auth info/check, the admin config view.
 //! - [`certificates`]: `/api/v1/certificates` CRUD.
+//! - [`certificate_ops`]: renew, revoke, export, bulk renew and bulk revoke.
+//! - [`jobs`]: `/api/v1/jobs` list, get, cancel, retry.
 //! - [`resources`]: generic CRUD for teams, owners, renewal policies, issuers, profiles, targets.
 //! - [`scheduler`]: `POST /api/v1/admin/scheduler/{loop}/run`, one tick now.
 //! - [`issuer_ca`]: `GET /api/v1/issuers/{id}/ca`, an issuer's CA chain as PEM.
 //! - [`audit`]: `/api/v1/audit` (keyset pages, filters) and `/api/v1/audit/{id}`.
 
 pub mod audit;
+pub mod certificate_ops;
 pub mod certificates;
 pub mod health;
 pub mod issuer_ca;
+pub mod jobs;
 pub mod meta;
 pub mod metrics;
 pub mod resources;

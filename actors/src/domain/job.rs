@@ -1,0 +1,65 @@
+//! Jobs (certctl's `jobs`): an issuance, renewal or deployment of one certificate, with its
+//! attempts, lease and failure record.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::Row;
+
+use crate::error::DbError;
+
+/// Job types certctl knows.
+pub const JOB_TYPES: [&str; 4] = ["Issuance", "Renewal", "Deployment", "Validation"];
+/// Job statuses certctl knows.
+pub const JOB_STATUSES: [&str; 7] =
+    ["Pending", "AwaitingCSR", "AwaitingApproval", "Running", "Completed", "Failed", "Cancelled"];
+
+/// A job as the API shows it (certctl's field names, plus the lease, retry time and failure class).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Job {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub job_type: String,
+    pub certificate_id: String,
+    pub target_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub status: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub last_error: String,
+    pub error_class: Option<String>,
+    pub scheduled_at: DateTime<Utc>,
+    pub retry_at: Option<DateTime<Utc>>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The columns [`Job::from_row`] reads, in order.
+pub const JOB_COLUMNS: &str = "id, type, certificate_id, target_id, agent_id, status, attempts, max_attempts, \
+    last_error, error_class, scheduled_at, retry_at, lease_expires_at, started_at, completed_at, created_at, updated_at";
+
+impl Job {
+    pub fn from_row(row: &Row) -> Result<Job, DbError> {
+        Ok(Job {
+            id: row.try_get(0)?,
+            job_type: row.try_get(1)?,
+            certificate_id: row.try_get(2)?,
+            target_id: row.try_get(3)?,
+            agent_id: row.try_get(4)?,
+            status: row.try_get(5)?,
+            attempts: row.try_get(6)?,
+            max_attempts: row.try_get(7)?,
+            last_error: row.try_get(8)?,
+            error_class: row.try_get(9)?,
+            scheduled_at: row.try_get(10)?,
+            retry_at: row.try_get(11)?,
+            lease_expires_at: row.try_get(12)?,
+            started_at: row.try_get(13)?,
+            completed_at: row.try_get(14)?,
+            created_at: row.try_get(15)?,
+            updated_at: row.try_get(16)?,
+        })
+    }
+}

@@ -1,0 +1,212 @@
+//! Jobs through the API: list (filters, newest first, keyset or offset pages), get, cancel and
+//! retry. Every change writes its audit row in the same statement.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Client;
+use tokio_postgres::types::ToSql;
+
+use super::audit::AuditRecord;
+use super::paging::{count, limit_offset, where_clause};
+use crate::db::DbQuery;
+use crate::domain::audit::AuditActor;
+use crate::domain::job::{Job, JOB_COLUMNS};
+use crate::error::DbError;
+
+/// Filters of the job list (all optional, combined with AND).
+#[derive(Clone, Debug, Default)]
+pub struct JobFilters {
+    pub status: Option<String>,
+    pub job_type: Option<String>,
+    pub certificate_id: Option<String>,
+    pub agent_id: Option<String>,
+}
+
+/// One page of jobs, newest first.
+pub struct ListJobs {
+    pub filters: JobFilters,
+    /// Keyset: jobs created before this `(created_at, id)`.
+    pub before: Option<(DateTime<Utc>, String)>,
+    pub offset: Option<i64>,
+    pub limit: i64,
+    pub with_total: bool,
+}
+
+pub struct JobPage {
+    pub items: Vec<Job>,
+    pub next: Option<(DateTime<Utc>, String)>,
+    pub total: Option<i64>,
+}
+
+impl DbQuery for ListJobs {
+    type Output = JobPage;
+    const NAME: &'static str = "list_jobs";
+
+    async fn run(self, client: &mut Client) -> Result<JobPage, DbError> {
+        let f = &self.filters;
+        let mut conditions = Vec::new();
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        for (column, value) in [
+            ("status", &f.status),
+            ("type", &f.job_type),
+            ("certificate_id", &f.certificate_id),
+            ("agent_id", &f.agent_id),
+        ] {
+            if let Some(value) = value {
+                params.push(value);
+                conditions.push(format!("{column} = ${}", params.len()));
+            }
+        }
+        let (filter_params, filter_conditions) = (params.len(), conditions.clone());
+        if let Some((created_at, id)) = &self.before {
+            params.push(created_at);
+            params.push(id);
+            conditions.push(format!("(created_at, id) < (${}, ${})", params.len() - 1, params.len()));
+        }
+        let tail = limit_offset(&mut params, self.limit + 1, self.offset.as_ref());
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs {} ORDER BY created_at DESC, id DESC{tail}",
+            where_clause(&conditions)
+        );
+        let stmt = client.prepare_cached(&sql).await?;
+        let rows = client.query(&stmt, &params).await?;
+        let mut items = rows.iter().map(Job::from_row).collect::<Result<Vec<_>, _>>()?;
+        let next = if items.len() as i64 > self.limit {
+            items.truncate(self.limit as usize);
+            items.last().filter(|_| self.offset.is_none()).map(|j| (j.created_at, j.id.clone()))
+        } else {
+            None
+        };
+        let total = if self.with_total {
+            Some(count(client, "jobs", &filter_conditions, &params[..filter_params]).await?)
+        } else {
+            None
+        };
+        Ok(JobPage { items, next, total })
+    }
+}
+
+/// One job by id.
+pub struct GetJob {
+    pub id: String,
+}
+
+impl DbQuery for GetJob {
+    type Output = Option<Job>;
+    const NAME: &'static str = "get_job";
+
+    async fn run(self, client: &mut Client) -> Result<Option<Job>, DbError> {
+        let stmt = client.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1")).await?;
+        client.query_opt(&stmt, &[&self.id]).await?.as_ref().map(Job::from_row).transpose()
+    }
+}
+
+/// What a cancel or retry found.
+#[derive(Debug)]
+pub enum JobChange {
+    Changed(Box<Job>),
+    NotFound,
+    /// The job is in a status the change does not apply to.
+    WrongStatus(String),
+    /// Retrying would make a second active renewal of the certificate.
+    AlreadyActive,
+}
+
+/// The status a certificate returns to when its renewal stops without a result.
+const RESTORED_STATUS: &str =
+    "CASE WHEN m.expires_at IS NULL THEN 'Pending' WHEN m.expires_at <= now() THEN 'Expired' ELSE 'Active' END";
+
+/// Cancels a job that has not finished (Pending, AwaitingCSR, AwaitingApproval, Running, or
+/// Failed with a retry planned). A Running job's late result is discarded by the dispatcher's
+/// write-back, which only accepts results for Running jobs. The certificate leaves
+/// RenewalInProgress.
+pub struct CancelJob {
+    pub id: String,
+    pub actor: AuditActor,
+}
+
+impl DbQuery for CancelJob {
+    type Output = JobChange;
+    const NAME: &'static str = "cancel_job";
+
+    async fn run(self, client: &mut Client) -> Result<JobChange, DbError> {
+        let audit = AuditRecord {
+            details: serde_json::json!({}),
+            actor: self.actor,
+            action: "job.cancel".into(),
+            resource_type: "job".into(),
+        };
+        let sql = format!(
+            "WITH c AS ( \
+               UPDATE jobs SET status = 'Cancelled', retry_at = NULL, lease_expires_at = NULL, completed_at = now(), \
+                      updated_at = now() \
+                WHERE id = $1 AND (status IN ('Pending', 'AwaitingCSR', 'AwaitingApproval', 'Running') \
+                                   OR (status = 'Failed' AND retry_at IS NOT NULL)) \
+               RETURNING {JOB_COLUMNS}), \
+             m AS ( \
+               UPDATE managed_certificates m SET status = {RESTORED_STATUS}, updated_at = now() FROM c \
+                WHERE m.id = c.certificate_id AND c.type IN ('Issuance', 'Renewal') \
+                  AND m.status IN ('RenewalInProgress', 'Failed')), \
+             a AS ({}) SELECT * FROM c",
+            AuditRecord::insert_from("c", 2)
+        );
+        let stmt = client.prepare_cached(&sql).await?;
+        let params = audit.params();
+        let mut all: Vec<&(dyn ToSql + Sync)> = vec![&self.id];
+        all.extend(params.as_slice());
+        if let Some(row) = client.query_opt(&stmt, &all).await? {
+            return Ok(JobChange::Changed(Box::new(Job::from_row(&row)?)));
+        }
+        Ok(match (GetJob { id: self.id }).run(client).await? {
+            None => JobChange::NotFound,
+            Some(job) => JobChange::WrongStatus(job.status),
+        })
+    }
+}
+
+/// Puts a Failed (or Cancelled) issuance or renewal back in the queue now, with its attempts
+/// counted afresh; refused while the certificate has another active renewal.
+pub struct RetryJob {
+    pub id: String,
+    pub actor: AuditActor,
+}
+
+impl DbQuery for RetryJob {
+    type Output = JobChange;
+    const NAME: &'static str = "retry_job";
+
+    async fn run(self, client: &mut Client) -> Result<JobChange, DbError> {
+        let audit = AuditRecord {
+            details: serde_json::json!({}),
+            actor: self.actor,
+            action: "job.retry".into(),
+            resource_type: "job".into(),
+        };
+        let sql = format!(
+            "WITH c AS ( \
+               UPDATE jobs SET status = 'Pending', attempts = 0, retry_at = NULL, scheduled_at = now(), \
+                      completed_at = NULL, updated_at = now() \
+                WHERE id = $1 AND status IN ('Failed', 'Cancelled') AND type IN ('Issuance', 'Renewal') \
+               RETURNING {JOB_COLUMNS}), \
+             m AS ( \
+               UPDATE managed_certificates m SET status = 'RenewalInProgress', updated_at = now() FROM c \
+                WHERE m.id = c.certificate_id AND m.status NOT IN ('Archived', 'Revoked')), \
+             a AS ({}) SELECT * FROM c",
+            AuditRecord::insert_from("c", 2)
+        );
+        let stmt = client.prepare_cached(&sql).await?;
+        let params = audit.params();
+        let mut all: Vec<&(dyn ToSql + Sync)> = vec![&self.id];
+        all.extend(params.as_slice());
+        match client.query_opt(&stmt, &all).await {
+            Ok(Some(row)) => Ok(JobChange::Changed(Box::new(Job::from_row(&row)?))),
+            Ok(None) => Ok(match (GetJob { id: self.id }).run(client).await? {
+                None => JobChange::NotFound,
+                Some(job) => JobChange::WrongStatus(job.status),
+            }),
+            Err(e) => match DbError::from(e) {
+                DbError::UniqueViolation { .. } => Ok(JobChange::AlreadyActive),
+                other => Err(other),
+            },
+        }
+    }
+}

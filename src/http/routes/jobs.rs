@@ -1,0 +1,118 @@
+//! `/api/v1/jobs`: the job list (filters, newest first, keyset or offset pages), one job, and
+//! cancel / retry.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+
+use certctl_actors::domain::job::{JOB_STATUSES, JOB_TYPES};
+use certctl_actors::queries::certificate_list::{Sort, SortCursor, SortKey, SortValue};
+use certctl_actors::queries::jobs::{CancelJob, GetJob, JobChange, JobFilters, ListJobs, RetryJob};
+use certctl_actors::renewal::dispatcher::Wake;
+
+use super::path_id;
+use crate::http::actor::Actor;
+use crate::http::cursor;
+use crate::http::paging::PageRequest;
+use crate::http::problem::ApiError;
+use crate::http::AppState;
+
+/// Newest first, the order of the job list and its cursors.
+const ORDER: Sort = Sort { key: SortKey::CreatedAt, descending: true };
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    limit: Option<i64>,
+    cursor: Option<String>,
+    page: Option<i64>,
+    per_page: Option<i64>,
+    include_total: Option<bool>,
+    status: Option<String>,
+    #[serde(rename = "type")]
+    job_type: Option<String>,
+    certificate_id: Option<String>,
+    agent_id: Option<String>,
+}
+
+fn one_of(name: &str, value: Option<String>, accepted: &[&str]) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if !accepted.contains(&v.as_str()) => {
+            Err(ApiError::InvalidQuery(format!("{name} must be one of {}", accepted.join(", "))))
+        }
+        other => Ok(other),
+    }
+}
+
+/// `GET /api/v1/jobs?status=&type=&certificate_id=&agent_id=&limit=&cursor=`
+#[tracing::instrument(skip_all)]
+pub async fn list(state: web::Data<AppState>, params: web::Query<ListParams>) -> Result<HttpResponse, ApiError> {
+    let p = params.into_inner();
+    let paging = PageRequest::parse(p.limit, p.cursor, p.page, p.per_page, p.include_total)?;
+    let filters = JobFilters {
+        status: one_of("status", p.status, &JOB_STATUSES)?,
+        job_type: one_of("type", p.job_type, &JOB_TYPES)?,
+        certificate_id: p.certificate_id,
+        agent_id: p.agent_id,
+    };
+    let before = match &paging {
+        PageRequest::Keyset { cursor: Some(c), .. } => match cursor::decode(c, ORDER)? {
+            SortCursor { value: SortValue::Time(t), id, .. } => Some((t, id)),
+            _ => return Err(ApiError::InvalidQuery("cursor is not for this list".into())),
+        },
+        _ => None,
+    };
+    let query =
+        ListJobs { filters, before, offset: paging.offset(), limit: paging.size(), with_total: paging.with_total() };
+    let page = state.db.run(query).await?;
+    let next = page.next.map(|(t, id)| cursor::encode(&SortCursor { sort: ORDER, value: SortValue::Time(t), id }));
+    Ok(HttpResponse::Ok().json(paging.page(page.items, next, page.total)))
+}
+
+/// `GET /api/v1/jobs/{id}`
+#[tracing::instrument(skip_all, fields(job_id))]
+pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = path_id(id.into_inner())?;
+    tracing::Span::current().record("job_id", id.as_str());
+    let job = state.db.run(GetJob { id: id.clone() }).await?.ok_or_else(|| not_found(&id))?;
+    Ok(HttpResponse::Ok().json(job))
+}
+
+/// `POST /api/v1/jobs/{id}/cancel`: Pending, awaiting, Running, or failed with a retry planned.
+#[tracing::instrument(skip_all, fields(job_id))]
+pub async fn cancel(state: web::Data<AppState>, actor: Actor, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = path_id(id.into_inner())?;
+    tracing::Span::current().record("job_id", id.as_str());
+    match state.db.run(CancelJob { id: id.clone(), actor: actor.0 }).await? {
+        JobChange::Changed(job) => Ok(HttpResponse::Ok().json(job)),
+        JobChange::NotFound => Err(not_found(&id)),
+        JobChange::WrongStatus(status) => Err(ApiError::Conflict(format!(
+            "job {id} is {status}; only Pending, AwaitingCSR, AwaitingApproval, Running, or Failed jobs with a retry \
+             planned can be cancelled"
+        ))),
+        JobChange::AlreadyActive => Err(ApiError::Conflict(format!("job {id} cannot be cancelled now"))),
+    }
+}
+
+/// `POST /api/v1/jobs/{id}/retry`: a Failed or Cancelled issuance or renewal, queued again now.
+#[tracing::instrument(skip_all, fields(job_id))]
+pub async fn retry(state: web::Data<AppState>, actor: Actor, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = path_id(id.into_inner())?;
+    tracing::Span::current().record("job_id", id.as_str());
+    match state.db.run(RetryJob { id: id.clone(), actor: actor.0 }).await? {
+        JobChange::Changed(job) => {
+            state.engine.dispatcher.do_send(Wake);
+            Ok(HttpResponse::Ok().json(job))
+        }
+        JobChange::NotFound => Err(not_found(&id)),
+        JobChange::WrongStatus(status) => Err(ApiError::Conflict(format!(
+            "job {id} is {status}; only Failed or Cancelled issuance and renewal jobs can be retried"
+        ))),
+        JobChange::AlreadyActive => Err(ApiError::Conflict(format!(
+            "the certificate of job {id} already has an active issuance or renewal; retry that one instead"
+        ))),
+    }
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no job with id {id}"))
+}
