@@ -17,9 +17,10 @@ mod harness;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::load::{run_ceiling, run_open, RequestFn, Stream};
+use harness::load::{run_open, RequestFn, Stream};
 use harness::report::{print_stream, stream_json, verdicts, write_json, Threshold};
-use harness::server::{rss_mib, BenchServer, KEY};
+use harness::sampler::rss_sampler;
+use harness::server::{BenchServer, KEY};
 use serde_json::json;
 
 fn main() {
@@ -39,23 +40,7 @@ async fn run(quick: bool, only: Option<String>, seeded: i64, contract_secs: u64,
 
     let client = server.client.clone();
     let base = server.base.clone();
-    let health: RequestFn = {
-        let (client, url) = (client.clone(), format!("{base}/health"));
-        Arc::new(move |_| {
-            let (client, url) = (client.clone(), url.clone());
-            // The body is read: a response dropped unread resets its HTTP/2 stream, and after
-            // 1,024 such resets the client's h2 library ends the connection itself
-            // (`too_many_internal_resets`), which once showed up here as server errors.
-            Box::pin(async move {
-                match client.get(&url).send().await {
-                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
-                    Err(_) => false,
-                }
-            })
-        })
-    };
-    println!("measuring the ceiling: GET /health, 64 closed-loop callers, {ceiling_secs} s");
-    let ceiling = run_ceiling(health, 64, Duration::from_secs(ceiling_secs)).await;
+    let ceiling = server.ceiling(Duration::from_secs(ceiling_secs)).await;
     let ceiling_rate = ceiling.achieved_rate();
     print_stream(&ceiling, ceiling_rate);
 
@@ -161,10 +146,11 @@ async fn seed(server: &BenchServer, count: i64) {
         let to = (from + chunk - 1).min(count);
         db.execute(
             "INSERT INTO managed_certificates (id, name, common_name, sans, environment, owner_id, team_id, issuer_id, \
-             renewal_policy_id, status, expires_at, created_at, updated_at) \
+             renewal_policy_id, status, expires_at, created_at, updated_at, renew_at) \
              SELECT 'mc-seed-' || g, 'seed-' || g, 'seed-' || g || '.example.com', ARRAY['seed-' || g || '.example.com'], \
                     'production', 'o-alice', 't-platform', 'iss-local', 'rp-standard', 'Active', \
-                    now() + (g % 90) * interval '1 day', now() - interval '1 day' + g * interval '1 millisecond', now() \
+                    now() + (g % 90) * interval '1 day', now() - interval '1 day' + g * interval '1 millisecond', now(), \
+                    now() + (g % 90) * interval '1 day' - interval '30 days' \
              FROM generate_series($1::bigint, $2::bigint) g ON CONFLICT DO NOTHING",
             &[&from, &to],
         )
@@ -207,32 +193,4 @@ fn list(client: &reqwest::Client, base: &str) -> RequestFn {
             }
         })
     })
-}
-
-/// Samples the server's RSS every 200 ms until stopped; `stop` returns the maximum seen.
-struct RssSampler {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<f64>,
-}
-
-impl RssSampler {
-    async fn stop(self) -> f64 {
-        let _ = self.stop.send(());
-        self.task.await.unwrap_or(0.0)
-    }
-}
-
-fn rss_sampler(pid: i32) -> RssSampler {
-    let (stop, mut stopped) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(async move {
-        let mut max = 0.0f64;
-        loop {
-            max = max.max(rss_mib(pid));
-            tokio::select! {
-                _ = &mut stopped => return max,
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            }
-        }
-    });
-    RssSampler { stop, task }
 }

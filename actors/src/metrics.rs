@@ -36,7 +36,8 @@ pub const CERTIFICATE_WRITER_BATCH_SIZE: &str = "certctl_certificate_writer_batc
 pub const CERTIFICATE_WRITER_QUEUED: &str = "certctl_certificate_writer_queued";
 /// Histogram, label `loop`: duration of a scheduler tick this replica ran.
 pub const SCHEDULER_TICK_DURATION_SECONDS: &str = "certctl_scheduler_tick_duration_seconds";
-/// Counter, labels `loop` and `outcome` (`ok` | `error` | `not_leader` | `skipped`): ticks.
+/// Counter, labels `loop` and `outcome` (`ok` | `error` | `not_leader`): ticks started (a tick
+/// skipped because the previous one still runs counts in the skipped-ticks counter instead).
 pub const SCHEDULER_TICKS_TOTAL: &str = "certctl_scheduler_ticks_total";
 /// Counter, label `loop`: ticks skipped because the previous one was still running.
 pub const SCHEDULER_SKIPPED_TICKS_TOTAL: &str = "certctl_scheduler_skipped_ticks_total";
@@ -69,7 +70,7 @@ pub fn describe() {
         Unit::Seconds,
         "Duration of scheduler ticks this replica ran, by loop."
     );
-    describe_counter!(SCHEDULER_TICKS_TOTAL, "Scheduler ticks by loop and outcome (ok, error, not_leader, skipped).");
+    describe_counter!(SCHEDULER_TICKS_TOTAL, "Scheduler ticks by loop and outcome (ok, error, not_leader).");
     describe_counter!(
         SCHEDULER_SKIPPED_TICKS_TOTAL,
         "Scheduler ticks skipped because the previous tick was still running."

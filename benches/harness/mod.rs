@@ -7,10 +7,12 @@
 //!
 //! - [`server`]: the server process, its key and TLS client, and process statistics.
 //! - [`load`]: open-model streams and the closed-loop ceiling.
+//! - [`sampler`]: the server's peak RSS during a phase.
 //! - [`report`]: verdicts against certctl's contract and our goal, text and JSON output.
 
 #![allow(dead_code)]
 
 pub mod load;
 pub mod report;
+pub mod sampler;
 pub mod server;

@@ -81,6 +81,33 @@ impl BenchServer {
         client
     }
 
+    /// The machine's ceiling for this server: `GET /health` from 64 closed-loop callers for
+    /// `duration`, printed. The body is read: a response dropped unread resets its HTTP/2 stream,
+    /// and after 1,024 such resets the client's h2 library ends the connection itself
+    /// (`too_many_internal_resets`), which once showed up as server errors.
+    pub async fn ceiling(&self, duration: Duration) -> super::load::StreamResult {
+        let (client, url) = (self.client.clone(), format!("{}/health", self.base));
+        let health: super::load::RequestFn = std::sync::Arc::new(move |_| {
+            let (client, url) = (client.clone(), url.clone());
+            Box::pin(async move {
+                match client.get(&url).send().await {
+                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                }
+            })
+        });
+        println!("measuring the ceiling: GET /health, 64 closed-loop callers, {} s", duration.as_secs());
+        super::load::run_ceiling(health, 64, duration).await
+    }
+
+    /// `POST` (admin key) `path` with a JSON body; the status and the JSON answer.
+    pub async fn admin_post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let response =
+            self.client.post(format!("{}{path}", self.base)).bearer_auth(KEY).json(body).send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     /// The embedded postmaster's pid.
     pub fn postmaster_pid(&self) -> Option<i32> {
         std::fs::read_to_string(self.data_dir.join("postgres/postmaster.pid")).ok()?.lines().next()?.trim().parse().ok()

@@ -21,14 +21,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        if essence != "application/json" && !essence.ends_with("+json") {
-            let shown = if content_type.is_empty() { "none".to_string() } else { format!("{content_type:?}") };
-            return Box::pin(async move {
-                Err(ApiError::UnsupportedMediaType(format!(
-                    "send the body as application/json (Content-Type was {shown})"
-                )))
-            });
+        if let Err(e) = check_json_media_type(content_type) {
+            return Box::pin(async move { Err(e) });
         }
         let limit = req.app_data::<web::Data<BodyLimit>>().map(|l| l.0).unwrap_or(0);
         let body = web::Bytes::from_request(req, payload);
@@ -54,15 +48,37 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let empty = req.headers().get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0")
-            || (req.headers().get(header::CONTENT_LENGTH).is_none()
-                && req.headers().get(header::TRANSFER_ENCODING).is_none());
-        if empty {
-            return Box::pin(async { Ok(OptionalJson(None)) });
-        }
-        let json = ValidJson::<T>::from_request(req, payload);
-        Box::pin(async move { json.await.map(|ValidJson(value)| OptionalJson(Some(value))) })
+        // The body decides, not the headers: an HTTP/2 body may come without Content-Length.
+        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let limit = req.app_data::<web::Data<BodyLimit>>().map(|l| l.0).unwrap_or(0);
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let bytes = body.await.map_err(|e| {
+                if e.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge { limit }
+                } else {
+                    ApiError::MalformedJson(format!("the request body could not be read: {e}"))
+                }
+            })?;
+            if bytes.is_empty() {
+                return Ok(OptionalJson(None));
+            }
+            check_json_media_type(content_type.as_deref().unwrap_or(""))?;
+            parse(&bytes).map(|value| OptionalJson(Some(value)))
+        })
     }
+}
+
+/// 415 unless the media type is `application/json` or `+json`.
+fn check_json_media_type(content_type: &str) -> Result<(), ApiError> {
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence != "application/json" && !essence.ends_with("+json") {
+        let shown = if content_type.is_empty() { "none".to_string() } else { format!("{content_type:?}") };
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "send the body as application/json (Content-Type was {shown})"
+        )));
+    }
+    Ok(())
 }
 
 /// Deserializes `bytes` as one JSON value of type `T`, with the failing field's path on error.

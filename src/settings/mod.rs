@@ -235,7 +235,7 @@ pub struct Settings {
 
     /// How long a claimed renewal job is leased; an issuance still running then times out and the
     /// job is retried per its policy.
-    #[arg(long, env = "CERTCTL_RENEWAL_LEASE", default_value = "5m", value_parser = parsers::duration)]
+    #[arg(long, env = "CERTCTL_RENEWAL_LEASE", default_value = "5m", value_parser = parsers::positive_duration)]
     pub renewal_lease: Duration,
 
     /// Run the scheduler loops on their timers. false: they run only when
@@ -248,31 +248,31 @@ pub struct Settings {
     pub scheduler_jitter_percent: u8,
 
     /// Time between renewal scans (what is due is enqueued).
-    #[arg(long, env = "CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL", default_value = "1h", value_parser = parsers::duration)]
+    #[arg(long, env = "CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL", default_value = "1h", value_parser = parsers::positive_duration)]
     pub scheduler_renewal_check_interval: Duration,
 
     /// Time between job processor rounds (the dispatcher is also woken when work is enqueued).
-    #[arg(long, env = "CERTCTL_SCHEDULER_JOB_PROCESSOR_INTERVAL", default_value = "30s", value_parser = parsers::duration)]
+    #[arg(long, env = "CERTCTL_SCHEDULER_JOB_PROCESSOR_INTERVAL", default_value = "30s", value_parser = parsers::positive_duration)]
     pub scheduler_job_processor_interval: Duration,
 
     /// Time between sweeps that put failed jobs whose backoff is over back in the queue.
-    #[arg(long, env = "CERTCTL_SCHEDULER_RETRY_INTERVAL", default_value = "5m", value_parser = parsers::duration)]
+    #[arg(long, env = "CERTCTL_SCHEDULER_RETRY_INTERVAL", default_value = "5m", value_parser = parsers::positive_duration)]
     pub scheduler_retry_interval: Duration,
 
     /// Time between job timeout reaper runs.
-    #[arg(long, env = "CERTCTL_JOB_TIMEOUT_INTERVAL", default_value = "10m", value_parser = parsers::duration)]
+    #[arg(long, env = "CERTCTL_JOB_TIMEOUT_INTERVAL", default_value = "10m", value_parser = parsers::positive_duration)]
     pub job_timeout_interval: Duration,
 
     /// A job waiting for an agent's CSR longer than this fails.
-    #[arg(long, env = "CERTCTL_JOB_AWAITING_CSR_TIMEOUT", default_value = "24h", value_parser = parsers::duration)]
+    #[arg(long, env = "CERTCTL_JOB_AWAITING_CSR_TIMEOUT", default_value = "24h", value_parser = parsers::positive_duration)]
     pub job_awaiting_csr_timeout: Duration,
 
     /// A job waiting for approval longer than this fails.
-    #[arg(long, env = "CERTCTL_JOB_AWAITING_APPROVAL_TIMEOUT", default_value = "168h", value_parser = parsers::duration)]
+    #[arg(long, env = "CERTCTL_JOB_AWAITING_APPROVAL_TIMEOUT", default_value = "168h", value_parser = parsers::positive_duration)]
     pub job_awaiting_approval_timeout: Duration,
 
     /// Time between sweeps that mark certificates past their expiry as Expired.
-    #[arg(long, env = "CERTCTL_SHORT_LIVED_EXPIRY_CHECK_INTERVAL", default_value = "30s", value_parser = parsers::duration)]
+    #[arg(long, env = "CERTCTL_SHORT_LIVED_EXPIRY_CHECK_INTERVAL", default_value = "30s", value_parser = parsers::positive_duration)]
     pub short_lived_expiry_check_interval: Duration,
 
     /// Load the demo fixtures (teams, owners, policies, iss-local…). Default: true with the

@@ -69,6 +69,16 @@ pub fn duration(value: &str) -> Result<Duration, String> {
         .map_err(|_| "expected a duration such as 250ms, 30s, 5m or 1h30m".to_string())
 }
 
+/// A duration of at least 100 ms (a loop interval or a lease of zero would spin or expire at
+/// once).
+pub fn positive_duration(value: &str) -> Result<Duration, String> {
+    match duration(value) {
+        Ok(d) if d >= Duration::from_millis(100) => Ok(d),
+        Ok(_) => Err("expected a duration of at least 100ms, such as 30s, 5m or 1h".to_string()),
+        Err(e) => Err(e),
+    }
+}
+
 /// `true/false`, `1/0`, `yes/no`, `on/off` (case-insensitive).
 pub fn boolean(value: &str) -> Result<bool, String> {
     match value.trim().to_ascii_lowercase().as_str() {

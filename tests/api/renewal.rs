@@ -25,11 +25,18 @@ async fn versions(app: &TestApp, id: &str) -> Vec<Value> {
 
 /// `openssl verify` of the first certificate in `chain` against `ca`.
 pub fn openssl_verifies(ca: &str, chain: &str) -> bool {
+    openssl_verifies_at(ca, chain, None)
+}
+
+/// Like [`openssl_verifies`], at Unix time `at` (a short-lived certificate that has expired since).
+pub fn openssl_verifies_at(ca: &str, chain: &str, at: Option<i64>) -> bool {
     let dir = crate::helpers::scratch_dir("verify");
     std::fs::write(dir.join("ca.pem"), ca).unwrap();
     std::fs::write(dir.join("chain.pem"), chain).unwrap();
     let status = std::process::Command::new("openssl")
-        .args(["verify", "-x509_strict", "-CAfile"])
+        .args(["verify", "-x509_strict"])
+        .args(at.map(|t| vec!["-attime".to_string(), t.to_string()]).unwrap_or_default())
+        .arg("-CAfile")
         .arg(dir.join("ca.pem"))
         .arg(dir.join("chain.pem"))
         .output()
@@ -175,7 +182,8 @@ async fn short_lived_certificates_renew_by_themselves_on_schedule() {
     };
     let ca = local_ca(&app).await;
     for version in &versions {
-        assert!(openssl_verifies(&ca, version["pem_chain"].as_str().unwrap()));
+        let issued = chrono::DateTime::parse_from_rfc3339(version["created_at"].as_str().unwrap()).unwrap();
+        assert!(openssl_verifies_at(&ca, version["pem_chain"].as_str().unwrap(), Some(issued.timestamp() + 1)));
     }
     // Each renewal happened before the previous certificate expired, not long before.
     let time = |v: &Value, f: &str| chrono::DateTime::parse_from_rfc3339(v[f].as_str().unwrap()).unwrap();
@@ -264,7 +272,7 @@ async fn a_request_the_issuer_refuses_fails_at_once_for_good() {
 #[actix_web::test]
 async fn work_not_started_by_the_deadline_goes_back_to_pending() {
     // One issuance at a time, each slow (RSA 4096 key generation), and a deadline that comes
-    // while the first one runs: the second claimed job must go back, unstarted, at once.
+    // while the first one runs: the other claimed jobs must go back, unstarted, at once.
     let app = TestApp::spawn_with(&[
         "--keygen-mode",
         "server",
@@ -290,7 +298,7 @@ async fn work_not_started_by_the_deadline_goes_back_to_pending() {
     assert_eq!(batch.enqueued, 4);
     let deadline = Instant::now() + Duration::from_millis(50);
     let stats = app.engine.dispatcher.send(certctl_actors::renewal::dispatcher::Dispatch { deadline }).await.unwrap();
-    assert_eq!((stats.claimed, stats.completed, stats.released), (2, 1, 1), "{stats:?}");
+    assert_eq!((stats.claimed, stats.completed, stats.released), (4, 1, 3), "{stats:?}");
     let rows = sql(&app)
         .await
         .query("SELECT status, attempts, count(*) FROM jobs GROUP BY 1, 2 ORDER BY 1", &[])
@@ -351,4 +359,63 @@ async fn two_replicas_on_one_database_never_duplicate_a_job() {
     // When the leader's session dies, the other replica takes the loop over on its next tick.
     db.batch_execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'").await.unwrap();
     run_loop(&second, "renewal_scan").await;
+}
+
+#[actix_web::test]
+async fn the_profile_decides_the_key_type_and_the_common_name_is_always_a_san() {
+    let app = TestApp::spawn_with(&["--keygen-mode", "server"]).await;
+    let mut body = certificate_body("strong");
+    body["certificate_profile_id"] = json!("prof-high-security");
+    body["sans"] = json!(["alt.strong.example.com"]);
+    let created: Value = app.post_certificate(&body).await.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    run_loop(&app, "renewal_scan").await;
+    run_loop(&app, "job_processor").await;
+    let versions = versions(&app, id).await;
+    assert_eq!((versions[0]["key_algorithm"].as_str(), versions[0]["key_size"].as_i64()), (Some("ECDSA"), Some(384)));
+    let dir = crate::helpers::scratch_dir("text");
+    std::fs::write(dir.join("leaf.pem"), versions[0]["pem_chain"].as_str().unwrap()).unwrap();
+    let text = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(dir.join("leaf.pem"))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("DNS:strong.example.com") && text.contains("DNS:alt.strong.example.com"), "{text}");
+}
+
+#[actix_web::test]
+async fn manual_policies_are_read_once_and_policy_changes_move_renew_at() {
+    let app = TestApp::spawn().await;
+    let mut body = certificate_body("by-hand");
+    body["renewal_policy_id"] = json!("rp-manual");
+    let id = app.post_certificate(&body).await.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let first = run_loop(&app, "renewal_scan").await;
+    assert_eq!((first["scanned"].as_i64(), first["enqueued"].as_i64()), (Some(1), Some(0)), "{first}");
+    assert_eq!(run_loop(&app, "renewal_scan").await["scanned"], 0, "parked: not read again");
+
+    let db = sql(&app).await;
+    assert_eq!(renew_at(&db, &id).await, None);
+    let patch = json!({"auto_renew": true, "renew_at_fraction": 0.5});
+    let updated = app.admin(Method::PUT, "/api/v1/renewal-policies/rp-manual").json(&patch).send().await.unwrap();
+    assert_eq!(updated.json::<Value>().await.unwrap()["renew_at_fraction"], 0.5);
+    assert!(renew_at(&db, &id).await.is_some(), "an automatic policy makes its certificates due again");
+    assert_eq!(run_loop(&app, "renewal_scan").await["enqueued"], 1);
+
+    // An issued certificate's renew_at follows its policy's window and fraction.
+    db.batch_execute(&format!(
+        "UPDATE managed_certificates SET expires_at = now() + interval '90 days', last_renewal_at = now() WHERE id = '{id}'"
+    ))
+    .await
+    .unwrap();
+    let patch = json!({"renewal_window_days": 10});
+    app.admin(Method::PUT, "/api/v1/renewal-policies/rp-manual").json(&patch).send().await.unwrap();
+    let due = renew_at(&db, &id).await.unwrap();
+    let days = (due - chrono::Utc::now()).num_hours() as f64 / 24.0;
+    assert!((44.0..46.0).contains(&days), "half of 90 days comes before 10 days before expiry: {days}");
+}
+
+async fn renew_at(db: &tokio_postgres::Client, id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    db.query_one("SELECT renew_at FROM managed_certificates WHERE id = $1", &[&id]).await.unwrap().get(0)
 }

@@ -102,8 +102,48 @@ impl KeyAlgorithm {
     }
 }
 
+/// The key type to generate for a profile that allows `allowed` (`(algorithm, min_size)` pairs,
+/// certctl's `allowed_key_algorithms`): `preferred` when the profile allows it (or has no list),
+/// else the smallest key the profile's first usable entry accepts. `None` when no entry names a
+/// key type this server can generate.
+pub fn choose(allowed: &[(String, i32)], preferred: KeyAlgorithm) -> Option<KeyAlgorithm> {
+    let permits = |a: KeyAlgorithm| {
+        let (family, size) = a.family_and_size();
+        allowed.iter().any(|(name, min)| name.eq_ignore_ascii_case(family) && size >= *min)
+    };
+    if allowed.is_empty() || permits(preferred) {
+        return Some(preferred);
+    }
+    // In order of cost: the cheapest key that satisfies the profile.
+    [
+        KeyAlgorithm::EcdsaP256,
+        KeyAlgorithm::Ed25519,
+        KeyAlgorithm::EcdsaP384,
+        KeyAlgorithm::Rsa2048,
+        KeyAlgorithm::Rsa3072,
+        KeyAlgorithm::Rsa4096,
+    ]
+    .into_iter()
+    .find(|a| permits(*a))
+}
+
 impl std::fmt::Display for KeyAlgorithm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_get_the_preferred_key_or_the_cheapest_they_allow() {
+        let ecdsa_384 = [("ECDSA".to_string(), 384), ("RSA".to_string(), 3072)];
+        assert_eq!(choose(&ecdsa_384, KeyAlgorithm::EcdsaP256), Some(KeyAlgorithm::EcdsaP384));
+        assert_eq!(choose(&ecdsa_384, KeyAlgorithm::Rsa4096), Some(KeyAlgorithm::Rsa4096), "preferred and allowed");
+        assert_eq!(choose(&[], KeyAlgorithm::Ed25519), Some(KeyAlgorithm::Ed25519), "no profile, no limit");
+        assert_eq!(choose(&[("RSA".into(), 2048)], KeyAlgorithm::EcdsaP256), Some(KeyAlgorithm::Rsa2048));
+        assert_eq!(choose(&[("ECDSA".into(), 521)], KeyAlgorithm::EcdsaP256), None, "P-521 is not generated");
     }
 }

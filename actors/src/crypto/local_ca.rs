@@ -59,8 +59,8 @@ pub struct LeafRequest {
     pub lifetime: Duration,
 }
 
-/// An issued leaf and what the inventory records about it.
-#[derive(Clone, Debug)]
+/// An issued leaf and what the inventory records about it. `Debug` never shows the private key.
+#[derive(Clone)]
 pub struct IssuedLeaf {
     /// The leaf, then the CA chain.
     pub chain_pem: String,
@@ -71,6 +71,17 @@ pub struct IssuedLeaf {
     /// PKCS#8 PEM of the key when the server generated it.
     pub private_key_pem: Option<String>,
     pub key_algorithm: KeyAlgorithm,
+}
+
+impl std::fmt::Debug for IssuedLeaf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedLeaf")
+            .field("serial_hex", &self.serial_hex)
+            .field("not_after", &self.not_after)
+            .field("fingerprint_sha256", &self.fingerprint_sha256)
+            .field("private_key_pem", &self.private_key_pem.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl LocalCa {

@@ -19,8 +19,8 @@ use crate::queries::secrets::{InitIssuerCa, LoadIssuerCa, StoredCa};
 /// How long a built connector is reused before the issuer's row is read again.
 pub const CACHE_TTL: Duration = Duration::from_secs(30);
 
-/// Where local issuers get their CA.
-#[derive(Clone, Debug)]
+/// Where local issuers get their CA. `Debug` never shows the key.
+#[derive(Clone)]
 pub enum CaSource {
     /// Generated once per issuer (of this key algorithm unless the issuer's config names one
     /// as `key_algorithm`) and stored sealed in the database.
@@ -32,6 +32,15 @@ pub enum CaSource {
 
 /// A connector and when it was built.
 type Built = (Instant, Arc<dyn Issuer>);
+
+impl std::fmt::Debug for CaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CaSource::Generate(algorithm) => f.debug_tuple("Generate").field(algorithm).finish(),
+            CaSource::Files { .. } => f.write_str("Files { key_pem: *** }"),
+        }
+    }
+}
 
 pub struct IssuerRegistry {
     db: Db,

@@ -355,7 +355,7 @@ impl DbQuery for BulkRevoke {
                    INSERT INTO certificate_revocations (id, certificate_id, serial_number, reason, revoked_by, issuer_id, \
                           issuer_notified) \
                    SELECT 'rev-' || replace(gen_random_uuid()::text, '-', ''), l.certificate_id, l.serial_number, $4, $1, \
-                          l.issuer_id, i.type = 'local' \
+                          l.issuer_id, coalesce(i.type = 'local', false) \
                      FROM latest l LEFT JOIN issuers i ON i.id = l.issuer_id \
                    ON CONFLICT (issuer_id, serial_number) DO NOTHING RETURNING certificate_id, revoked_at), \
                  marked AS ( \

@@ -239,6 +239,10 @@ impl DbQuery for ArchiveCertificate {
         let sql = format!(
             "WITH c AS (UPDATE managed_certificates SET status = 'Archived', updated_at = now() \
              WHERE id = $1 AND status <> 'Archived' RETURNING {COLUMNS}), \
+             j AS (UPDATE jobs SET status = 'Cancelled', retry_at = NULL, lease_expires_at = NULL, \
+                          completed_at = now(), updated_at = now() FROM c \
+                    WHERE jobs.certificate_id = c.id AND (jobs.status IN ('Pending', 'AwaitingCSR', \
+                          'AwaitingApproval', 'Running') OR (jobs.status = 'Failed' AND jobs.retry_at IS NOT NULL))), \
              a AS ({}) SELECT c.*, {} AS target_ids FROM c",
             AuditRecord::insert_from("c", 2),
             TARGET_IDS.replace("{row}", "c")

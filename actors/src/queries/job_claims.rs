@@ -32,6 +32,8 @@ pub struct ClaimedJob {
     pub ekus: Vec<String>,
     /// The profile's maximum lifetime.
     pub max_ttl: Option<Duration>,
+    /// The profile's allowed key types as `(algorithm, min_size)`; empty without a profile.
+    pub allowed_key_algorithms: Vec<(String, i32)>,
 }
 
 /// What claimed jobs become.
@@ -71,7 +73,8 @@ impl DbQuery for ClaimRenewalJobs {
                UPDATE jobs j SET {set}, retry_at = NULL, updated_at = now() \
                  FROM picked WHERE j.id = picked.id RETURNING j.id, j.type, j.certificate_id, j.attempts) \
              SELECT c.id, c.type, c.attempts, c.certificate_id, m.common_name, m.sans, m.issuer_id, \
-                    coalesce(pr.allowed_ekus, '[\"serverAuth\"]'::jsonb), pr.max_ttl_seconds \
+                    coalesce(pr.allowed_ekus, '[\"serverAuth\"]'::jsonb), pr.max_ttl_seconds, \
+                    coalesce(pr.allowed_key_algorithms, '[]'::jsonb) \
                FROM claimed c JOIN managed_certificates m ON m.id = c.certificate_id \
                LEFT JOIN certificate_profiles pr ON pr.id = m.certificate_profile_id"
         );
@@ -85,6 +88,18 @@ impl DbQuery for ClaimRenewalJobs {
             .map(|row| {
                 let ekus: serde_json::Value = row.try_get(7)?;
                 let max_ttl: Option<i32> = row.try_get(8)?;
+                let algorithms: serde_json::Value = row.try_get(9)?;
+                let allowed_key_algorithms = algorithms
+                    .as_array()
+                    .map(|list| {
+                        list.iter()
+                            .filter_map(|a| {
+                                let name = a.get("algorithm")?.as_str()?.to_owned();
+                                Some((name, a.get("min_size").and_then(|m| m.as_i64()).unwrap_or(0) as i32))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 Ok(ClaimedJob {
                     job_id: row.try_get(0)?,
                     job_type: row.try_get(1)?,
@@ -95,6 +110,7 @@ impl DbQuery for ClaimRenewalJobs {
                     issuer_id: row.try_get(6)?,
                     ekus: serde_json::from_value(ekus).unwrap_or_else(|_| vec!["serverAuth".into()]),
                     max_ttl: max_ttl.filter(|s| *s > 0).map(|s| Duration::from_secs(s as u64)),
+                    allowed_key_algorithms,
                 })
             })
             .collect()
@@ -129,14 +145,21 @@ pub struct WriteBack {
     pub follow_ups: i64,
 }
 
+/// When a certificate issued now (`now()`) and expiring at `k.not_after` is next due, under
+/// policy `p`: the earlier of the policy's window before expiry and `renew_at_fraction` of the
+/// lifetime — but the window only counts when it leaves more than a third of the lifetime first.
+/// A lifetime shorter than the window (a 24-hour certificate under a 30-day policy) would
+/// otherwise be due again the moment it is issued; such certificates renew at the fraction
+/// (two thirds by default). Lifetimes count from issuance, not from the backdated `not_before`.
+pub(crate) const RENEW_AT: &str = "CASE \
+      WHEN k.not_after - make_interval(days => p.renewal_window_days) > now() + (k.not_after - now()) / 3 \
+      THEN LEAST(k.not_after - make_interval(days => p.renewal_window_days), \
+                 now() + (k.not_after - now()) * p.renew_at_fraction) \
+      ELSE now() + (k.not_after - now()) * p.renew_at_fraction END";
+
 /// Records a batch of issued certificates in one statement: the version rows, each
-/// certificate's status, expiry and next `renew_at`, the job completed, one Deployment job per
-/// bound target, and an audit row each.
-///
-/// `renew_at` is the earlier of the policy's window before expiry and `renew_at_fraction` of the
-/// remaining lifetime, but never before a third of it: a lifetime shorter than the window (a
-/// 24-hour certificate under a 30-day policy) would otherwise be due again the moment it is
-/// issued. Lifetimes count from issuance, not from the backdated `not_before`.
+/// certificate's status, expiry and next `renew_at` (see [`RENEW_AT`]), the job completed, one
+/// Deployment job per bound target, and an audit row each.
 pub struct CompleteRenewals {
     pub items: Vec<CompletedRenewal>,
 }
@@ -147,7 +170,7 @@ impl DbQuery for CompleteRenewals {
 
     async fn run(self, client: &mut Client) -> Result<WriteBack, DbError> {
         let stmt = client
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(job_id text, attempts int, \
                    certificate_id text, issuer_id text, version_id text, serial_number text, not_before timestamptz, \
                    not_after timestamptz, fingerprint_sha256 text, pem_chain text, key_algorithm text, key_size int, \
@@ -166,10 +189,7 @@ impl DbQuery for CompleteRenewals {
                  certs AS ( \
                    UPDATE managed_certificates m SET status = 'Active', expires_at = k.not_after, \
                           last_renewal_at = now(), updated_at = now(), \
-                          renew_at = GREATEST( \
-                              LEAST(k.not_after - make_interval(days => p.renewal_window_days), \
-                                    now() + (k.not_after - now()) * p.renew_at_fraction), \
-                              now() + (k.not_after - now()) / 3) \
+                          renew_at = {RENEW_AT} \
                      FROM kept k, renewal_policies p \
                     WHERE m.id = k.certificate_id AND p.id = m.renewal_policy_id \
                       AND m.status NOT IN ('Archived', 'Revoked')), \
@@ -190,8 +210,8 @@ impl DbQuery for CompleteRenewals {
                           jsonb_build_object('job_id', k.job_id, 'version_id', k.version_id, \
                                              'serial_number', k.serial_number, 'not_after', k.not_after) \
                      FROM kept k) \
-                 SELECT (SELECT count(*) FROM kept), (SELECT count(*) FROM deploys)",
-            )
+                 SELECT (SELECT count(*) FROM kept), (SELECT count(*) FROM deploys)"
+            ))
             .await?;
         let row = client.query_one(&stmt, &[&Json(&self.items), &DISPATCHER_ACTOR]).await?;
         Ok(WriteBack { written: row.try_get(0)?, follow_ups: row.try_get(1)? })
@@ -309,7 +329,11 @@ impl DbQuery for RetryDueJobs {
                       AND j.retry_at IS NOT NULL), \
                  certs AS ( \
                    UPDATE managed_certificates m SET status = 'RenewalInProgress', updated_at = now() FROM retried r \
-                    WHERE m.id = r.certificate_id AND m.status NOT IN ('Archived', 'Revoked')) \
+                    WHERE m.id = r.certificate_id AND m.status NOT IN ('Archived', 'Revoked')), \
+                 audited AS ( \
+                   INSERT INTO audit_events (actor, actor_type, action, resource_type, resource_id, details) \
+                   SELECT 'job-retry', 'system', 'job.retry', 'job', r.id, \
+                          jsonb_build_object('certificate_id', r.certificate_id) FROM retried r) \
                  SELECT count(*) FROM retried",
             )
             .await?;

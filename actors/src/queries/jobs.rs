@@ -109,6 +109,8 @@ pub enum JobChange {
     WrongStatus(String),
     /// Retrying would make a second active renewal of the certificate.
     AlreadyActive,
+    /// The job's certificate is archived or revoked (its status).
+    CertificateClosed(String),
 }
 
 /// The status a certificate returns to when its renewal stops without a result.
@@ -163,8 +165,10 @@ impl DbQuery for CancelJob {
     }
 }
 
-/// Puts a Failed (or Cancelled) issuance or renewal back in the queue now, with its attempts
-/// counted afresh; refused while the certificate has another active renewal.
+/// Puts a Failed (or Cancelled) issuance or renewal back in the queue now, with a fresh set of
+/// attempts from its policy; refused while the certificate has another active renewal, and for
+/// archived or revoked certificates. The attempt counter keeps counting (the allowance grows
+/// instead), so a late result of an abandoned attempt can never be taken for the new one.
 pub struct RetryJob {
     pub id: String,
     pub actor: AuditActor,
@@ -183,10 +187,15 @@ impl DbQuery for RetryJob {
         };
         let sql = format!(
             "WITH c AS ( \
-               UPDATE jobs SET status = 'Pending', attempts = 0, retry_at = NULL, scheduled_at = now(), \
-                      completed_at = NULL, updated_at = now() \
-                WHERE id = $1 AND status IN ('Failed', 'Cancelled') AND type IN ('Issuance', 'Renewal') \
-               RETURNING {JOB_COLUMNS}), \
+               UPDATE jobs j SET status = 'Pending', max_attempts = j.attempts + p.max_retries + 1, retry_at = NULL, \
+                      scheduled_at = now(), completed_at = NULL, updated_at = now() \
+                 FROM managed_certificates m, renewal_policies p \
+                WHERE j.id = $1 AND j.status IN ('Failed', 'Cancelled') AND j.type IN ('Issuance', 'Renewal') \
+                  AND m.id = j.certificate_id AND m.status NOT IN ('Archived', 'Revoked') \
+                  AND p.id = m.renewal_policy_id \
+               RETURNING j.id, j.type, j.certificate_id, j.target_id, j.agent_id, j.status, j.attempts, \
+                         j.max_attempts, j.last_error, j.error_class, j.scheduled_at, j.retry_at, j.lease_expires_at, \
+                         j.started_at, j.completed_at, j.created_at, j.updated_at), \
              m AS ( \
                UPDATE managed_certificates m SET status = 'RenewalInProgress', updated_at = now() FROM c \
                 WHERE m.id = c.certificate_id AND m.status NOT IN ('Archived', 'Revoked')), \
@@ -201,6 +210,11 @@ impl DbQuery for RetryJob {
             Ok(Some(row)) => Ok(JobChange::Changed(Box::new(Job::from_row(&row)?))),
             Ok(None) => Ok(match (GetJob { id: self.id }).run(client).await? {
                 None => JobChange::NotFound,
+                Some(job) if matches!(job.status.as_str(), "Failed" | "Cancelled") => {
+                    let stmt = client.prepare_cached("SELECT status FROM managed_certificates WHERE id = $1").await?;
+                    let status: String = client.query_one(&stmt, &[&job.certificate_id]).await?.try_get(0)?;
+                    JobChange::CertificateClosed(status)
+                }
                 Some(job) => JobChange::WrongStatus(job.status),
             }),
             Err(e) => match DbError::from(e) {

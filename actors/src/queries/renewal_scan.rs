@@ -18,6 +18,8 @@ pub type ScanPosition = (DateTime<Utc>, String);
 /// `INSERT … SELECT … ON CONFLICT DO NOTHING`. The partial unique index on active renewal jobs
 /// makes a certificate that already has one a skip, whoever enqueued it. Enqueued certificates
 /// become `RenewalInProgress` (which takes them out of the scan's index) with an audit row each.
+/// Certificates under a policy that does not renew automatically get their `renew_at` cleared, so
+/// the scan reads them once, not every tick (a policy update recomputes it).
 pub struct EnqueueDueRenewals {
     pub now: DateTime<Utc>,
     pub after: Option<ScanPosition>,
@@ -66,6 +68,9 @@ impl DbQuery for EnqueueDueRenewals {
                  marked AS ( \
                    UPDATE managed_certificates m SET status = 'RenewalInProgress', updated_at = now() \
                      FROM enqueued e WHERE m.id = e.certificate_id), \
+                 parked AS ( \
+                   UPDATE managed_certificates m SET renew_at = NULL FROM scanned s, renewal_policies p \
+                    WHERE m.id = s.id AND p.id = m.renewal_policy_id AND NOT p.auto_renew), \
                  audited AS ( \
                    INSERT INTO audit_events (actor, actor_type, action, resource_type, resource_id, details) \
                    SELECT $2, 'system', 'job.enqueue', 'certificate', e.certificate_id, \

@@ -160,8 +160,10 @@ impl<R: Resource> DbQuery for UpdateResource<R> {
         let columns = R::update_columns(self.patch);
         let sets: Vec<String> =
             columns.iter().enumerate().map(|(i, (name, _))| format!("{name} = ${}", i + 2)).collect();
+        let follow_up = R::UPDATE_FOLLOW_UP.map(|cte| format!(", {cte}")).unwrap_or_default();
         let sql = format!(
-            "WITH c AS (UPDATE {} SET {}, updated_at = now() WHERE id = $1 RETURNING {}), a AS ({}) SELECT * FROM c",
+            "WITH c AS (UPDATE {} SET {}, updated_at = now() WHERE id = $1 RETURNING {}){follow_up}, a AS ({}) \
+             SELECT * FROM c",
             R::TABLE,
             sets.join(", "),
             R::COLUMNS,

@@ -2,8 +2,8 @@
 //! `CERTCTL_RENEWAL_CONCURRENCY` issuances at once, and writes results back in batches.
 //!
 //! A round (started by the job processor's tick, or woken by the scan, a retry or an API call)
-//! keeps a pipeline: up to the cap issuing, up to as many more claimed and ready, claims topped
-//! up with `FOR UPDATE SKIP LOCKED` batches as work finishes. Results collect while a write-back
+//! keeps a pipeline: up to the cap issuing, up to `max(cap, 256)` more claimed and ready, claims
+//! topped up with `FOR UPDATE SKIP LOCKED` batches as work finishes. Results collect while a write-back
 //! is in flight and go in the next one (one transaction each: versions, certificates, jobs,
 //! deployment jobs, audit rows). No pool connection is held while an issuer works, and signing
 //! runs on blocking threads inside the connector.
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use base64::Engine;
 
-use crate::crypto::key_algorithm::KeyAlgorithm;
+use crate::crypto::key_algorithm::{choose, KeyAlgorithm};
 use crate::crypto::seal::SealingKey;
 use crate::db::Db;
 use crate::issuers::registry::IssuerRegistry;
@@ -35,6 +35,13 @@ use crate::metrics::{
 use crate::queries::job_claims::{
     ClaimAs, ClaimRenewalJobs, ClaimedJob, CompleteRenewals, CompletedRenewal, FailRenewals, FailedRenewal, ReleaseJobs,
 };
+
+/// Write-back transactions at once: results keep collecting while one commits, and two keep
+/// PostgreSQL busy while the other waits on its commit. Batches touch disjoint rows.
+const MAX_WRITES: usize = 2;
+
+/// Jobs claimed ahead of the cap, at least: one claim statement per this many jobs.
+const CLAIM_BATCH: usize = 256;
 
 /// Who generates leaf keys (`CERTCTL_KEYGEN_MODE`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,7 +99,8 @@ pub struct RenewalDispatcher {
     completed: Vec<CompletedRenewal>,
     failed: Vec<FailedRenewal>,
     claiming: bool,
-    writing: bool,
+    /// Write-back transactions in flight (at most [`MAX_WRITES`]).
+    writes: usize,
     releasing: bool,
     /// No due job was left at the last claim.
     exhausted: bool,
@@ -115,7 +123,7 @@ impl RenewalDispatcher {
             completed: Vec::new(),
             failed: Vec::new(),
             claiming: false,
-            writing: false,
+            writes: 0,
             releasing: false,
             exhausted: false,
             active: false,
@@ -159,17 +167,21 @@ impl RenewalDispatcher {
                 let Some(job) = self.ready.pop_front() else { break };
                 self.start(job, ctx);
             }
+            // Claimed-but-waiting jobs keep the issuers busy while the next claim runs; claims
+            // come in batches of at least CLAIM_BATCH so a small cap does not mean tiny statements.
+            let target = cap + cap.max(CLAIM_BATCH);
             let pipeline = self.ready.len() + self.in_flight;
-            let room = 2 * cap - pipeline.min(2 * cap);
-            if !self.claiming && !self.exhausted && room > 0 && (room >= cap.div_ceil(2) || pipeline == 0) {
+            let room = target - pipeline.min(target);
+            if !self.claiming && !self.exhausted && room > 0 && (room >= target / 4 || pipeline == 0) {
                 self.claim(room, ctx);
             }
         }
-        if !self.writing && (!self.completed.is_empty() || !self.failed.is_empty()) {
+        if self.writes < MAX_WRITES && (!self.completed.is_empty() || !self.failed.is_empty()) {
             self.write(ctx);
         }
         metrics::gauge!(DISPATCHER_IN_FLIGHT).set(self.in_flight as f64);
-        let idle = self.ready.is_empty() && self.in_flight == 0 && !self.claiming && !self.writing && !self.releasing;
+        let idle =
+            self.ready.is_empty() && self.in_flight == 0 && !self.claiming && self.writes == 0 && !self.releasing;
         let results_left = !self.completed.is_empty() || !self.failed.is_empty();
         if idle && !results_left && (self.exhausted || self.past_deadline()) {
             self.finish();
@@ -239,7 +251,7 @@ impl RenewalDispatcher {
     }
 
     fn write(&mut self, ctx: &mut Context<Self>) {
-        self.writing = true;
+        self.writes += 1;
         let completed = std::mem::take(&mut self.completed);
         let failed = std::mem::take(&mut self.failed);
         metrics::histogram!(DISPATCHER_WRITE_BATCH_SIZE).record((completed.len() + failed.len()) as f64);
@@ -255,7 +267,7 @@ impl RenewalDispatcher {
             (outcome, completed, failed)
         };
         ctx.spawn(work.into_actor(self).map(|((done, fail), completed, failed), act, ctx| {
-            act.writing = false;
+            act.writes -= 1;
             let mut retry_later = false;
             match done {
                 Ok(written) => {
@@ -279,9 +291,9 @@ impl RenewalDispatcher {
             if retry_later {
                 // Nothing is lost: the results wait for the database (the jobs' leases are the
                 // backstop if this process dies meanwhile).
-                act.writing = true;
+                act.writes += 1;
                 ctx.run_later(Duration::from_secs(1), |act, ctx| {
-                    act.writing = false;
+                    act.writes -= 1;
                     act.pump(ctx);
                 });
             } else {
@@ -333,12 +345,20 @@ async fn issue_one(
         Err(failure) => return Err(fail(&job, failure, "unknown")),
     };
     let issuer_type = issuer.issuer_type();
+    let Some(algorithm) = choose(&job.allowed_key_algorithms, settings.key_algorithm) else {
+        let failure = IssueFailure::new(
+            ErrorClass::Validation,
+            "the certificate's profile allows no key type this server can generate (ECDSA P-256/P-384, RSA 2048-4096, \
+             Ed25519)",
+        );
+        return Err(fail(&job, failure, issuer_type));
+    };
     let request = IssueRequest {
         common_name: job.common_name.clone(),
-        sans: if job.sans.is_empty() { vec![job.common_name.clone()] } else { job.sans.clone() },
+        sans: sans_with_common_name(&job),
         ekus: job.ekus.clone(),
         max_lifetime: job.max_ttl,
-        key: KeySource::Generate(settings.key_algorithm),
+        key: KeySource::Generate(algorithm),
     };
     let started = Instant::now();
     let issued = match tokio::time::timeout(settings.lease, issuer.issue(request)).await {
@@ -376,6 +396,16 @@ async fn issue_one(
     })
 }
 
+/// The certificate's SANs, with its common name added when missing: clients match names against
+/// the SANs only (RFC 6125), so a CN outside them would be a name the certificate cannot serve.
+fn sans_with_common_name(job: &ClaimedJob) -> Vec<String> {
+    let mut sans = job.sans.clone();
+    if !job.common_name.is_empty() && !sans.iter().any(|s| s.eq_ignore_ascii_case(&job.common_name)) {
+        sans.insert(0, job.common_name.clone());
+    }
+    sans
+}
+
 impl Actor for RenewalDispatcher {
     type Context = Context<Self>;
 
@@ -389,7 +419,7 @@ impl Supervised for RenewalDispatcher {
         // Work in flight was dropped with the old context; its jobs come back via their leases.
         self.in_flight = 0;
         self.claiming = false;
-        self.writing = false;
+        self.writes = 0;
         self.releasing = false;
         self.active = false;
         self.deadline = None;

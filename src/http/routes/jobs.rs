@@ -89,7 +89,9 @@ pub async fn cancel(state: web::Data<AppState>, actor: Actor, id: web::Path<Stri
             "job {id} is {status}; only Pending, AwaitingCSR, AwaitingApproval, Running, or Failed jobs with a retry \
              planned can be cancelled"
         ))),
-        JobChange::AlreadyActive => Err(ApiError::Conflict(format!("job {id} cannot be cancelled now"))),
+        JobChange::AlreadyActive | JobChange::CertificateClosed(_) => {
+            Err(ApiError::Conflict(format!("job {id} cannot be cancelled now")))
+        }
     }
 }
 
@@ -110,6 +112,9 @@ pub async fn retry(state: web::Data<AppState>, actor: Actor, id: web::Path<Strin
         JobChange::AlreadyActive => Err(ApiError::Conflict(format!(
             "the certificate of job {id} already has an active issuance or renewal; retry that one instead"
         ))),
+        JobChange::CertificateClosed(status) => {
+            Err(ApiError::Conflict(format!("the certificate of job {id} is {status}; it is not renewed any more")))
+        }
     }
 }
 

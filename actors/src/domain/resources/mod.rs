@@ -35,6 +35,9 @@ pub trait Resource: Serialize + Send + Sized + 'static {
     const COLUMNS: &'static str;
     /// Exact-match list filters: (query parameter, column).
     const FILTERS: &'static [(&'static str, &'static str)];
+    /// A data-modifying CTE (named, over the updated row `c`) that an update of this resource
+    /// runs in the same statement, for state derived from it elsewhere.
+    const UPDATE_FOLLOW_UP: Option<&'static str> = None;
 
     /// The create body.
     type New: DeserializeOwned + Serialize + Send + 'static;

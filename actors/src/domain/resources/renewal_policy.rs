@@ -1,5 +1,6 @@
-//! Renewal policies (certctl's `renewal_policies`): when and how certificates renew. Stored now;
-//! the renewal engine that acts on them is not built yet.
+//! Renewal policies (certctl's `renewal_policies`): when and how certificates renew. The renewal
+//! engine reads the window, `renew_at_fraction`, `auto_renew` and the retry settings; alert
+//! thresholds are stored for the notifier, which is not built yet.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,8 @@ pub struct RenewalPolicy {
     pub max_retries: i32,
     pub retry_interval_seconds: i32,
     pub alert_thresholds_days: Vec<i32>,
+    /// Share of a certificate's lifetime after which it renews when the window would come later.
+    pub renew_at_fraction: f64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -35,6 +38,10 @@ fn default_retries() -> i32 {
 fn default_retry_interval() -> i32 {
     3600
 }
+fn default_fraction() -> f64 {
+    0.6667
+}
+
 fn default_thresholds() -> Vec<i32> {
     vec![30, 14, 7, 0]
 }
@@ -55,6 +62,8 @@ pub struct NewRenewalPolicy {
     pub retry_interval_seconds: i32,
     #[serde(default = "default_thresholds")]
     pub alert_thresholds_days: Vec<i32>,
+    #[serde(default = "default_fraction")]
+    pub renew_at_fraction: f64,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -72,6 +81,8 @@ pub struct RenewalPolicyPatch {
     pub retry_interval_seconds: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alert_thresholds_days: Option<Vec<i32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renew_at_fraction: Option<f64>,
 }
 
 fn check_numbers(
@@ -80,6 +91,7 @@ fn check_numbers(
     retries: Option<i32>,
     interval: Option<i32>,
     thresholds: Option<&[i32]>,
+    fraction: Option<f64>,
 ) {
     if window.is_some_and(|w| !(1..=365).contains(&w)) {
         v.add("renewal_window_days", "must be between 1 and 365");
@@ -89,6 +101,9 @@ fn check_numbers(
     }
     if interval.is_some_and(|i| !(1..=604_800).contains(&i)) {
         v.add("retry_interval_seconds", "must be between 1 and 604800 (a week)");
+    }
+    if fraction.is_some_and(|f| !(f > 0.0 && f < 1.0)) {
+        v.add("renew_at_fraction", "must be between 0 and 1 (exclusive), e.g. 0.6667");
     }
     if let Some(thresholds) = thresholds {
         if thresholds.len() > 20 || thresholds.iter().any(|d| !(0..=365).contains(d)) {
@@ -102,8 +117,24 @@ impl Resource for RenewalPolicy {
     const KIND: &'static str = "renewal_policy";
     const ID_PREFIX: &'static str = "rp";
     const COLUMNS: &'static str = "id, name, renewal_window_days, auto_renew, max_retries, retry_interval_seconds, \
-        alert_thresholds_days, created_at, updated_at";
+        alert_thresholds_days, renew_at_fraction, created_at, updated_at";
     const FILTERS: &'static [(&'static str, &'static str)] = &[];
+    /// A changed policy moves `renew_at` of every certificate under it: recomputed from the current
+    /// version's issuance and expiry with the new window and fraction, or cleared when the policy
+    /// no longer renews automatically (so the scan never reads those certificates).
+    const UPDATE_FOLLOW_UP: Option<&'static str> = Some(
+        "renew AS (UPDATE managed_certificates m SET renew_at = CASE \
+           WHEN NOT c.auto_renew THEN NULL \
+           WHEN m.expires_at IS NULL THEN coalesce(m.renew_at, now()) \
+           WHEN m.expires_at - make_interval(days => c.renewal_window_days) \
+                > coalesce(m.last_renewal_at, m.created_at) + (m.expires_at - coalesce(m.last_renewal_at, m.created_at)) / 3 \
+           THEN LEAST(m.expires_at - make_interval(days => c.renewal_window_days), \
+                      coalesce(m.last_renewal_at, m.created_at) \
+                      + (m.expires_at - coalesce(m.last_renewal_at, m.created_at)) * c.renew_at_fraction) \
+           ELSE coalesce(m.last_renewal_at, m.created_at) \
+                + (m.expires_at - coalesce(m.last_renewal_at, m.created_at)) * c.renew_at_fraction END \
+         FROM c WHERE m.renewal_policy_id = c.id AND m.status NOT IN ('Archived', 'Revoked'))",
+    );
     type New = NewRenewalPolicy;
     type Patch = RenewalPolicyPatch;
 
@@ -121,6 +152,7 @@ impl Resource for RenewalPolicy {
             max_retries: row.try_get("max_retries")?,
             retry_interval_seconds: row.try_get("retry_interval_seconds")?,
             alert_thresholds_days: thresholds.0,
+            renew_at_fraction: row.try_get("renew_at_fraction")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
         })
@@ -138,6 +170,7 @@ impl Resource for RenewalPolicy {
             Some(new.max_retries),
             Some(new.retry_interval_seconds),
             Some(&new.alert_thresholds_days),
+            Some(new.renew_at_fraction),
         );
         v.into_result()
     }
@@ -153,6 +186,7 @@ impl Resource for RenewalPolicy {
             patch.max_retries,
             patch.retry_interval_seconds,
             patch.alert_thresholds_days.as_deref(),
+            patch.renew_at_fraction,
         );
         v.into_result()
     }
@@ -167,6 +201,7 @@ impl Resource for RenewalPolicy {
                 ("max_retries", Box::new(new.max_retries)),
                 ("retry_interval_seconds", Box::new(new.retry_interval_seconds)),
                 ("alert_thresholds_days", Box::new(Json(new.alert_thresholds_days))),
+                ("renew_at_fraction", Box::new(new.renew_at_fraction)),
             ],
         )
     }
@@ -179,6 +214,7 @@ impl Resource for RenewalPolicy {
         set_if(&mut columns, "max_retries", patch.max_retries);
         set_if(&mut columns, "retry_interval_seconds", patch.retry_interval_seconds);
         set_if(&mut columns, "alert_thresholds_days", patch.alert_thresholds_days.map(Json));
+        set_if(&mut columns, "renew_at_fraction", patch.renew_at_fraction);
         columns
     }
 }
