@@ -1,10 +1,13 @@
 //! `Application::build(Settings)`: everything between parsed settings and a listening server,
 //! used by `main` and by the tests alike.
 //!
-//! Order: database (the embedded cluster when no URL is set) → migrations and seed on a dedicated
-//! connection → pool and DB actors → audit retention actor → certificate writer → renewal engine
-//! (sealing key, issuer registry, dispatcher, scheduler loops) → TLS → listener → API keys (first-start admin key) → HTTP
-//! server (and the separate metrics listener when configured).
+//! Order: database (the embedded cluster when no URL is given) → migrations and seed on a dedicated
+//! connection → pool and DB actors → the renewal engine's checks (sealing key against the
+//! database, CA files) → TLS → listener → API keys (first-start admin key) → the actors on this
+//! arbiter (audit retention, certificate writer, renewal dispatcher, scheduler loops), started after
+//! the steps expected to fail → HTTP server (and the separate metrics listener when
+//! configured). Shutdown drains HTTP, releases the scheduler's loop locks, stops the DB actors and
+//! the embedded cluster.
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -258,7 +261,7 @@ impl Application {
     /// actors and the embedded cluster in order. Fails if the embedded cluster could not be kept
     /// running.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Application { server, metrics_server, db, mut embedded, mut signals, .. } = self;
+        let Application { server, metrics_server, db, engine, mut embedded, mut signals, .. } = self;
         let handle = server.handle();
         let metrics_handle = metrics_server.as_ref().map(Server::handle);
         if let Some(metrics_server) = metrics_server {
@@ -293,6 +296,9 @@ impl Application {
             }
         };
         upkeep.abort();
+        // Another replica takes the loops over on its next tick instead of waiting for this
+        // session to time out.
+        engine.scheduler.release_leadership().await;
         if let Some(metrics_handle) = metrics_handle {
             metrics_handle.stop(true).await;
         }

@@ -403,6 +403,26 @@ async fn manual_policies_are_read_once_and_policy_changes_move_renew_at() {
     assert!(renew_at(&db, &id).await.is_some(), "an automatic policy makes its certificates due again");
     assert_eq!(run_loop(&app, "renewal_scan").await["enqueued"], 1);
 
+    // Moving a certificate to a manual policy parks it as well.
+    let other = app.create_certificate("moved").await["id"].as_str().unwrap().to_string();
+    assert!(renew_at(&db, &other).await.is_some());
+    let moved = app
+        .admin(Method::PUT, &format!("/api/v1/certificates/{other}"))
+        .json(&json!({"renewal_policy_id": "rp-urgent"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 200);
+    db.batch_execute("UPDATE renewal_policies SET auto_renew = false WHERE id = 'rp-urgent'").await.unwrap();
+    let moved = app
+        .admin(Method::PUT, &format!("/api/v1/certificates/{other}"))
+        .json(&json!({"renewal_policy_id": "rp-urgent"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 200);
+    assert_eq!(renew_at(&db, &other).await, None, "a certificate moved to a manual policy is parked");
+
     // An issued certificate's renew_at follows its policy's window and fraction.
     db.batch_execute(&format!(
         "UPDATE managed_certificates SET expires_at = now() + interval '90 days', last_renewal_at = now() WHERE id = '{id}'"

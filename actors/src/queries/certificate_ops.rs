@@ -300,6 +300,8 @@ impl DbQuery for BulkRenew {
                           p.max_retries + 1 \
                      FROM matched x JOIN renewal_policies p ON p.id = x.renewal_policy_id \
                     WHERE x.status NOT IN ('Archived', 'Revoked') \
+                      AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.certificate_id = x.id \
+                            AND j.type IN ('Issuance', 'Renewal') AND j.status IN {ACTIVE}) \
                    ON CONFLICT DO NOTHING RETURNING id, certificate_id), \
                  marked AS ( \
                    UPDATE managed_certificates m SET status = 'RenewalInProgress', updated_at = now() FROM c \

@@ -147,6 +147,7 @@ pub enum ChangeOutcome {
 }
 
 /// Applies a partial update; absent fields keep their value. Archived certificates are refused.
+/// A new renewal policy moves `renew_at` as a policy update does.
 /// The audit row (with the fields sent) commits with the change.
 pub struct UpdateCertificate {
     pub id: String,
@@ -167,12 +168,18 @@ impl DbQuery for UpdateCertificate {
         };
         let p = self.patch;
         let sql = format!(
-            "WITH c AS (UPDATE managed_certificates SET \
+            "WITH c AS (UPDATE managed_certificates m SET \
                name = coalesce($2, name), common_name = coalesce($3, common_name), \
                sans = coalesce($4, sans), environment = coalesce($5, environment), \
                owner_id = coalesce($6, owner_id), team_id = coalesce($7, team_id), \
                issuer_id = coalesce($8, issuer_id), renewal_policy_id = coalesce($9, renewal_policy_id), \
                certificate_profile_id = coalesce($10, certificate_profile_id), tags = coalesce($11, tags), \
+               renew_at = CASE WHEN $9::text IS NULL THEN renew_at ELSE ( \
+                   SELECT CASE WHEN NOT p.auto_renew THEN NULL \
+                               WHEN m.expires_at IS NULL THEN coalesce(m.renew_at, now()) \
+                               ELSE certctl_renew_at(coalesce(m.last_renewal_at, m.created_at), m.expires_at, \
+                                                     p.renewal_window_days, p.renew_at_fraction) END \
+                     FROM renewal_policies p WHERE p.id = $9) END, \
                updated_at = now() \
              WHERE id = $1 AND status <> 'Archived' RETURNING {COLUMNS}), \
              d AS (DELETE FROM certificate_target_mappings m USING c \

@@ -145,21 +145,9 @@ pub struct WriteBack {
     pub follow_ups: i64,
 }
 
-/// When a certificate issued now (`now()`) and expiring at `k.not_after` is next due, under
-/// policy `p`: the earlier of the policy's window before expiry and `renew_at_fraction` of the
-/// lifetime — but the window only counts when it leaves more than a third of the lifetime first.
-/// A lifetime shorter than the window (a 24-hour certificate under a 30-day policy) would
-/// otherwise be due again the moment it is issued; such certificates renew at the fraction
-/// (two thirds by default). Lifetimes count from issuance, not from the backdated `not_before`.
-pub(crate) const RENEW_AT: &str = "CASE \
-      WHEN k.not_after - make_interval(days => p.renewal_window_days) > now() + (k.not_after - now()) / 3 \
-      THEN LEAST(k.not_after - make_interval(days => p.renewal_window_days), \
-                 now() + (k.not_after - now()) * p.renew_at_fraction) \
-      ELSE now() + (k.not_after - now()) * p.renew_at_fraction END";
-
 /// Records a batch of issued certificates in one statement: the version rows, each
-/// certificate's status, expiry and next `renew_at` (see [`RENEW_AT`]), the job completed, one
-/// Deployment job per bound target, and an audit row each.
+/// certificate's status, expiry and next `renew_at` (the `certctl_renew_at` SQL function of
+/// migration V9), the job completed, one Deployment job per bound target, and an audit row each.
 pub struct CompleteRenewals {
     pub items: Vec<CompletedRenewal>,
 }
@@ -170,7 +158,7 @@ impl DbQuery for CompleteRenewals {
 
     async fn run(self, client: &mut Client) -> Result<WriteBack, DbError> {
         let stmt = client
-            .prepare_cached(&format!(
+            .prepare_cached(
                 "WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(job_id text, attempts int, \
                    certificate_id text, issuer_id text, version_id text, serial_number text, not_before timestamptz, \
                    not_after timestamptz, fingerprint_sha256 text, pem_chain text, key_algorithm text, key_size int, \
@@ -189,7 +177,8 @@ impl DbQuery for CompleteRenewals {
                  certs AS ( \
                    UPDATE managed_certificates m SET status = 'Active', expires_at = k.not_after, \
                           last_renewal_at = now(), updated_at = now(), \
-                          renew_at = {RENEW_AT} \
+                          renew_at = certctl_renew_at(now(), k.not_after, p.renewal_window_days, \
+                                                      p.renew_at_fraction) \
                      FROM kept k, renewal_policies p \
                     WHERE m.id = k.certificate_id AND p.id = m.renewal_policy_id \
                       AND m.status NOT IN ('Archived', 'Revoked')), \
@@ -210,8 +199,8 @@ impl DbQuery for CompleteRenewals {
                           jsonb_build_object('job_id', k.job_id, 'version_id', k.version_id, \
                                              'serial_number', k.serial_number, 'not_after', k.not_after) \
                      FROM kept k) \
-                 SELECT (SELECT count(*) FROM kept), (SELECT count(*) FROM deploys)"
-            ))
+                 SELECT (SELECT count(*) FROM kept), (SELECT count(*) FROM deploys)",
+            )
             .await?;
         let row = client.query_one(&stmt, &[&Json(&self.items), &DISPATCHER_ACTOR]).await?;
         Ok(WriteBack { written: row.try_get(0)?, follow_ups: row.try_get(1)? })

@@ -126,13 +126,8 @@ impl Resource for RenewalPolicy {
         "renew AS (UPDATE managed_certificates m SET renew_at = CASE \
            WHEN NOT c.auto_renew THEN NULL \
            WHEN m.expires_at IS NULL THEN coalesce(m.renew_at, now()) \
-           WHEN m.expires_at - make_interval(days => c.renewal_window_days) \
-                > coalesce(m.last_renewal_at, m.created_at) + (m.expires_at - coalesce(m.last_renewal_at, m.created_at)) / 3 \
-           THEN LEAST(m.expires_at - make_interval(days => c.renewal_window_days), \
-                      coalesce(m.last_renewal_at, m.created_at) \
-                      + (m.expires_at - coalesce(m.last_renewal_at, m.created_at)) * c.renew_at_fraction) \
-           ELSE coalesce(m.last_renewal_at, m.created_at) \
-                + (m.expires_at - coalesce(m.last_renewal_at, m.created_at)) * c.renew_at_fraction END \
+           ELSE certctl_renew_at(coalesce(m.last_renewal_at, m.created_at), m.expires_at, \
+                                 c.renewal_window_days, c.renew_at_fraction) END \
          FROM c WHERE m.renewal_policy_id = c.id AND m.status NOT IN ('Archived', 'Revoked'))",
     );
     type New = NewRenewalPolicy;
