@@ -439,3 +439,75 @@ async fn manual_policies_are_read_once_and_policy_changes_move_renew_at() {
 async fn renew_at(db: &tokio_postgres::Client, id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     db.query_one("SELECT renew_at FROM managed_certificates WHERE id = $1", &[&id]).await.unwrap().get(0)
 }
+
+#[actix_web::test]
+async fn a_sub_ca_from_files_signs_and_a_bad_pair_stops_start_up() {
+    use certctl_actors::crypto::key_algorithm::KeyAlgorithm;
+    use certctl_actors::crypto::local_ca::LocalCa;
+    let ca = LocalCa::generate("operator CA", KeyAlgorithm::EcdsaP384).unwrap();
+    let dir = crate::helpers::scratch_dir("subca");
+    let (cert_path, key_path) = (dir.join("ca.pem"), dir.join("ca.key"));
+    std::fs::write(&cert_path, ca.cert_pem()).unwrap();
+    std::fs::write(&key_path, ca.key_pem()).unwrap();
+    let (cert_arg, key_arg) = (cert_path.display().to_string(), key_path.display().to_string());
+
+    let app =
+        TestApp::spawn_with(&["--keygen-mode", "server", "--ca-cert-path", &cert_arg, "--ca-key-path", &key_arg]).await;
+    assert_eq!(local_ca(&app).await, ca.cert_pem(), "the issuer serves the operator's CA");
+    let id = app.create_certificate("from-files").await["id"].as_str().unwrap().to_string();
+    run_loop(&app, "renewal_scan").await;
+    run_loop(&app, "job_processor").await;
+    let chain = versions(&app, &id).await[0]["pem_chain"].as_str().unwrap().to_string();
+    assert!(openssl_verifies(ca.cert_pem(), &chain), "leaves chain to the operator's CA");
+
+    let other = LocalCa::generate("someone else", KeyAlgorithm::EcdsaP256).unwrap();
+    std::fs::write(&key_path, other.key_pem()).unwrap();
+    let mut args = crate::helpers::base_args(&app.db_name);
+    args.extend(["--ca-cert-path".into(), cert_arg, "--ca-key-path".into(), key_arg]);
+    let error = certctl::startup::Application::build(crate::helpers::settings_from(args)).await.err().expect("refused");
+    let message = format!("{error:#}");
+    assert!(message.contains("CERTCTL_CA_CERT_PATH") && message.contains("does not belong"), "{message}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[actix_web::test]
+async fn an_issuers_renewal_window_overrides_the_policy() {
+    use certctl_actors::queries::job_claims::{ClaimAs, ClaimRenewalJobs, CompleteRenewals, CompletedRenewal};
+    let app = TestApp::spawn().await;
+    let id = app.create_certificate("ari").await["id"].as_str().unwrap().to_string();
+    let now = chrono::Utc::now();
+    let batch = app
+        .db
+        .run(certctl_actors::queries::renewal_scan::EnqueueDueRenewals { now, after: None, batch: 10 })
+        .await
+        .unwrap();
+    assert_eq!(batch.enqueued, 1);
+    let claimed = app
+        .db
+        .run(ClaimRenewalJobs { limit: 10, lease: Duration::from_secs(60), claim_as: ClaimAs::Running })
+        .await
+        .unwrap();
+    let job = &claimed[0];
+    let (start, end) = (now + chrono::Duration::days(40), now + chrono::Duration::days(41));
+    let result = CompletedRenewal {
+        job_id: job.job_id.clone(),
+        attempts: job.attempts,
+        certificate_id: id.clone(),
+        issuer_id: "iss-local".into(),
+        version_id: "cv-ari".into(),
+        serial_number: "0a".into(),
+        not_before: now,
+        not_after: now + chrono::Duration::days(90),
+        fingerprint_sha256: "ab".repeat(32),
+        pem_chain: "pem".into(),
+        key_algorithm: "ECDSA".into(),
+        key_size: 256,
+        private_key_sealed: None,
+        ari_window_start: Some(start),
+        ari_window_end: Some(end),
+    };
+    let written = app.db.run(CompleteRenewals { items: vec![result] }).await.unwrap();
+    assert_eq!(written.written, 1);
+    let due = renew_at(&sql(&app).await, &id).await.unwrap();
+    assert!(due >= start && due <= end, "renew_at {due} inside the issuer's window {start}..{end}");
+}

@@ -71,6 +71,9 @@ pub struct IssuedLeaf {
     /// PKCS#8 PEM of the key when the server generated it.
     pub private_key_pem: Option<String>,
     pub key_algorithm: KeyAlgorithm,
+    /// The issuer's suggested renewal window (ACME Renewal Information, RFC 9773), when it gives
+    /// one: `renew_at` is then a random point inside it. The local CA gives none.
+    pub renewal_window: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
 }
 
 impl std::fmt::Debug for IssuedLeaf {
@@ -180,6 +183,7 @@ impl LocalCa {
             fingerprint_sha256: hex(&Sha256::digest(cert.der())),
             private_key_pem: None,
             key_algorithm,
+            renewal_window: None,
         })
     }
 }

@@ -134,6 +134,9 @@ pub struct CompletedRenewal {
     pub key_size: i32,
     /// The sealed server-generated key, base64.
     pub private_key_sealed: Option<String>,
+    /// The issuer's suggested renewal window (ARI), when it gave one.
+    pub ari_window_start: Option<DateTime<Utc>>,
+    pub ari_window_end: Option<DateTime<Utc>>,
 }
 
 /// What a write-back did.
@@ -146,8 +149,9 @@ pub struct WriteBack {
 }
 
 /// Records a batch of issued certificates in one statement: the version rows, each
-/// certificate's status, expiry and next `renew_at` (the `certctl_renew_at` SQL function of
-/// migration V9), the job completed, one Deployment job per bound target, and an audit row each.
+/// certificate's status, expiry and next `renew_at` (a random point in the issuer's ARI window
+/// when it gave one, else the `certctl_renew_at` SQL function of migration V9), the job completed,
+/// one Deployment job per bound target, and an audit row each.
 pub struct CompleteRenewals {
     pub items: Vec<CompletedRenewal>,
 }
@@ -162,7 +166,7 @@ impl DbQuery for CompleteRenewals {
                 "WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(job_id text, attempts int, \
                    certificate_id text, issuer_id text, version_id text, serial_number text, not_before timestamptz, \
                    not_after timestamptz, fingerprint_sha256 text, pem_chain text, key_algorithm text, key_size int, \
-                   private_key_sealed text)), \
+                   private_key_sealed text, ari_window_start timestamptz, ari_window_end timestamptz)), \
                  done AS ( \
                    UPDATE jobs j SET status = 'Completed', completed_at = now(), lease_expires_at = NULL, \
                           last_error = '', error_class = NULL, updated_at = now() \
@@ -177,8 +181,9 @@ impl DbQuery for CompleteRenewals {
                  certs AS ( \
                    UPDATE managed_certificates m SET status = 'Active', expires_at = k.not_after, \
                           last_renewal_at = now(), updated_at = now(), \
-                          renew_at = certctl_renew_at(now(), k.not_after, p.renewal_window_days, \
-                                                      p.renew_at_fraction) \
+                          renew_at = CASE WHEN k.ari_window_end > k.ari_window_start \
+                              THEN k.ari_window_start + (k.ari_window_end - k.ari_window_start) * random() \
+                              ELSE certctl_renew_at(now(), k.not_after, p.renewal_window_days, p.renew_at_fraction) END \
                      FROM kept k, renewal_policies p \
                     WHERE m.id = k.certificate_id AND p.id = m.renewal_policy_id \
                       AND m.status NOT IN ('Archived', 'Revoked')), \

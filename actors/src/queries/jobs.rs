@@ -210,6 +210,9 @@ impl DbQuery for RetryJob {
             Ok(Some(row)) => Ok(JobChange::Changed(Box::new(Job::from_row(&row)?))),
             Ok(None) => Ok(match (GetJob { id: self.id }).run(client).await? {
                 None => JobChange::NotFound,
+                Some(job) if !matches!(job.job_type.as_str(), "Issuance" | "Renewal") => {
+                    JobChange::WrongStatus(format!("a {} job ({})", job.job_type, job.status))
+                }
                 Some(job) if matches!(job.status.as_str(), "Failed" | "Cancelled") => {
                     let stmt = client.prepare_cached("SELECT status FROM managed_certificates WHERE id = $1").await?;
                     let status: String = client.query_one(&stmt, &[&job.certificate_id]).await?.try_get(0)?;

@@ -393,6 +393,8 @@ async fn issue_one(
         key_algorithm: family.to_owned(),
         key_size: size,
         private_key_sealed: sealed,
+        ari_window_start: issued.renewal_window.map(|(start, _)| start),
+        ari_window_end: issued.renewal_window.map(|(_, end)| end),
     })
 }
 
