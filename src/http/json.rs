@@ -27,13 +27,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
         let limit = req.app_data::<web::Data<BodyLimit>>().map(|l| l.0).unwrap_or(0);
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
-            let bytes = body.await.map_err(|e| {
-                if e.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge { limit }
-                } else {
-                    ApiError::MalformedJson(format!("the request body could not be read: {e}"))
-                }
-            })?;
+            let bytes = body.await.map_err(|e| read_error(&e, limit))?;
             parse(&bytes).map(ValidJson)
         })
     }
@@ -53,19 +47,22 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
         let limit = req.app_data::<web::Data<BodyLimit>>().map(|l| l.0).unwrap_or(0);
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
-            let bytes = body.await.map_err(|e| {
-                if e.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge { limit }
-                } else {
-                    ApiError::MalformedJson(format!("the request body could not be read: {e}"))
-                }
-            })?;
+            let bytes = body.await.map_err(|e| read_error(&e, limit))?;
             if bytes.is_empty() {
                 return Ok(OptionalJson(None));
             }
             check_json_media_type(content_type.as_deref().unwrap_or(""))?;
             parse(&bytes).map(|value| OptionalJson(Some(value)))
         })
+    }
+}
+
+/// Why a body could not be read: too large (413, naming the limit) or cut off.
+fn read_error(error: &actix_web::Error, limit: u64) -> ApiError {
+    if error.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge { limit }
+    } else {
+        ApiError::MalformedJson(format!("the request body could not be read: {error}"))
     }
 }
 
