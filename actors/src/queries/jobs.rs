@@ -113,6 +113,24 @@ pub enum JobChange {
     CertificateClosed(String),
 }
 
+/// Runs a job change statement (`$1` the job id, the audit parameters from `$2`) with its audit
+/// row; the changed job's row, or `None` when the job was not in a state the change applies to.
+async fn change_job(
+    client: &Client,
+    sql: &str,
+    id: &String,
+    actor: AuditActor,
+    action: &str,
+) -> Result<Option<tokio_postgres::Row>, tokio_postgres::Error> {
+    let audit =
+        AuditRecord { details: serde_json::json!({}), actor, action: action.into(), resource_type: "job".into() };
+    let stmt = client.prepare_cached(sql).await?;
+    let params = audit.params();
+    let mut all: Vec<&(dyn ToSql + Sync)> = vec![id];
+    all.extend(params.as_slice());
+    client.query_opt(&stmt, &all).await
+}
+
 /// The status a certificate returns to when its renewal stops without a result.
 const RESTORED_STATUS: &str =
     "CASE WHEN m.expires_at IS NULL THEN 'Pending' WHEN m.expires_at <= now() THEN 'Expired' ELSE 'Active' END";
@@ -131,12 +149,6 @@ impl DbQuery for CancelJob {
     const NAME: &'static str = "cancel_job";
 
     async fn run(self, client: &mut Client) -> Result<JobChange, DbError> {
-        let audit = AuditRecord {
-            details: serde_json::json!({}),
-            actor: self.actor,
-            action: "job.cancel".into(),
-            resource_type: "job".into(),
-        };
         let sql = format!(
             "WITH c AS ( \
                UPDATE jobs SET status = 'Cancelled', retry_at = NULL, lease_expires_at = NULL, completed_at = now(), \
@@ -151,11 +163,7 @@ impl DbQuery for CancelJob {
              a AS ({}) SELECT * FROM c",
             AuditRecord::insert_from("c", 2)
         );
-        let stmt = client.prepare_cached(&sql).await?;
-        let params = audit.params();
-        let mut all: Vec<&(dyn ToSql + Sync)> = vec![&self.id];
-        all.extend(params.as_slice());
-        if let Some(row) = client.query_opt(&stmt, &all).await? {
+        if let Some(row) = change_job(client, &sql, &self.id, self.actor, "job.cancel").await? {
             return Ok(JobChange::Changed(Box::new(Job::from_row(&row)?)));
         }
         Ok(match (GetJob { id: self.id }).run(client).await? {
@@ -179,12 +187,6 @@ impl DbQuery for RetryJob {
     const NAME: &'static str = "retry_job";
 
     async fn run(self, client: &mut Client) -> Result<JobChange, DbError> {
-        let audit = AuditRecord {
-            details: serde_json::json!({}),
-            actor: self.actor,
-            action: "job.retry".into(),
-            resource_type: "job".into(),
-        };
         let sql = format!(
             "WITH c AS ( \
                UPDATE jobs j SET status = 'Pending', max_attempts = j.attempts + p.max_retries + 1, retry_at = NULL, \
@@ -202,11 +204,7 @@ impl DbQuery for RetryJob {
              a AS ({}) SELECT * FROM c",
             AuditRecord::insert_from("c", 2)
         );
-        let stmt = client.prepare_cached(&sql).await?;
-        let params = audit.params();
-        let mut all: Vec<&(dyn ToSql + Sync)> = vec![&self.id];
-        all.extend(params.as_slice());
-        match client.query_opt(&stmt, &all).await {
+        match change_job(client, &sql, &self.id, self.actor, "job.retry").await {
             Ok(Some(row)) => Ok(JobChange::Changed(Box::new(Job::from_row(&row)?))),
             Ok(None) => Ok(match (GetJob { id: self.id }).run(client).await? {
                 None => JobChange::NotFound,
