@@ -68,17 +68,26 @@ impl IssuerRegistry {
     /// The connector for `issuer_id`; a validation failure when it does not exist, is disabled,
     /// or is of a type that cannot issue in this version.
     pub async fn get(&self, issuer_id: &str) -> Result<Arc<dyn Issuer>, IssueFailure> {
+        self.lookup(issuer_id)
+            .await?
+            .ok_or_else(|| IssueFailure::new(ErrorClass::Validation, format!("issuer {issuer_id} does not exist")))
+    }
+
+    /// Like [`IssuerRegistry::get`], with `None` for an issuer that does not exist.
+    pub async fn lookup(&self, issuer_id: &str) -> Result<Option<Arc<dyn Issuer>>, IssueFailure> {
         if let Some((built, issuer)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(issuer_id) {
             if built.elapsed() < CACHE_TTL {
-                return Ok(issuer.clone());
+                return Ok(Some(issuer.clone()));
             }
         }
-        let config = self
+        let Some(config) = self
             .db
             .run(LoadIssuerConfig { id: issuer_id.to_owned() })
             .await
             .map_err(|e| IssueFailure::new(ErrorClass::Internal, format!("reading issuer {issuer_id}: {e}")))?
-            .ok_or_else(|| IssueFailure::new(ErrorClass::Validation, format!("issuer {issuer_id} does not exist")))?;
+        else {
+            return Ok(None);
+        };
         if !config.enabled {
             return Err(IssueFailure::new(ErrorClass::Validation, format!("issuer {issuer_id} is disabled")));
         }
@@ -97,7 +106,7 @@ impl IssuerRegistry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(issuer_id.to_owned(), (Instant::now(), issuer.clone()));
-        Ok(issuer)
+        Ok(Some(issuer))
     }
 
     /// The CA of local issuer `issuer_id`, loaded, or created and stored on first use.

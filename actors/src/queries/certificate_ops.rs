@@ -12,6 +12,7 @@ use deadpool_postgres::Client;
 use tokio_postgres::types::ToSql;
 
 use super::audit::AuditRecord;
+use super::job_sql::{cancel_open_jobs, ACTIVE_STATUSES};
 use super::paging::where_clause;
 use crate::db::DbQuery;
 use crate::domain::audit::AuditActor;
@@ -20,7 +21,7 @@ use crate::domain::revocation::RevocationReason;
 use crate::error::DbError;
 
 /// The statuses of an issuance or renewal that is still going on.
-const ACTIVE: &str = "('Pending', 'AwaitingCSR', 'AwaitingApproval', 'Running')";
+const ACTIVE: &str = ACTIVE_STATUSES;
 
 /// What a renew request found.
 #[derive(Debug)]
@@ -141,11 +142,9 @@ impl DbQuery for RevokeCertificate {
              marked AS ( \
                UPDATE managed_certificates m SET status = 'Revoked', revoked_at = rev.revoked_at, \
                       revocation_reason = $2, updated_at = now() FROM rev WHERE m.id = rev.id), \
-             cancelled AS ( \
-               UPDATE jobs j SET status = 'Cancelled', retry_at = NULL, lease_expires_at = NULL, completed_at = now(), \
-                      updated_at = now() FROM rev \
-                WHERE j.certificate_id = rev.id AND (j.status IN {ACTIVE} OR (j.status = 'Failed' AND j.retry_at IS NOT NULL))), \
+             cancelled AS ({}), \
              a AS ({}) SELECT serial_number, revoked_at FROM rev",
+            cancel_open_jobs("rev", "rev.id"),
             AuditRecord::insert_from("rev", 4)
         );
         let stmt = client.prepare_cached(&sql).await?;
@@ -363,16 +362,13 @@ impl DbQuery for BulkRevoke {
                  marked AS ( \
                    UPDATE managed_certificates m SET status = 'Revoked', revoked_at = rev.revoked_at, \
                           revocation_reason = $4, updated_at = now() FROM rev WHERE m.id = rev.certificate_id), \
-                 cancelled AS ( \
-                   UPDATE jobs j SET status = 'Cancelled', retry_at = NULL, lease_expires_at = NULL, \
-                          completed_at = now(), updated_at = now() FROM rev \
-                    WHERE j.certificate_id = rev.certificate_id \
-                      AND (j.status IN {ACTIVE} OR (j.status = 'Failed' AND j.retry_at IS NOT NULL))), \
+                 cancelled AS ({cancel}), \
                  a AS ( \
                    INSERT INTO audit_events (actor, actor_type, action, resource_type, resource_id, request_id, details) \
                    SELECT $1, $2, 'certificate.revoke', 'certificate', rev.certificate_id, $3, \
                           jsonb_build_object('reason', $4::text, 'trigger', 'bulk') FROM rev) \
-                 SELECT (SELECT count(*) FROM matched), (SELECT count(*) FROM rev)"
+                 SELECT (SELECT count(*) FROM matched), (SELECT count(*) FROM rev)",
+                cancel = cancel_open_jobs("rev", "rev.certificate_id")
             )
         };
         let stmt = client.prepare_cached(&sql).await?;

@@ -6,6 +6,7 @@ use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::Row;
 
 use super::audit::AuditRecord;
+use super::job_sql::cancel_open_jobs;
 use crate::db::DbQuery;
 use crate::domain::audit::{redact, AuditActor};
 use crate::domain::certificate::{Certificate, CertificatePatch, CertificateStatus, NewCertificate};
@@ -246,11 +247,9 @@ impl DbQuery for ArchiveCertificate {
         let sql = format!(
             "WITH c AS (UPDATE managed_certificates SET status = 'Archived', updated_at = now() \
              WHERE id = $1 AND status <> 'Archived' RETURNING {COLUMNS}), \
-             j AS (UPDATE jobs SET status = 'Cancelled', retry_at = NULL, lease_expires_at = NULL, \
-                          completed_at = now(), updated_at = now() FROM c \
-                    WHERE jobs.certificate_id = c.id AND (jobs.status IN ('Pending', 'AwaitingCSR', \
-                          'AwaitingApproval', 'Running') OR (jobs.status = 'Failed' AND jobs.retry_at IS NOT NULL))), \
+             j AS ({}), \
              a AS ({}) SELECT c.*, {} AS target_ids FROM c",
+            cancel_open_jobs("c", "c.id"),
             AuditRecord::insert_from("c", 2),
             TARGET_IDS.replace("{row}", "c")
         );

@@ -12,6 +12,7 @@ use deadpool_postgres::Client;
 use serde::Serialize;
 use tokio_postgres::types::Json;
 
+use super::job_sql::ACTIVE_STATUSES;
 use crate::db::DbQuery;
 use crate::error::DbError;
 
@@ -306,13 +307,13 @@ impl DbQuery for RetryDueJobs {
 
     async fn run(self, client: &mut Client) -> Result<u64, DbError> {
         let stmt = client
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "WITH due AS ( \
                    SELECT DISTINCT ON (j.certificate_id) j.id, j.certificate_id FROM jobs j \
                     WHERE j.status = 'Failed' AND j.retry_at <= $1 AND j.type IN ('Issuance', 'Renewal') \
                       AND NOT EXISTS (SELECT 1 FROM jobs a WHERE a.certificate_id = j.certificate_id \
                             AND a.type IN ('Issuance', 'Renewal') \
-                            AND a.status IN ('Pending', 'AwaitingCSR', 'AwaitingApproval', 'Running')) \
+                            AND a.status IN {ACTIVE_STATUSES}) \
                     ORDER BY j.certificate_id, j.retry_at LIMIT $2), \
                  retried AS ( \
                    UPDATE jobs j SET status = 'Pending', retry_at = NULL, scheduled_at = now(), updated_at = now() \
@@ -328,8 +329,8 @@ impl DbQuery for RetryDueJobs {
                    INSERT INTO audit_events (actor, actor_type, action, resource_type, resource_id, details) \
                    SELECT 'job-retry', 'system', 'job.retry', 'job', r.id, \
                           jsonb_build_object('certificate_id', r.certificate_id) FROM retried r) \
-                 SELECT count(*) FROM retried",
-            )
+                 SELECT count(*) FROM retried"
+            ))
             .await?;
         let n: i64 = client.query_one(&stmt, &[&self.now, &self.limit]).await?.try_get(0)?;
         Ok(n as u64)

@@ -6,6 +6,7 @@ use deadpool_postgres::Client;
 use tokio_postgres::types::ToSql;
 
 use super::audit::AuditRecord;
+use super::job_sql::open_job;
 use super::paging::{count, limit_offset, where_clause};
 use crate::db::DbQuery;
 use crate::domain::audit::AuditActor;
@@ -151,17 +152,17 @@ impl DbQuery for CancelJob {
     async fn run(self, client: &mut Client) -> Result<JobChange, DbError> {
         let sql = format!(
             "WITH c AS ( \
-               UPDATE jobs SET status = 'Cancelled', retry_at = NULL, lease_expires_at = NULL, completed_at = now(), \
+               UPDATE jobs j SET status = 'Cancelled', retry_at = NULL, lease_expires_at = NULL, completed_at = now(), \
                       updated_at = now() \
-                WHERE id = $1 AND (status IN ('Pending', 'AwaitingCSR', 'AwaitingApproval', 'Running') \
-                                   OR (status = 'Failed' AND retry_at IS NOT NULL)) \
+                WHERE j.id = $1 AND {open} \
                RETURNING {JOB_COLUMNS}), \
              m AS ( \
                UPDATE managed_certificates m SET status = {RESTORED_STATUS}, updated_at = now() FROM c \
                 WHERE m.id = c.certificate_id AND c.type IN ('Issuance', 'Renewal') \
                   AND m.status IN ('RenewalInProgress', 'Failed')), \
              a AS ({}) SELECT * FROM c",
-            AuditRecord::insert_from("c", 2)
+            AuditRecord::insert_from("c", 2),
+            open = open_job("j")
         );
         if let Some(row) = change_job(client, &sql, &self.id, self.actor, "job.cancel").await? {
             return Ok(JobChange::Changed(Box::new(Job::from_row(&row)?)));

@@ -24,6 +24,7 @@ pub mod certificates;
 pub mod health;
 pub mod issuer_config;
 pub mod job_claims;
+mod job_sql;
 pub mod jobs;
 mod paging;
 pub mod renewal_scan;

@@ -3,7 +3,6 @@
 
 use actix_web::{web, HttpResponse};
 use certctl_actors::issuers::ErrorClass;
-use certctl_actors::queries::issuer_config::LoadIssuerConfig;
 
 use super::path_id;
 use crate::http::problem::ApiError;
@@ -13,13 +12,16 @@ use crate::http::AppState;
 pub async fn ca(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = path_id(id.into_inner())?;
     tracing::Span::current().record("issuer_id", id.as_str());
-    if state.db.run(LoadIssuerConfig { id: id.clone() }).await?.is_none() {
-        return Err(ApiError::NotFound(format!("no issuer has id {id:?}")));
-    }
-    let issuer = state.engine.registry.get(&id).await.map_err(|failure| match failure.class {
-        // Disabled, or a type that cannot issue yet: the request is fine, the issuer's state is not.
-        ErrorClass::Validation => ApiError::Conflict(failure.message),
-        _ => ApiError::Internal(anyhow::anyhow!(failure.message)),
-    })?;
+    let issuer = state
+        .engine
+        .registry
+        .lookup(&id)
+        .await
+        .map_err(|failure| match failure.class {
+            // Disabled, or a type that cannot issue yet: the request is fine, the issuer's state is not.
+            ErrorClass::Validation => ApiError::Conflict(failure.message),
+            _ => ApiError::Internal(anyhow::anyhow!(failure.message)),
+        })?
+        .ok_or_else(|| ApiError::NotFound(format!("no issuer has id {id:?}")))?;
     Ok(HttpResponse::Ok().content_type("application/x-pem-file").body(issuer.ca_chain_pem()))
 }
