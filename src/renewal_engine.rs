@@ -72,6 +72,8 @@ pub fn start(prepared: Prepared, settings: &Settings, db: &Db) -> RenewalEngine 
         awaiting_csr_timeout: settings.job_awaiting_csr_timeout,
         awaiting_approval_timeout: settings.job_awaiting_approval_timeout,
         short_lived_expiry_interval: settings.short_lived_expiry_check_interval,
+        agent_health_check_interval: settings.scheduler_agent_health_check_interval,
+        agent_offline_after: settings.agent_offline_after,
     };
     let scheduler = Scheduler::start(db.clone(), dispatcher.clone(), &scheduler_settings);
     RenewalEngine { registry, dispatcher, scheduler }

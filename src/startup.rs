@@ -4,12 +4,14 @@
 //! Order: database (the embedded cluster when no URL is given) → migrations and seed on a dedicated
 //! connection → pool and DB actors → the renewal engine's checks (sealing key against the
 //! database, CA files) → TLS → listener → API keys (first-start admin key) → the actors on this
-//! arbiter (audit retention, certificate writer, renewal dispatcher, scheduler loops), started after
+//! arbiter (audit retention, certificate writer, renewal dispatcher, scheduler loops, heartbeat
+//! aggregator), started after
 //! the steps expected to fail → HTTP server (and the separate metrics listener when
-//! configured). Shutdown drains HTTP, releases the scheduler's loop locks, stops the DB actors and
-//! the embedded cluster.
+//! configured). Shutdown drains HTTP, releases the scheduler's loop locks, flushes the heartbeat
+//! buffer, stops the DB actors and the embedded cluster.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -18,6 +20,8 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context as _;
 
 use actix::Addr;
+use certctl_actors::agents::directory::AgentDirectory;
+use certctl_actors::agents::heartbeats::{HeartbeatAggregator, HeartbeatSettings, Heartbeats};
 use certctl_actors::audit_retention::{AuditRetention, RetentionSettings};
 use certctl_actors::certificate_writer::Writer;
 use certctl_actors::db::bootstrap;
@@ -28,7 +32,7 @@ use crate::auth::bootstrap::authenticator;
 use crate::embedded_postgres::{EmbeddedOptions, EmbeddedPostgres, DB_NAME};
 use crate::http::problem::ApiError;
 use crate::http::request_context::{request_context, BodyLimit};
-use crate::http::{self, AppState, MetricsEndpoint};
+use crate::http::{self, AgentsState, AppState, MetricsEndpoint};
 use crate::renewal_engine::{self, RenewalEngine};
 use crate::settings::Settings;
 use crate::{telemetry, tls};
@@ -43,6 +47,7 @@ pub struct Application {
     db: Db,
     retention: Addr<AuditRetention>,
     engine: RenewalEngine,
+    heartbeats: Heartbeats,
     embedded: Option<EmbeddedPostgres>,
     generated_admin_key: Option<String>,
     signals: ShutdownSignals,
@@ -118,7 +123,9 @@ impl Application {
         };
         let base_url = format!("{scheme}://{url_host}:{port}");
         let cacert = tls.as_ref().filter(|t| t.self_signed).map(|t| t.cert_path.clone());
-        let (auth, generated_admin_key) = authenticator(&settings, &db, &base_url, cacert.as_deref()).await?;
+        let agent_directory = Arc::new(AgentDirectory::default());
+        let (auth, generated_admin_key) =
+            authenticator(&settings, &db, agent_directory.clone(), &base_url, cacert.as_deref()).await?;
 
         // Actors on this arbiter start only now that nothing else can fail: an actor started
         // before a failed build would be polled after the runtime is gone.
@@ -129,6 +136,15 @@ impl Application {
         };
         let certificate_writer = Writer::start(db.clone());
         let engine = renewal_engine::start(engine_parts, &settings, &db);
+        let heartbeats = HeartbeatAggregator::start(
+            db.clone(),
+            agent_directory.clone(),
+            HeartbeatSettings {
+                flush_interval: settings.heartbeat_flush_interval,
+                flush_batch: settings.heartbeat_flush_batch as usize,
+                capacity: settings.heartbeat_buffer_max as usize,
+            },
+        );
         // Let them run `started` (arming their timers) now, inside the runtime, even if a later
         // step (binding the metrics listener) fails and the build returns an error.
         tokio::task::yield_now().await;
@@ -140,6 +156,11 @@ impl Application {
             expected_schema_version: bootstrap::expected_schema_version(),
             audit_reads: settings.audit_reads,
             environments: settings.environments.0.clone(),
+            agents: AgentsState {
+                directory: agent_directory,
+                heartbeats: heartbeats.clone(),
+                work_lease: settings.agent_work_lease,
+            },
         });
         let auth = web::Data::new(auth);
         let body_limit = web::Data::new(BodyLimit(settings.max_body_size));
@@ -206,6 +227,7 @@ impl Application {
             db,
             retention,
             engine,
+            heartbeats,
             embedded,
             generated_admin_key,
             signals,
@@ -242,6 +264,11 @@ impl Application {
         self.engine.clone()
     }
 
+    /// The heartbeat aggregator's handle (tests flush it instead of waiting for its timer).
+    pub fn heartbeats(&self) -> Heartbeats {
+        self.heartbeats.clone()
+    }
+
     /// The admin key generated on this start, if one was (it was also printed).
     pub fn generated_admin_key(&self) -> Option<&str> {
         self.generated_admin_key.as_deref()
@@ -261,7 +288,7 @@ impl Application {
     /// actors and the embedded cluster in order. Fails if the embedded cluster could not be kept
     /// running.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Application { server, metrics_server, db, engine, mut embedded, mut signals, .. } = self;
+        let Application { server, metrics_server, db, engine, heartbeats, mut embedded, mut signals, .. } = self;
         let handle = server.handle();
         let metrics_handle = metrics_server.as_ref().map(Server::handle);
         if let Some(metrics_server) = metrics_server {
@@ -299,6 +326,13 @@ impl Application {
         // Another replica takes the loops over on its next tick instead of waiting for this
         // session to time out.
         engine.scheduler.release_leadership().await;
+        // Beats accepted before the stop reach the database before the pool closes.
+        match heartbeats.flush_all().await {
+            Ok(written) => tracing::info!(written, "heartbeats flushed at shutdown"),
+            Err(e) => {
+                tracing::warn!(error = %e, waiting = heartbeats.waiting(), "heartbeats could not be flushed at shutdown")
+            }
+        }
         if let Some(metrics_handle) = metrics_handle {
             metrics_handle.stop(true).await;
         }

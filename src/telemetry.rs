@@ -57,7 +57,7 @@ pub fn metrics_handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             use certctl_actors::metrics as engine;
-            let histograms: [(&str, &[f64]); 7] = [
+            let histograms: [(&str, &[f64]); 8] = [
                 (HTTP_REQUEST_DURATION_SECONDS, HTTP_BUCKETS),
                 (engine::DB_QUERY_DURATION_SECONDS, DB_BUCKETS),
                 (engine::DB_POOL_WAIT_SECONDS, DB_BUCKETS),
@@ -65,6 +65,7 @@ pub fn metrics_handle() -> PrometheusHandle {
                 (engine::SCHEDULER_TICK_DURATION_SECONDS, TICK_BUCKETS),
                 (engine::ISSUANCE_DURATION_SECONDS, ISSUANCE_BUCKETS),
                 (engine::DISPATCHER_WRITE_BATCH_SIZE, BATCH_BUCKETS),
+                (engine::HEARTBEAT_FLUSH_DURATION_SECONDS, DB_BUCKETS),
             ];
             let recorder = histograms
                 .iter()

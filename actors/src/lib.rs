@@ -1,5 +1,6 @@
 //! certctl-actors: the engine of certctl. It knows nothing about HTTP.
 //!
+//! - [`agents`]: the in-memory agent directory and the heartbeat aggregator actor.
 //! - [`audit_retention`]: the supervised actor that deletes expired audit events in batches.
 //! - [`certificate_writer`]: the supervised actor that batches certificate creations.
 //! - [`crypto`]: sealing secrets at rest, key algorithms, the local CA's signing.
@@ -14,6 +15,7 @@
 //! - [`metrics`]: the names and help texts of every metric the engine records.
 //! - [`error`]: [`DbError`], the one error type a query can return.
 
+pub mod agents;
 pub mod audit_retention;
 pub mod certificate_writer;
 pub mod crypto;

@@ -63,6 +63,20 @@ pub const RENEWALS_REQUESTED_TOTAL: &str = "certctl_renewals_requested_total";
 /// Counter, label `actor`: restarts performed by the actor's supervisor.
 pub const ACTOR_RESTARTS_TOTAL: &str = "certctl_actor_restarts_total";
 
+/// Counter, label `result` (`accepted` | `full`): heartbeats taken into the aggregator's buffer,
+/// or refused because it was full.
+pub const HEARTBEATS_RECEIVED_TOTAL: &str = "certctl_heartbeats_received_total";
+/// Counter: agent rows the heartbeat aggregator's flushes updated.
+pub const HEARTBEAT_ROWS_FLUSHED_TOTAL: &str = "certctl_heartbeat_rows_flushed_total";
+/// Histogram: duration of one heartbeat flush statement.
+pub const HEARTBEAT_FLUSH_DURATION_SECONDS: &str = "certctl_heartbeat_flush_duration_seconds";
+/// Counter: heartbeat flushes that failed (their beats were kept for the next one).
+pub const HEARTBEAT_FLUSH_FAILURES_TOTAL: &str = "certctl_heartbeat_flush_failures_total";
+/// Gauge: agents with a beat waiting for the next flush.
+pub const HEARTBEAT_BUFFER_SIZE: &str = "certctl_heartbeat_buffer_size";
+/// Gauge: agents the in-memory agent directory knows.
+pub const AGENT_DIRECTORY_SIZE: &str = "certctl_agent_directory_size";
+
 /// Registers help texts and units for the engine's metrics. Call once after installing a recorder.
 pub fn describe() {
     describe_histogram!(
@@ -121,6 +135,16 @@ pub fn describe() {
     describe_gauge!(ACTOR_BACKLOG, "Messages sent to an actor that it has not started yet.");
     describe_gauge!(ACTOR_INFLIGHT, "Messages an actor is processing right now.");
     describe_counter!(ACTOR_RESTARTS_TOTAL, "Restarts of a supervised actor.");
+    describe_counter!(HEARTBEATS_RECEIVED_TOTAL, "Agent heartbeats by result (accepted, full: buffer full, 503).");
+    describe_counter!(HEARTBEAT_ROWS_FLUSHED_TOTAL, "Agent rows updated by the heartbeat aggregator's flushes.");
+    describe_histogram!(
+        HEARTBEAT_FLUSH_DURATION_SECONDS,
+        Unit::Seconds,
+        "Duration of one heartbeat flush statement (one UPDATE for a batch of agents)."
+    );
+    describe_counter!(HEARTBEAT_FLUSH_FAILURES_TOTAL, "Heartbeat flushes that failed; their beats are retried.");
+    describe_gauge!(HEARTBEAT_BUFFER_SIZE, "Agents with a heartbeat waiting for the next flush.");
+    describe_gauge!(AGENT_DIRECTORY_SIZE, "Agents known to this replica's in-memory agent directory.");
     describe_counter!(AUDIT_EVENTS_PURGED_TOTAL, "Audit events deleted after CERTCTL_AUDIT_RETENTION_DAYS.");
     describe_counter!(
         AUDIT_RETENTION_SKIPPED_TOTAL,

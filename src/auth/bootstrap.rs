@@ -4,13 +4,17 @@
 //! command; a deployment on an external database refuses to start instead (someone else's
 //! database is no place to mint credentials silently) unless `CERTCTL_AUTH_TYPE=none`.
 
+use std::sync::Arc;
+
 use anyhow::{bail, Context as _};
 
+use certctl_actors::agents::directory::AgentDirectory;
 use certctl_actors::domain::api_key::ApiKeyRecord;
+use certctl_actors::queries::agents::LoadAgentDirectory;
 use certctl_actors::queries::api_keys::{InsertApiKey, ListApiKeys};
 use certctl_actors::Db;
 
-use super::keys::{generate_key, hash_key_hex, KeyStore};
+use super::keys::{generate_key, hash_key, hash_key_hex, KeyStore};
 use super::Authenticator;
 use crate::settings::{AuthType, Settings};
 
@@ -22,6 +26,7 @@ pub const BOOTSTRAP_KEY_NAME: &str = "admin";
 pub async fn authenticator(
     settings: &Settings,
     db: &Db,
+    agents: Arc<AgentDirectory>,
     base_url: &str,
     cacert: Option<&std::path::Path>,
 ) -> anyhow::Result<(Authenticator, Option<String>)> {
@@ -54,8 +59,14 @@ pub async fn authenticator(
         print_banner(&key, base_url, cacert);
         generated = Some(key);
     }
-    tracing::info!(keys = store.len(), "authentication enabled");
-    Ok((Authenticator::ApiKeys(store), generated))
+    let known = db.run(LoadAgentDirectory { since: None }).await.context("loading the agent directory")?;
+    agents.upsert(known);
+    let bootstrap = settings.agent_bootstrap_token.as_ref().map(|t| hash_key(t.expose()));
+    if bootstrap.is_none() {
+        tracing::info!("CERTCTL_AGENT_BOOTSTRAP_TOKEN is not set: only admin keys can register agents");
+    }
+    tracing::info!(keys = store.len(), agents = agents.len(), "authentication enabled");
+    Ok((Authenticator::ApiKeys { store, agents, bootstrap, db: db.clone() }, generated))
 }
 
 /// Prints the generated key once, on stdout, where an operator starting the server sees it.

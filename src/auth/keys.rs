@@ -9,13 +9,21 @@ use subtle::ConstantTimeEq;
 use certctl_actors::domain::api_key::ApiKeyRecord;
 
 /// Who is calling: the key's name and whether it is an admin key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Caller {
     pub name: String,
     pub admin: bool,
     /// False when authentication is disabled and the caller is anonymous.
     pub authenticated: bool,
+    /// Set for an agent's own key: the agent's id (the key is confined to its endpoints).
+    pub agent_id: Option<std::sync::Arc<str>>,
+    /// The agent bootstrap token (`CERTCTL_AGENT_BOOTSTRAP_TOKEN`): may only register agents.
+    pub bootstrap: bool,
 }
+
+/// The prefix of agent keys: the authenticator looks them up in the agent directory rather than
+/// among the API keys.
+pub const AGENT_KEY_PREFIX: &str = "cctl_agent_";
 
 struct StoredKey {
     hash: [u8; 32],
@@ -40,10 +48,19 @@ pub fn hash_key_hex(key: &str) -> String {
 
 /// A new random key: `cctl_` and 32 random bytes in base64url (256 bits of entropy).
 pub fn generate_key() -> String {
+    random_key("cctl_")
+}
+
+/// A new random agent key: [`AGENT_KEY_PREFIX`] and 32 random bytes in base64url.
+pub fn generate_agent_key() -> String {
+    random_key(AGENT_KEY_PREFIX)
+}
+
+fn random_key(prefix: &str) -> String {
     use base64::Engine as _;
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    format!("cctl_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 impl KeyStore {
@@ -51,7 +68,7 @@ impl KeyStore {
     pub fn add_plain(&mut self, name: &str, key: &str, admin: bool) {
         self.keys.push(StoredKey {
             hash: hash_key(key),
-            caller: Caller { name: name.to_string(), admin, authenticated: true },
+            caller: Caller { name: name.to_string(), admin, authenticated: true, ..Caller::default() },
         });
     }
 
@@ -64,7 +81,12 @@ impl KeyStore {
         match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
             Some(hash) => self.keys.push(StoredKey {
                 hash,
-                caller: Caller { name: record.name.clone(), admin: record.admin, authenticated: true },
+                caller: Caller {
+                    name: record.name.clone(),
+                    admin: record.admin,
+                    authenticated: true,
+                    ..Caller::default()
+                },
             }),
             None => {
                 tracing::warn!(key = %record.name, "ignoring a stored API key with a malformed hash")

@@ -1,15 +1,21 @@
 //! Authentication of API requests.
 //!
 //! `Authorization: Bearer <key>` is checked by [`require_api_key`] (a middleware on `/api/v1`)
-//! against the [`keys::KeyStore`]; the [`Caller`] it finds goes into the request's extensions.
-//! Admin-only handlers take the [`Admin`] extractor, which answers 403 to other keys.
-//! [`bootstrap`] builds the store at start-up and makes the first admin key when there is none.
+//! against the [`keys::KeyStore`], the agent directory (keys starting `cctl_agent_`) or the agent
+//! bootstrap token; the [`Caller`] it finds goes into the request's extensions. Agent keys and the
+//! bootstrap token are confined here, before any handler runs ([`scope`]). Admin-only handlers
+//! take the [`Admin`] extractor, which answers 403 to other keys. [`bootstrap`] builds the store
+//! at start-up and makes the first admin key when there is none.
 //!
 //! - [`keys`]: hashing, constant-time comparison, key generation.
 //! - [`bootstrap`]: configured + stored keys, the first-start admin key and its banner.
+//! - [`scope`]: what an agent key and the bootstrap token may reach.
 
 pub mod bootstrap;
 pub mod keys;
+pub mod scope;
+
+use std::sync::Arc;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -17,52 +23,126 @@ use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{web, Error, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::{ready, Ready};
+use subtle::ConstantTimeEq;
 
+use certctl_actors::agents::directory::{AgentDirectory, KnownAgent};
+use certctl_actors::queries::agents::FindAgentByKey;
+use certctl_actors::Db;
 pub use keys::{Caller, KeyStore};
 
 use crate::http::problem::ApiError;
+use keys::{hash_key, AGENT_KEY_PREFIX};
 
 /// How requests are authenticated, shared by every worker.
 pub enum Authenticator {
-    /// Bearer keys checked against the store.
-    ApiKeys(KeyStore),
+    /// Bearer keys: API keys, agents' keys, the bootstrap token.
+    ApiKeys {
+        store: KeyStore,
+        agents: Arc<AgentDirectory>,
+        /// SHA-256 of `CERTCTL_AGENT_BOOTSTRAP_TOKEN`.
+        bootstrap: Option<[u8; 32]>,
+        /// For agent keys the directory does not know yet (registered on another replica).
+        db: Db,
+    },
     /// `CERTCTL_AUTH_TYPE=none`: every request acts as an anonymous admin.
     Disabled,
 }
 
+/// What the synchronous check found.
+enum Checked {
+    Done(Result<Caller, ApiError>),
+    /// An agent key the directory does not know: look it up in the database.
+    LookUp([u8; 32]),
+}
+
+fn agent_caller(agent: KnownAgent) -> Result<Caller, ApiError> {
+    if agent.retired {
+        return Err(ApiError::Gone(format!("agent {} is retired; its key is no longer accepted", agent.id)));
+    }
+    Ok(Caller { name: agent.id.to_string(), authenticated: true, agent_id: Some(agent.id), ..Caller::default() })
+}
+
 impl Authenticator {
     /// The caller for an `Authorization` header value, or why it is refused.
-    pub fn check(&self, authorization: Option<&str>) -> Result<Caller, ApiError> {
-        let store = match self {
+    pub async fn check(&self, authorization: Option<&str>) -> Result<Caller, ApiError> {
+        match self.check_known(authorization) {
+            Checked::Done(result) => result,
+            Checked::LookUp(hash) => self.look_up_agent(hash).await,
+        }
+    }
+
+    fn check_known(&self, authorization: Option<&str>) -> Checked {
+        let (store, agents, bootstrap) = match self {
             Authenticator::Disabled => {
-                return Ok(Caller { name: "anonymous".into(), admin: true, authenticated: false })
+                return Checked::Done(Ok(Caller { name: "anonymous".into(), admin: true, ..Caller::default() }))
             }
-            Authenticator::ApiKeys(store) => store,
+            Authenticator::ApiKeys { store, agents, bootstrap, .. } => (store, agents, bootstrap),
         };
         let Some(value) = authorization else {
-            return Err(ApiError::Unauthorized("send an API key as `Authorization: Bearer <key>`".into()));
+            return Checked::Done(Err(ApiError::Unauthorized(
+                "send an API key as `Authorization: Bearer <key>`".into(),
+            )));
         };
         // The scheme name is case-insensitive (RFC 9110 §11.1).
         let token = value
             .split_once(' ')
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be `Bearer <key>`".into()))?;
-        store.authenticate(token).ok_or_else(|| ApiError::Unauthorized("the API key is not valid".into()))
+            .filter(|t| !t.is_empty());
+        let Some(token) = token else {
+            return Checked::Done(Err(ApiError::Unauthorized(
+                "the Authorization header must be `Bearer <key>`".into(),
+            )));
+        };
+        let hash = hash_key(token);
+        if token.starts_with(AGENT_KEY_PREFIX) {
+            return match agents.by_key_hash(&hash) {
+                Some(agent) => Checked::Done(agent_caller(agent)),
+                None => Checked::LookUp(hash),
+            };
+        }
+        if bootstrap.is_some_and(|b| bool::from(b.ct_eq(&hash))) {
+            let caller =
+                Caller { name: "agent-bootstrap".into(), authenticated: true, bootstrap: true, ..Caller::default() };
+            return Checked::Done(Ok(caller));
+        }
+        Checked::Done(
+            store.authenticate(token).ok_or_else(|| ApiError::Unauthorized("the API key is not valid".into())),
+        )
+    }
+
+    async fn look_up_agent(&self, hash: [u8; 32]) -> Result<Caller, ApiError> {
+        let Authenticator::ApiKeys { agents, db, .. } = self else {
+            return Err(ApiError::Unauthorized("the API key is not valid".into()));
+        };
+        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        match db.run(FindAgentByKey { key_hash: hex }).await? {
+            Some(entry) => {
+                agents.upsert([entry]);
+                agents
+                    .by_key_hash(&hash)
+                    .map_or_else(|| Err(ApiError::Unauthorized("the API key is not valid".into())), agent_caller)
+            }
+            None => Err(ApiError::Unauthorized("the API key is not valid".into())),
+        }
     }
 }
 
-/// Middleware: authenticates the request or answers 401 with `WWW-Authenticate`. Refusals are
-/// rendered here, inside the request's scope, so the problem document carries the request id.
+/// Middleware: authenticates the request and confines agent keys and the bootstrap token, or
+/// answers 401/403/410. Refusals are rendered here, inside the request's scope, so the problem
+/// document carries the request id.
 pub async fn require_api_key(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let checked = match req.app_data::<web::Data<Authenticator>>() {
-        Some(auth) => auth.check(req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())),
+        Some(auth) => {
+            let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+            auth.check(header).await
+        }
         None => Err(ApiError::Internal(anyhow::anyhow!("authenticator missing from app data"))),
     };
+    let checked = checked.and_then(|caller| scope::confine(&caller, req.method(), req.path()).map(|()| caller));
     match checked {
         Ok(caller) => {
             tracing::Span::current().record("caller", caller.name.as_str());

@@ -21,7 +21,11 @@ impl FromRequest for Actor {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
         ready(Caller::from_request(req, payload).into_inner().map(|caller| {
-            let actor_type = if caller.authenticated { ActorType::ApiKey } else { ActorType::Anonymous };
+            let actor_type = match (&caller.agent_id, caller.authenticated) {
+                (Some(_), _) => ActorType::Agent,
+                (None, true) => ActorType::ApiKey,
+                (None, false) => ActorType::Anonymous,
+            };
             Actor(AuditActor { name: caller.name, actor_type, request_id })
         }))
     }

@@ -24,6 +24,8 @@ use actix_web::middleware::from_fn;
 use actix_web::web;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use certctl_actors::agents::directory::AgentDirectory;
+use certctl_actors::agents::heartbeats::Heartbeats;
 use certctl_actors::certificate_writer::Writer;
 use certctl_actors::domain::resources::issuer::Issuer;
 use certctl_actors::domain::resources::owner::Owner;
@@ -53,6 +55,16 @@ pub struct AppState {
     pub audit_reads: bool,
     /// Environment names certificates may carry (`CERTCTL_ENVIRONMENTS`).
     pub environments: Vec<String>,
+    /// Agents: the directory, the heartbeat buffer, work leases.
+    pub agents: AgentsState,
+}
+
+/// What the agent endpoints share.
+pub struct AgentsState {
+    pub directory: std::sync::Arc<AgentDirectory>,
+    pub heartbeats: Heartbeats,
+    /// `CERTCTL_AGENT_WORK_LEASE`.
+    pub work_lease: std::time::Duration,
 }
 
 /// The Prometheus handle, present in app data only when `/metrics` is served on this listener.
@@ -93,6 +105,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/certificates/{id}/renew", web::post().to(routes::certificate_ops::renew))
                 .route("/certificates/{id}/revoke", web::post().to(routes::certificate_ops::revoke))
                 .route("/certificates/{id}/export/pem", web::get().to(routes::certificate_ops::export_pem))
+                .service(
+                    web::resource("/agents")
+                        .route(web::get().to(routes::agents::list))
+                        .route(web::post().to(routes::agents::register)),
+                )
+                .service(
+                    web::resource("/agents/{id}")
+                        .route(web::get().to(routes::agents::get))
+                        .route(web::delete().to(routes::agents::retire)),
+                )
+                .route("/agents/{id}/heartbeat", web::post().to(routes::agents::heartbeat))
+                .route("/agents/{id}/work", web::get().to(routes::agents::work))
+                .route("/agents/{id}/csr", web::post().to(routes::agents::submit_csr))
+                .route("/agents/{id}/certificates/{cert_id}", web::get().to(routes::agents::certificate))
+                .route("/agents/{id}/jobs/{job_id}/status", web::post().to(routes::agents::job_status))
                 .route("/jobs", web::get().to(routes::jobs::list))
                 .route("/jobs/{id}", web::get().to(routes::jobs::get))
                 .route("/jobs/{id}/cancel", web::post().to(routes::jobs::cancel))

@@ -46,6 +46,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    Gone(String),
     #[error("{detail}")]
     Unavailable { detail: String, retry_after_secs: u32 },
     #[error("{status} response without a body")]
@@ -91,6 +93,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => ("unauthorized", "Authentication required"),
             ApiError::Forbidden(_) => ("forbidden", "Forbidden"),
             ApiError::Conflict(_) => ("conflict", "Conflict"),
+            ApiError::Gone(_) => ("gone", "Gone"),
             ApiError::Unavailable { .. } => ("service-unavailable", "Service unavailable"),
             ApiError::Status { status } => match status.as_u16() {
                 400 => ("bad-request", "Bad request"),
@@ -162,6 +165,7 @@ fn unique_detail(constraint: &str) -> String {
         Some("issuers") => "issuer",
         Some("certificate") => "certificate profile",
         Some("deployment") => "target",
+        Some("agents") => "agent",
         _ => "resource",
     };
     format!("a {kind} with this {what} already exists")
@@ -188,7 +192,7 @@ fn foreign_key_field(constraint: &str) -> FieldError {
     let column = constraint
         .strip_suffix("_fkey")
         .and_then(|rest| {
-            ["owner_id", "team_id", "issuer_id", "renewal_policy_id", "certificate_profile_id"]
+            ["owner_id", "team_id", "issuer_id", "renewal_policy_id", "certificate_profile_id", "agent_id"]
                 .into_iter()
                 .find(|c| rest.ends_with(c))
         })
@@ -212,6 +216,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Status { status } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -275,6 +275,36 @@ pub struct Settings {
     #[arg(long, env = "CERTCTL_SHORT_LIVED_EXPIRY_CHECK_INTERVAL", default_value = "30s", value_parser = parsers::positive_duration)]
     pub short_lived_expiry_check_interval: Duration,
 
+    /// Token agents present (as `Authorization: Bearer`) to register themselves with
+    /// POST /api/v1/agents, at least 16 characters. Unset: only admin keys register agents.
+    #[arg(long, env = "CERTCTL_AGENT_BOOTSTRAP_TOKEN", value_parser = parsers::encryption_key, hide_env_values = true)]
+    pub agent_bootstrap_token: Option<Secret<String>>,
+
+    /// A heartbeat is written to the database within this long (the aggregator's flush interval).
+    #[arg(long, env = "CERTCTL_HEARTBEAT_FLUSH_INTERVAL", default_value = "1s", value_parser = parsers::positive_duration)]
+    pub heartbeat_flush_interval: Duration,
+
+    /// Agents per heartbeat flush statement; this many waiting starts a flush before the interval ends.
+    #[arg(long, env = "CERTCTL_HEARTBEAT_FLUSH_BATCH", default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub heartbeat_flush_batch: u32,
+
+    /// Agents whose heartbeat may wait for a flush at once; beyond it new beats get 503 with Retry-After.
+    #[arg(long, env = "CERTCTL_HEARTBEAT_BUFFER_MAX", default_value_t = 500_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub heartbeat_buffer_max: u32,
+
+    /// Time between sweeps that mark silent agents Offline.
+    #[arg(long, env = "CERTCTL_SCHEDULER_AGENT_HEALTH_CHECK_INTERVAL", default_value = "2m", value_parser = parsers::positive_duration)]
+    pub scheduler_agent_health_check_interval: Duration,
+
+    /// An agent that has not sent a heartbeat for this long is Offline (default: three missed
+    /// 30-second agent heartbeats); the jobs it held go back to the queue.
+    #[arg(long, env = "CERTCTL_AGENT_OFFLINE_AFTER", default_value = "90s", value_parser = parsers::positive_duration)]
+    pub agent_offline_after: Duration,
+
+    /// How long work handed to an agent (a deployment, a CSR to send) is leased to it.
+    #[arg(long, env = "CERTCTL_AGENT_WORK_LEASE", default_value = "10m", value_parser = parsers::positive_duration)]
+    pub agent_work_lease: Duration,
+
     /// Load the demo fixtures (teams, owners, policies, iss-local…). Default: true with the
     /// embedded PostgreSQL, false with CERTCTL_DATABASE_URL.
     #[arg(long, env = "CERTCTL_DEMO_SEED", value_parser = parsers::boolean, action = clap::ArgAction::Set)]

@@ -95,6 +95,19 @@ impl Settings {
                 "CERTCTL_SHORT_LIVED_EXPIRY_CHECK_INTERVAL",
                 humantime::format_duration(self.short_lived_expiry_check_interval).to_string(),
             ),
+            (
+                "CERTCTL_AGENT_BOOTSTRAP_TOKEN",
+                if self.agent_bootstrap_token.is_some() { "***".into() } else { String::new() },
+            ),
+            ("CERTCTL_HEARTBEAT_FLUSH_INTERVAL", humantime::format_duration(self.heartbeat_flush_interval).to_string()),
+            ("CERTCTL_HEARTBEAT_FLUSH_BATCH", self.heartbeat_flush_batch.to_string()),
+            ("CERTCTL_HEARTBEAT_BUFFER_MAX", self.heartbeat_buffer_max.to_string()),
+            (
+                "CERTCTL_SCHEDULER_AGENT_HEALTH_CHECK_INTERVAL",
+                humantime::format_duration(self.scheduler_agent_health_check_interval).to_string(),
+            ),
+            ("CERTCTL_AGENT_OFFLINE_AFTER", humantime::format_duration(self.agent_offline_after).to_string()),
+            ("CERTCTL_AGENT_WORK_LEASE", humantime::format_duration(self.agent_work_lease).to_string()),
             ("CERTCTL_DEMO_SEED", self.demo_seed_enabled().to_string()),
         ]
     }

@@ -102,15 +102,18 @@ impl KeyAlgorithm {
     }
 }
 
+/// Whether a profile's `allowed` list (`(algorithm, min_size)` pairs) accepts `key`.
+pub fn permits(allowed: &[(String, i32)], key: KeyAlgorithm) -> bool {
+    let (family, size) = key.family_and_size();
+    allowed.iter().any(|(name, min)| name.eq_ignore_ascii_case(family) && size >= *min)
+}
+
 /// The key type to generate for a profile that allows `allowed` (`(algorithm, min_size)` pairs,
 /// certctl's `allowed_key_algorithms`): `preferred` when the profile allows it (or has no list),
 /// else the smallest key the profile's first usable entry accepts. `None` when no entry names a
 /// key type this server can generate.
 pub fn choose(allowed: &[(String, i32)], preferred: KeyAlgorithm) -> Option<KeyAlgorithm> {
-    let permits = |a: KeyAlgorithm| {
-        let (family, size) = a.family_and_size();
-        allowed.iter().any(|(name, min)| name.eq_ignore_ascii_case(family) && size >= *min)
-    };
+    let permits = |a: KeyAlgorithm| permits(allowed, a);
     if allowed.is_empty() || permits(preferred) {
         return Some(preferred);
     }

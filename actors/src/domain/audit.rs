@@ -15,6 +15,8 @@ pub enum ActorType {
     Anonymous,
     /// The server itself (scheduler loops, retention…).
     System,
+    /// An agent, authenticated by its own key (the actor is the agent's id).
+    Agent,
 }
 
 impl ActorType {
@@ -23,11 +25,14 @@ impl ActorType {
             ActorType::ApiKey => "api_key",
             ActorType::Anonymous => "anonymous",
             ActorType::System => "system",
+            ActorType::Agent => "agent",
         }
     }
 
     fn parse(value: &str) -> Option<Self> {
-        [ActorType::ApiKey, ActorType::Anonymous, ActorType::System].into_iter().find(|t| t.as_str() == value)
+        [ActorType::ApiKey, ActorType::Anonymous, ActorType::System, ActorType::Agent]
+            .into_iter()
+            .find(|t| t.as_str() == value)
     }
 }
 

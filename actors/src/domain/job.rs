@@ -34,11 +34,18 @@ pub struct Job {
     pub completed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The version a deployment installs.
+    pub certificate_version_id: Option<String>,
+    /// The fingerprint the agent reported after installing.
+    pub verification_fingerprint: Option<String>,
+    /// What the agent reported about the deployment.
+    pub deployment_result: Option<serde_json::Value>,
 }
 
 /// The columns [`Job::from_row`] reads, in order.
 pub const JOB_COLUMNS: &str = "id, type, certificate_id, target_id, agent_id, status, attempts, max_attempts, \
-    last_error, error_class, scheduled_at, retry_at, lease_expires_at, started_at, completed_at, created_at, updated_at";
+    last_error, error_class, scheduled_at, retry_at, lease_expires_at, started_at, completed_at, created_at, updated_at, \
+    certificate_version_id, verification_fingerprint, deployment_result";
 
 impl Job {
     pub fn from_row(row: &Row) -> Result<Job, DbError> {
@@ -60,6 +67,9 @@ impl Job {
             completed_at: row.try_get(14)?,
             created_at: row.try_get(15)?,
             updated_at: row.try_get(16)?,
+            certificate_version_id: row.try_get(17)?,
+            verification_fingerprint: row.try_get(18)?,
+            deployment_result: row.try_get(19)?,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Domain types and their validation rules.
 //!
 //! - [`certificate`]: managed certificates (certctl's `ManagedCertificate`), create and patch inputs.
+//! - [`agent`]: agents, their host details and registration input.
 //! - [`api_key`]: API key records as stored (hash only).
 //! - [`audit`]: audit events, the acting principal, and request-summary redaction.
 //! - [`names`]: DNS names (IDNA), IP and e-mail names, normalized for storage.
@@ -11,6 +12,7 @@
 //! - [`version`]: issued versions of a certificate.
 //! - [`validation`]: field-level validation errors shared by every input type.
 
+pub mod agent;
 pub mod api_key;
 pub mod audit;
 pub mod certificate;

@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
 use super::{ErrorClass, IssueFailure, IssueRequest, Issued, Issuer, KeySource};
+use crate::crypto::csr::verify_csr;
 use crate::crypto::local_ca::{CaError, LeafRequest, LocalCa};
 
 /// Default leaf lifetime when the issuer's config has no `validity_days`.
@@ -38,11 +39,19 @@ impl Issuer for LocalIssuer {
         async move {
             let leaf =
                 LeafRequest { common_name: request.common_name, sans: request.sans, ekus: request.ekus, lifetime };
-            let KeySource::Generate(algorithm) = request.key;
-            // Key generation and signing are CPU work: a blocking thread, never an async one.
-            let signed = tokio::task::spawn_blocking(move || ca.issue_with_new_key(&leaf, algorithm))
-                .await
-                .map_err(|e| IssueFailure::new(ErrorClass::Internal, format!("the signing thread failed: {e}")))?;
+            // Key generation, CSR verification and signing are CPU work: a blocking thread, never
+            // an async one.
+            let signed = tokio::task::spawn_blocking(move || match request.key {
+                KeySource::Generate(algorithm) => ca.issue_with_new_key(&leaf, algorithm),
+                KeySource::Csr(pem) => {
+                    let csr = verify_csr(&pem).map_err(CaError::BadRequest)?;
+                    let spki = rcgen::SubjectPublicKeyInfo::from_der(&csr.spki_der)
+                        .map_err(|e| CaError::BadRequest(format!("the CSR's public key is not usable: {e}")))?;
+                    ca.issue_for(&leaf, &spki, csr.key_algorithm)
+                }
+            })
+            .await
+            .map_err(|e| IssueFailure::new(ErrorClass::Internal, format!("the signing thread failed: {e}")))?;
             signed.map_err(|e| match e {
                 CaError::BadRequest(m) => IssueFailure::new(ErrorClass::Validation, m),
                 other => IssueFailure::new(ErrorClass::Internal, other.to_string()),

@@ -66,6 +66,9 @@ impl IssueFailure {
 pub enum KeySource {
     /// The server generates it (`CERTCTL_KEYGEN_MODE=server`); the issued result carries it.
     Generate(KeyAlgorithm),
+    /// An agent's CSR (PEM, already checked against the certificate when it was submitted): the
+    /// leaf is issued for its public key, which the issuer verifies again.
+    Csr(String),
 }
 
 /// What to issue.

@@ -12,6 +12,7 @@ use deadpool_postgres::Client;
 use serde::Serialize;
 use tokio_postgres::types::Json;
 
+use super::agent_work::parse_key_algorithms;
 use super::job_sql::ACTIVE_STATUSES;
 use crate::db::DbQuery;
 use crate::error::DbError;
@@ -35,23 +36,21 @@ pub struct ClaimedJob {
     pub max_ttl: Option<Duration>,
     /// The profile's allowed key types as `(algorithm, min_size)`; empty without a profile.
     pub allowed_key_algorithms: Vec<(String, i32)>,
-}
-
-/// What claimed jobs become.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClaimAs {
-    /// `Running` with a lease: the server issues them now.
-    Running,
-    /// `AwaitingCSR`: an agent generates the key and sends a CSR (`CERTCTL_KEYGEN_MODE=agent`).
-    AwaitingCsr,
+    /// `Running` (to issue now) or `AwaitingCSR` (waiting for an agent's CSR).
+    pub status: String,
+    /// The agent's CSR, when it answered one.
+    pub csr_pem: Option<String>,
 }
 
 /// Claims up to `limit` due Pending issuance/renewal jobs, oldest first, skipping rows another
-/// replica holds (`FOR UPDATE SKIP LOCKED`).
+/// replica holds (`FOR UPDATE SKIP LOCKED`). A job the server can issue now (server key
+/// generation, or an agent's CSR is on it) becomes `Running` with a lease and counts an attempt;
+/// the others become `AwaitingCSR` for an agent to answer.
 pub struct ClaimRenewalJobs {
     pub limit: i64,
     pub lease: Duration,
-    pub claim_as: ClaimAs,
+    /// `CERTCTL_KEYGEN_MODE=server`: every job can be issued now.
+    pub server_keygen: bool,
 }
 
 impl DbQuery for ClaimRenewalJobs {
@@ -59,48 +58,34 @@ impl DbQuery for ClaimRenewalJobs {
     const NAME: &'static str = "claim_renewal_jobs";
 
     async fn run(self, client: &mut Client) -> Result<Vec<ClaimedJob>, DbError> {
-        let set = match self.claim_as {
-            ClaimAs::Running => {
-                "status = 'Running', attempts = j.attempts + 1, started_at = now(), \
-                 lease_expires_at = now() + make_interval(secs => $2)"
-            }
-            ClaimAs::AwaitingCsr => "status = 'AwaitingCSR', lease_expires_at = NULL",
-        };
-        let sql = format!(
-            "WITH picked AS ( \
-               SELECT id FROM jobs WHERE status = 'Pending' AND type IN ('Issuance', 'Renewal') AND scheduled_at <= now() \
-                ORDER BY scheduled_at, id LIMIT $1 FOR UPDATE SKIP LOCKED), \
-             claimed AS ( \
-               UPDATE jobs j SET {set}, retry_at = NULL, updated_at = now() \
-                 FROM picked WHERE j.id = picked.id RETURNING j.id, j.type, j.certificate_id, j.attempts) \
-             SELECT c.id, c.type, c.attempts, c.certificate_id, m.common_name, m.sans, m.issuer_id, \
-                    coalesce(pr.allowed_ekus, '[\"serverAuth\"]'::jsonb), pr.max_ttl_seconds, \
-                    coalesce(pr.allowed_key_algorithms, '[]'::jsonb) \
-               FROM claimed c JOIN managed_certificates m ON m.id = c.certificate_id \
-               LEFT JOIN certificate_profiles pr ON pr.id = m.certificate_profile_id"
-        );
-        let stmt = client.prepare_cached(&sql).await?;
-        let lease = self.lease.as_secs_f64();
-        let rows = match self.claim_as {
-            ClaimAs::Running => client.query(&stmt, &[&self.limit, &lease]).await?,
-            ClaimAs::AwaitingCsr => client.query(&stmt, &[&self.limit]).await?,
-        };
+        let stmt = client
+            .prepare_cached(
+                "WITH picked AS ( \
+                   SELECT id, ($3 OR csr_pem IS NOT NULL) AS now FROM jobs \
+                    WHERE status = 'Pending' AND type IN ('Issuance', 'Renewal') AND scheduled_at <= now() \
+                    ORDER BY scheduled_at, id LIMIT $1 FOR UPDATE SKIP LOCKED), \
+                 claimed AS ( \
+                   UPDATE jobs j SET status = CASE WHEN p.now THEN 'Running' ELSE 'AwaitingCSR' END, \
+                          attempts = j.attempts + CASE WHEN p.now THEN 1 ELSE 0 END, \
+                          started_at = CASE WHEN p.now THEN now() ELSE j.started_at END, \
+                          lease_expires_at = CASE WHEN p.now THEN now() + make_interval(secs => $2) END, \
+                          agent_id = CASE WHEN p.now THEN j.agent_id END, \
+                          retry_at = NULL, updated_at = now() \
+                     FROM picked p WHERE j.id = p.id \
+                   RETURNING j.id, j.type, j.certificate_id, j.attempts, j.status, j.csr_pem) \
+                 SELECT c.id, c.type, c.attempts, c.certificate_id, m.common_name, m.sans, m.issuer_id, \
+                        coalesce(pr.allowed_ekus, '[\"serverAuth\"]'::jsonb), pr.max_ttl_seconds, \
+                        coalesce(pr.allowed_key_algorithms, '[]'::jsonb), c.status, c.csr_pem \
+                   FROM claimed c JOIN managed_certificates m ON m.id = c.certificate_id \
+                   LEFT JOIN certificate_profiles pr ON pr.id = m.certificate_profile_id",
+            )
+            .await?;
+        let rows = client.query(&stmt, &[&self.limit, &self.lease.as_secs_f64(), &self.server_keygen]).await?;
         rows.iter()
             .map(|row| {
                 let ekus: serde_json::Value = row.try_get(7)?;
                 let max_ttl: Option<i32> = row.try_get(8)?;
                 let algorithms: serde_json::Value = row.try_get(9)?;
-                let allowed_key_algorithms = algorithms
-                    .as_array()
-                    .map(|list| {
-                        list.iter()
-                            .filter_map(|a| {
-                                let name = a.get("algorithm")?.as_str()?.to_owned();
-                                Some((name, a.get("min_size").and_then(|m| m.as_i64()).unwrap_or(0) as i32))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
                 Ok(ClaimedJob {
                     job_id: row.try_get(0)?,
                     job_type: row.try_get(1)?,
@@ -111,7 +96,9 @@ impl DbQuery for ClaimRenewalJobs {
                     issuer_id: row.try_get(6)?,
                     ekus: serde_json::from_value(ekus).unwrap_or_else(|_| vec!["serverAuth".into()]),
                     max_ttl: max_ttl.filter(|s| *s > 0).map(|s| Duration::from_secs(s as u64)),
-                    allowed_key_algorithms,
+                    allowed_key_algorithms: parse_key_algorithms(&algorithms),
+                    status: row.try_get(10)?,
+                    csr_pem: row.try_get(11)?,
                 })
             })
             .collect()
@@ -135,6 +122,8 @@ pub struct CompletedRenewal {
     pub key_size: i32,
     /// The sealed server-generated key, base64.
     pub private_key_sealed: Option<String>,
+    /// The agent's CSR the leaf was issued for.
+    pub csr_pem: Option<String>,
     /// The issuer's suggested renewal window (ARI), when it gave one.
     pub ari_window_start: Option<DateTime<Utc>>,
     pub ari_window_end: Option<DateTime<Utc>>,
@@ -167,7 +156,8 @@ impl DbQuery for CompleteRenewals {
                 "WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(job_id text, attempts int, \
                    certificate_id text, issuer_id text, version_id text, serial_number text, not_before timestamptz, \
                    not_after timestamptz, fingerprint_sha256 text, pem_chain text, key_algorithm text, key_size int, \
-                   private_key_sealed text, ari_window_start timestamptz, ari_window_end timestamptz)), \
+                   private_key_sealed text, ari_window_start timestamptz, ari_window_end timestamptz, \
+                   csr_pem text)), \
                  done AS ( \
                    UPDATE jobs j SET status = 'Completed', completed_at = now(), lease_expires_at = NULL, \
                           last_error = '', error_class = NULL, updated_at = now() \
@@ -176,9 +166,11 @@ impl DbQuery for CompleteRenewals {
                  kept AS (SELECT i.*, d.type FROM input i JOIN done d ON d.id = i.job_id), \
                  versions AS ( \
                    INSERT INTO certificate_versions (id, certificate_id, serial_number, not_before, not_after, \
-                          fingerprint_sha256, pem_chain, key_algorithm, key_size, private_key_sealed, issuer_id) \
+                          fingerprint_sha256, pem_chain, key_algorithm, key_size, private_key_sealed, issuer_id, \
+                          csr_pem) \
                    SELECT version_id, certificate_id, serial_number, not_before, not_after, fingerprint_sha256, \
-                          pem_chain, key_algorithm, key_size, decode(private_key_sealed, 'base64'), issuer_id FROM kept), \
+                          pem_chain, key_algorithm, key_size, decode(private_key_sealed, 'base64'), issuer_id, \
+                          coalesce(csr_pem, '') FROM kept), \
                  certs AS ( \
                    UPDATE managed_certificates m SET status = 'Active', expires_at = k.not_after, \
                           last_renewal_at = now(), updated_at = now(), \
@@ -191,10 +183,15 @@ impl DbQuery for CompleteRenewals {
                  superseded AS ( \
                    UPDATE jobs j SET retry_at = NULL FROM kept k \
                     WHERE j.certificate_id = k.certificate_id AND j.status = 'Failed' AND j.retry_at IS NOT NULL), \
+                 superseded_deploys AS ( \
+                   UPDATE jobs j SET status = 'Cancelled', retry_at = NULL, completed_at = now(), updated_at = now(), \
+                          last_error = 'superseded by a newer version' FROM kept k \
+                    WHERE j.certificate_id = k.certificate_id AND j.type = 'Deployment' \
+                      AND (j.status = 'Pending' OR (j.status = 'Failed' AND j.retry_at IS NOT NULL))), \
                  deploys AS ( \
-                   INSERT INTO jobs (id, type, certificate_id, target_id, agent_id, status) \
+                   INSERT INTO jobs (id, type, certificate_id, target_id, agent_id, status, certificate_version_id) \
                    SELECT 'job-' || replace(gen_random_uuid()::text, '-', ''), 'Deployment', k.certificate_id, t.id, \
-                          t.agent_id, 'Pending' \
+                          t.agent_id, 'Pending', k.version_id \
                      FROM kept k JOIN certificate_target_mappings ctm ON ctm.certificate_id = k.certificate_id \
                      JOIN deployment_targets t ON t.id = ctm.target_id \
                    RETURNING id), \
@@ -294,8 +291,9 @@ impl DbQuery for ReleaseJobs {
     }
 }
 
-/// Failed jobs whose `retry_at` has come go back to `Pending` (one per certificate; others for
-/// the same certificate are superseded), up to `limit` per statement.
+/// Failed jobs whose `retry_at` has come go back to `Pending`, up to `limit` of each kind per
+/// statement: issuances and renewals one per certificate (others for the same certificate are
+/// superseded), deployments for their agent's next poll.
 pub struct RetryDueJobs {
     pub now: DateTime<Utc>,
     pub limit: i64,
@@ -325,11 +323,17 @@ impl DbQuery for RetryDueJobs {
                  certs AS ( \
                    UPDATE managed_certificates m SET status = 'RenewalInProgress', updated_at = now() FROM retried r \
                     WHERE m.id = r.certificate_id AND m.status NOT IN ('Archived', 'Revoked')), \
+                 deployments AS ( \
+                   UPDATE jobs j SET status = 'Pending', retry_at = NULL, scheduled_at = now(), updated_at = now() \
+                    WHERE j.id IN (SELECT id FROM jobs WHERE status = 'Failed' AND retry_at <= $1 \
+                                     AND type = 'Deployment' ORDER BY retry_at LIMIT $2) \
+                   RETURNING j.id, j.certificate_id), \
                  audited AS ( \
                    INSERT INTO audit_events (actor, actor_type, action, resource_type, resource_id, details) \
                    SELECT 'job-retry', 'system', 'job.retry', 'job', r.id, \
-                          jsonb_build_object('certificate_id', r.certificate_id) FROM retried r) \
-                 SELECT count(*) FROM retried"
+                          jsonb_build_object('certificate_id', r.certificate_id) \
+                     FROM (SELECT * FROM retried UNION ALL SELECT * FROM deployments) r) \
+                 SELECT (SELECT count(*) FROM retried) + (SELECT count(*) FROM deployments)"
             ))
             .await?;
         let n: i64 = client.query_one(&stmt, &[&self.now, &self.limit]).await?.try_get(0)?;

@@ -191,6 +191,7 @@ impl DbQuery for RetryJob {
         let sql = format!(
             "WITH c AS ( \
                UPDATE jobs j SET status = 'Pending', max_attempts = j.attempts + p.max_retries + 1, retry_at = NULL, \
+                      csr_pem = NULL, \
                       scheduled_at = now(), completed_at = NULL, updated_at = now() \
                  FROM managed_certificates m, renewal_policies p \
                 WHERE j.id = $1 AND j.status IN ('Failed', 'Cancelled') AND j.type IN ('Issuance', 'Renewal') \
@@ -198,7 +199,8 @@ impl DbQuery for RetryJob {
                   AND p.id = m.renewal_policy_id \
                RETURNING j.id, j.type, j.certificate_id, j.target_id, j.agent_id, j.status, j.attempts, \
                          j.max_attempts, j.last_error, j.error_class, j.scheduled_at, j.retry_at, j.lease_expires_at, \
-                         j.started_at, j.completed_at, j.created_at, j.updated_at), \
+                         j.started_at, j.completed_at, j.created_at, j.updated_at, j.certificate_version_id, \
+                         j.verification_fingerprint, j.deployment_result), \
              m AS ( \
                UPDATE managed_certificates m SET status = 'RenewalInProgress', updated_at = now() FROM c \
                 WHERE m.id = c.certificate_id AND m.status NOT IN ('Archived', 'Revoked')), \

@@ -4,6 +4,8 @@
 //! - [`certificate_batch`]: many creations in one statement (the certificate writer's batches).
 //! - [`certificate_ops`]: renew now, revoke, export, bulk renew/revoke by criteria.
 //! - [`certificate_list`]: the certificate list: filters, sorts, keyset or offset pages, totals.
+//! - [`agents`]: agent registration, list, retirement, the directory, heartbeat flushes, stale agents.
+//! - [`agent_work`]: agents' work claims, CSR submission, chain pickup and deployment reports.
 //! - [`api_keys`]: the stored API keys the server authenticates with.
 //! - [`audit`]: audit rows (inside mutations), audited reads, audit pages, retention batches.
 //! - [`issuer_config`]: an issuer's type and full config, for building its connector.
@@ -15,6 +17,8 @@
 //! - [`versions`]: a certificate's issued versions, newest first.
 //! - [`health`]: reachability and schema version for `/ready`.
 
+pub mod agent_work;
+pub mod agents;
 pub mod api_keys;
 pub mod audit;
 pub mod certificate_batch;

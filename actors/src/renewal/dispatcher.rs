@@ -13,8 +13,9 @@
 //! and are written. If a write-back fails, its results are kept and written again; if the
 //! process dies first, the jobs' leases run out and the reaper retries them.
 //!
-//! With `CERTCTL_KEYGEN_MODE=agent` jobs are claimed straight into `AwaitingCSR` for an agent to
-//! answer with a CSR; nothing is issued here.
+//! With `CERTCTL_KEYGEN_MODE=agent` a job without a CSR is claimed into `AwaitingCSR` for an
+//! agent to answer; once an agent's CSR is on it (the job is Pending again), it is issued here for
+//! the CSR's public key like any other.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -33,7 +34,7 @@ use crate::metrics::{
     ISSUANCE_FAILURES_TOTAL,
 };
 use crate::queries::job_claims::{
-    ClaimAs, ClaimRenewalJobs, ClaimedJob, CompleteRenewals, CompletedRenewal, FailRenewals, FailedRenewal, ReleaseJobs,
+    ClaimRenewalJobs, ClaimedJob, CompleteRenewals, CompletedRenewal, FailRenewals, FailedRenewal, ReleaseJobs,
 };
 
 /// Write-back transactions at once: results keep collecting while one commits, and two keep
@@ -210,11 +211,8 @@ impl RenewalDispatcher {
 
     fn claim(&mut self, limit: usize, ctx: &mut Context<Self>) {
         self.claiming = true;
-        let claim_as = match self.settings.keygen {
-            KeygenMode::Server => ClaimAs::Running,
-            KeygenMode::Agent => ClaimAs::AwaitingCsr,
-        };
-        let query = ClaimRenewalJobs { limit: limit as i64, lease: self.settings.lease, claim_as };
+        let server_keygen = self.settings.keygen == KeygenMode::Server;
+        let query = ClaimRenewalJobs { limit: limit as i64, lease: self.settings.lease, server_keygen };
         let db = self.db.clone();
         ctx.spawn(async move { db.run(query).await }.into_actor(self).map(move |result, act, ctx| {
             act.claiming = false;
@@ -222,9 +220,12 @@ impl RenewalDispatcher {
                 Ok(jobs) => {
                     act.exhausted = jobs.len() < limit;
                     act.round.claimed += jobs.len() as u64;
-                    match claim_as {
-                        ClaimAs::AwaitingCsr => act.round.awaiting_csr += jobs.len() as u64,
-                        ClaimAs::Running => act.ready.extend(jobs),
+                    for job in jobs {
+                        if job.status == "Running" {
+                            act.ready.push_back(job);
+                        } else {
+                            act.round.awaiting_csr += 1;
+                        }
                     }
                 }
                 Err(e) => {
@@ -345,20 +346,26 @@ async fn issue_one(
         Err(failure) => return Err(fail(&job, failure, "unknown")),
     };
     let issuer_type = issuer.issuer_type();
-    let Some(algorithm) = choose(&job.allowed_key_algorithms, settings.key_algorithm) else {
-        let failure = IssueFailure::new(
-            ErrorClass::Validation,
-            "the certificate's profile allows no key type this server can generate (ECDSA P-256/P-384, RSA 2048-4096, \
-             Ed25519)",
-        );
-        return Err(fail(&job, failure, issuer_type));
+    let key = match &job.csr_pem {
+        Some(csr) => KeySource::Csr(csr.clone()),
+        None => match choose(&job.allowed_key_algorithms, settings.key_algorithm) {
+            Some(algorithm) => KeySource::Generate(algorithm),
+            None => {
+                let failure = IssueFailure::new(
+                    ErrorClass::Validation,
+                    "the certificate's profile allows no key type this server can generate (ECDSA P-256/P-384, RSA \
+                     2048-4096, Ed25519)",
+                );
+                return Err(fail(&job, failure, issuer_type));
+            }
+        },
     };
     let request = IssueRequest {
         common_name: job.common_name.clone(),
         sans: sans_with_common_name(&job),
         ekus: job.ekus.clone(),
         max_lifetime: job.max_ttl,
-        key: KeySource::Generate(algorithm),
+        key,
     };
     let started = Instant::now();
     let issued = match tokio::time::timeout(settings.lease, issuer.issue(request)).await {
@@ -393,6 +400,7 @@ async fn issue_one(
         key_algorithm: family.to_owned(),
         key_size: size,
         private_key_sealed: sealed,
+        csr_pem: job.csr_pem,
         ari_window_start: issued.renewal_window.map(|(start, _)| start),
         ari_window_end: issued.renewal_window.map(|(_, end)| end),
     })

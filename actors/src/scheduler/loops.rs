@@ -7,6 +7,7 @@
 //! | `job_retry` | failed jobs whose backoff is over go back to Pending |
 //! | `job_timeout` | expired leases and stale AwaitingCSR/AwaitingApproval jobs fail |
 //! | `short_lived_expiry` | certificates past `expires_at` become Expired |
+//! | `agent_health_check` | agents silent too long become Offline; the jobs they held are handed back |
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use super::loop_actor::{LoopTask, LoopTiming, RunNow, SchedulerLoop, TickOutcome
 use crate::db::Db;
 use crate::error::DbError;
 use crate::metrics::{JOBS_QUEUE_DEPTH, RENEWALS_ENQUEUED_TOTAL};
+use crate::queries::agents::MarkStaleAgents;
 use crate::queries::job_claims::{CountActiveJobs, ReapJobs, RetryDueJobs};
 use crate::queries::renewal_scan::{EnqueueDueRenewals, ExpireCertificates};
 use crate::renewal::dispatcher::{Dispatch, RenewalDispatcher, Wake};
@@ -44,11 +46,20 @@ pub struct SchedulerSettings {
     pub awaiting_csr_timeout: Duration,
     pub awaiting_approval_timeout: Duration,
     pub short_lived_expiry_interval: Duration,
+    pub agent_health_check_interval: Duration,
+    /// An agent silent for longer than this is Offline (`CERTCTL_AGENT_OFFLINE_AFTER`).
+    pub agent_offline_after: Duration,
 }
 
 /// The loop names the admin endpoint accepts, with their advisory lock indexes.
-pub const LOOPS: [(&str, u16); 5] =
-    [("renewal_scan", 1), ("job_processor", 2), ("job_retry", 3), ("job_timeout", 4), ("short_lived_expiry", 5)];
+pub const LOOPS: [(&str, u16); 6] = [
+    ("renewal_scan", 1),
+    ("job_processor", 2),
+    ("job_retry", 3),
+    ("job_timeout", 4),
+    ("short_lived_expiry", 5),
+    ("agent_health_check", 6),
+];
 
 /// The started loops, by name.
 #[derive(Clone)]
@@ -68,7 +79,7 @@ impl Scheduler {
             // A tick may use the whole interval, and never less than a minute.
             budget: interval.max(Duration::from_secs(60)),
         };
-        let tasks: [(&'static str, LoopTiming, Arc<dyn LoopTask>); 5] = [
+        let tasks: [(&'static str, LoopTiming, Arc<dyn LoopTask>); 6] = [
             (
                 "renewal_scan",
                 timing(settings.renewal_check_interval),
@@ -93,7 +104,16 @@ impl Scheduler {
                     awaiting_approval_timeout: settings.awaiting_approval_timeout,
                 }),
             ),
-            ("short_lived_expiry", timing(settings.short_lived_expiry_interval), Arc::new(ExpirySweep { db })),
+            (
+                "short_lived_expiry",
+                timing(settings.short_lived_expiry_interval),
+                Arc::new(ExpirySweep { db: db.clone() }),
+            ),
+            (
+                "agent_health_check",
+                timing(settings.agent_health_check_interval),
+                Arc::new(AgentHealthCheck { db, offline_after: settings.agent_offline_after }),
+            ),
         ];
         let mut loops = BTreeMap::new();
         for (name, timing, task) in tasks {
@@ -270,6 +290,34 @@ impl LoopTask for ExpirySweep {
                 tracing::info!(expired, "expiry sweep completed");
             }
             Ok(json!({ "expired": expired }))
+        }
+        .boxed()
+    }
+}
+
+struct AgentHealthCheck {
+    db: Db,
+    offline_after: Duration,
+}
+
+impl LoopTask for AgentHealthCheck {
+    fn tick(&self, _deadline: Instant) -> BoxFuture<'static, Result<serde_json::Value, DbError>> {
+        let query = MarkStaleAgents { now: chrono::Utc::now(), offline_after: self.offline_after };
+        let db = self.db.clone();
+        async move {
+            let swept = db.run(query).await?;
+            if swept.marked_offline > 0 {
+                tracing::info!(
+                    marked_offline = swept.marked_offline,
+                    jobs_released = swept.jobs_released,
+                    csr_jobs_freed = swept.csr_jobs_freed,
+                    "stale agents marked offline"
+                );
+            }
+            Ok(json!({
+                "marked_offline": swept.marked_offline, "jobs_released": swept.jobs_released,
+                "csr_jobs_freed": swept.csr_jobs_freed
+            }))
         }
         .boxed()
     }

@@ -18,7 +18,7 @@ pub async fn version() -> HttpResponse {
 /// `GET /api/v1/auth/info` (public): which authentication the server expects.
 pub async fn auth_info(auth: web::Data<Authenticator>) -> HttpResponse {
     let (auth_type, required) = match auth.get_ref() {
-        Authenticator::ApiKeys(_) => ("api-key", true),
+        Authenticator::ApiKeys { .. } => ("api-key", true),
         Authenticator::Disabled => ("none", false),
     };
     HttpResponse::Ok().json(json!({ "auth_type": auth_type, "required": required }))

@@ -9,8 +9,11 @@
 //! - [`resources`]: generic CRUD for teams, owners, renewal policies, issuers, profiles, targets.
 //! - [`scheduler`]: `POST /api/v1/admin/scheduler/{loop}/run`, one tick now.
 //! - [`issuer_ca`]: `GET /api/v1/issuers/{id}/ca`, an issuer's CA chain as PEM.
+//! - [`agents`]: agent registration, list, retirement, and the agents' own endpoints (heartbeat,
+//!   work, CSR, certificate pickup, job status).
 //! - [`audit`]: `/api/v1/audit` (keyset pages, filters) and `/api/v1/audit/{id}`.
 
+pub mod agents;
 pub mod audit;
 pub mod certificate_ops;
 pub mod certificates;
