@@ -168,7 +168,8 @@ fn unique_detail(constraint: &str) -> String {
         Some("agents") => "agent",
         _ => "resource",
     };
-    format!("a {kind} with this {what} already exists")
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    format!("{article} {kind} with this {what} already exists")
 }
 
 /// Names what still references a row a delete was refused for (`<child table>_<column>_fkey`).

@@ -182,6 +182,8 @@ pub struct TestApp {
     pub retention: actix::Addr<certctl_actors::audit_retention::AuditRetention>,
     /// The renewal engine: scheduler loops, dispatcher, issuer registry.
     pub engine: certctl::renewal_engine::RenewalEngine,
+    /// The heartbeat aggregator (tests flush it instead of waiting for its timer).
+    pub heartbeats: certctl_actors::agents::heartbeats::Heartbeats,
     /// The server's data dir (scratch), removed with the app.
     data_dir: PathBuf,
 }
@@ -251,9 +253,10 @@ impl TestApp {
         let metrics_port = app.metrics_port();
         let retention = app.audit_retention();
         let engine = app.renewal_engine();
+        let heartbeats = app.heartbeats();
         actix_web::rt::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        TestApp { address, client, db_name, db, handle, metrics_port, retention, engine, data_dir }
+        TestApp { address, client, db_name, db, handle, metrics_port, retention, engine, heartbeats, data_dir }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,6 +1,8 @@
 //! Integration tests: real servers from `Application::build`, real PostgreSQL (one cluster per
 //! test process, a fresh database per test), real HTTP and TLS over real sockets.
 
+mod agent_binary;
+mod agents;
 mod audit;
 mod auth;
 mod bad_input;

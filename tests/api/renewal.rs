@@ -472,7 +472,7 @@ async fn a_sub_ca_from_files_signs_and_a_bad_pair_stops_start_up() {
 
 #[actix_web::test]
 async fn an_issuers_renewal_window_overrides_the_policy() {
-    use certctl_actors::queries::job_claims::{ClaimAs, ClaimRenewalJobs, CompleteRenewals, CompletedRenewal};
+    use certctl_actors::queries::job_claims::{ClaimRenewalJobs, CompleteRenewals, CompletedRenewal};
     let app = TestApp::spawn().await;
     let id = app.create_certificate("ari").await["id"].as_str().unwrap().to_string();
     let now = chrono::Utc::now();
@@ -482,11 +482,8 @@ async fn an_issuers_renewal_window_overrides_the_policy() {
         .await
         .unwrap();
     assert_eq!(batch.enqueued, 1);
-    let claimed = app
-        .db
-        .run(ClaimRenewalJobs { limit: 10, lease: Duration::from_secs(60), claim_as: ClaimAs::Running })
-        .await
-        .unwrap();
+    let claimed =
+        app.db.run(ClaimRenewalJobs { limit: 10, lease: Duration::from_secs(60), server_keygen: true }).await.unwrap();
     let job = &claimed[0];
     let (start, end) = (now + chrono::Duration::days(40), now + chrono::Duration::days(41));
     let result = CompletedRenewal {
@@ -505,6 +502,7 @@ async fn an_issuers_renewal_window_overrides_the_policy() {
         private_key_sealed: None,
         ari_window_start: Some(start),
         ari_window_end: Some(end),
+        csr_pem: None,
     };
     let written = app.db.run(CompleteRenewals { items: vec![result] }).await.unwrap();
     assert_eq!(written.written, 1);

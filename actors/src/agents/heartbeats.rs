@@ -14,7 +14,7 @@
 //! every few seconds.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,6 +24,7 @@ use chrono::{DateTime, Utc};
 
 use super::directory::AgentDirectory;
 use crate::db::Db;
+use crate::domain::agent::HostInfo;
 use crate::metrics::{
     ACTOR_RESTARTS_TOTAL, HEARTBEATS_RECEIVED_TOTAL, HEARTBEAT_BUFFER_SIZE, HEARTBEAT_FLUSH_DURATION_SECONDS,
     HEARTBEAT_FLUSH_FAILURES_TOTAL, HEARTBEAT_ROWS_FLUSHED_TOTAL,
@@ -73,9 +74,7 @@ impl HeartbeatBuffer {
     }
 
     fn shard(&self, id: &str) -> &Mutex<HashMap<Arc<str>, Beat>> {
-        let mut h = self.hasher.build_hasher();
-        id.hash(&mut h);
-        &self.shards[h.finish() as usize % SHARDS]
+        &self.shards[self.hasher.hash_one(id) as usize % SHARDS]
     }
 
     /// Keeps `beat` as the agent's latest (an older one is replaced, a newer one kept). Returns
@@ -84,9 +83,10 @@ impl HeartbeatBuffer {
         let mut shard = self.shard(&id).lock().unwrap_or_else(|e| e.into_inner());
         match shard.get_mut(&id) {
             Some(waiting) => {
-                if waiting.at <= beat.at {
-                    *waiting = beat;
-                }
+                // Fields a beat leaves out keep what an earlier, unflushed beat said.
+                let (older, newer) = if waiting.at <= beat.at { (&*waiting, beat) } else { (&beat, waiting.clone()) };
+                let merged = Beat { at: newer.at, host: merge(newer.host, &older.host) };
+                *waiting = merged;
                 Ok(self.len.load(Ordering::Relaxed))
             }
             None => {
@@ -118,8 +118,8 @@ impl HeartbeatBuffer {
             let id: Arc<str> = Arc::from(id);
             let mut shard = self.shard(&id).lock().unwrap_or_else(|e| e.into_inner());
             match shard.get_mut(&id) {
-                Some(newer) if newer.at >= beat.at => {}
-                Some(older) => *older = beat,
+                Some(newer) if newer.at >= beat.at => newer.host = merge(newer.host.clone(), &beat.host),
+                Some(older) => *older = Beat { at: beat.at, host: merge(beat.host, &older.host) },
                 None => {
                     shard.insert(id, beat);
                     self.len.fetch_add(1, Ordering::Relaxed);
@@ -135,6 +135,17 @@ impl HeartbeatBuffer {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// `newer` with the fields it leaves out taken from `older`.
+fn merge(newer: HostInfo, older: &HostInfo) -> HostInfo {
+    HostInfo {
+        version: newer.version.or_else(|| older.version.clone()),
+        hostname: newer.hostname.or_else(|| older.hostname.clone()),
+        os: newer.os.or_else(|| older.os.clone()),
+        architecture: newer.architecture.or_else(|| older.architecture.clone()),
+        ip_address: newer.ip_address.or_else(|| older.ip_address.clone()),
     }
 }
 
@@ -195,6 +206,8 @@ pub struct HeartbeatAggregator {
     directory: Arc<AgentDirectory>,
     settings: HeartbeatSettings,
     nudged: Arc<AtomicBool>,
+    /// Held by every flush: a shutdown flush waits for one in flight, and flushes never overlap.
+    flush_lock: Arc<tokio::sync::Mutex<()>>,
     flushing: bool,
     refreshing: bool,
     /// When the directory was last refreshed (app clock).
@@ -214,6 +227,7 @@ impl HeartbeatAggregator {
                 directory,
                 settings,
                 nudged,
+                flush_lock: Arc::default(),
                 flushing: false,
                 refreshing: false,
                 refreshed_at: Utc::now(),
@@ -228,7 +242,8 @@ impl HeartbeatAggregator {
             return;
         }
         self.flushing = true;
-        let work = flush_batches(self.db.clone(), self.buffer.clone(), self.settings.flush_batch);
+        let work =
+            flush_batches(self.db.clone(), self.buffer.clone(), self.settings.flush_batch, self.flush_lock.clone());
         ctx.spawn(work.into_actor(self).map(|_, act, ctx| {
             act.flushing = false;
             metrics::gauge!(HEARTBEAT_BUFFER_SIZE).set(act.buffer.len() as f64);
@@ -264,7 +279,13 @@ impl HeartbeatAggregator {
 
 /// Drains the buffer and writes it in batches of `batch` agents, one statement at a time; a
 /// failed batch and every batch after it go back into the buffer. Returns the rows written.
-async fn flush_batches(db: Db, buffer: Arc<HeartbeatBuffer>, batch: usize) -> Result<u64, String> {
+async fn flush_batches(
+    db: Db,
+    buffer: Arc<HeartbeatBuffer>,
+    batch: usize,
+    lock: Arc<tokio::sync::Mutex<()>>,
+) -> Result<u64, String> {
+    let _flushing = lock.lock().await;
     let mut beats = buffer.drain();
     let mut written = 0u64;
     while !beats.is_empty() {
@@ -334,16 +355,35 @@ impl Handler<FlushAll> for HeartbeatAggregator {
     type Result = ResponseFuture<Result<u64, String>>;
 
     fn handle(&mut self, _msg: FlushAll, _ctx: &mut Self::Context) -> Self::Result {
-        // Runs beside a timer flush if one is in flight: the two drained disjoint sets of beats,
-        // and both lock rows in id order.
-        Box::pin(flush_batches(self.db.clone(), self.buffer.clone(), self.settings.flush_batch))
+        // Waits for a timer flush in flight (the flush lock), then writes whatever is left.
+        Box::pin(flush_batches(
+            self.db.clone(),
+            self.buffer.clone(),
+            self.settings.flush_batch,
+            self.flush_lock.clone(),
+        ))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::agent::HostInfo;
+
+    #[test]
+    fn fields_a_beat_leaves_out_keep_the_earlier_beats_values() {
+        let buffer = HeartbeatBuffer::new(4);
+        let host = |os: Option<&str>, version: Option<&str>| HostInfo {
+            os: os.map(str::to_owned),
+            version: version.map(str::to_owned),
+            ..HostInfo::default()
+        };
+        let at = |s| DateTime::from_timestamp(s, 0).unwrap();
+        buffer.record("a".into(), Beat { at: at(1), host: host(Some("linux"), Some("1")) }).unwrap();
+        buffer.record("a".into(), Beat { at: at(2), host: host(None, Some("2")) }).unwrap();
+        let beats = buffer.drain();
+        assert_eq!(beats[0].1.host, host(Some("linux"), Some("2")));
+        assert_eq!(beats[0].1.at, at(2));
+    }
 
     fn beat(secs: i64) -> Beat {
         Beat { at: DateTime::from_timestamp(secs, 0).unwrap(), host: HostInfo::default() }

@@ -27,7 +27,7 @@ pub struct VerifiedCsr {
     /// The DER SubjectPublicKeyInfo the leaf is issued for.
     pub spki_der: Vec<u8>,
     pub key_algorithm: KeyAlgorithm,
-    /// The subject's common name, when it has one.
+    /// The subject's common name, when it has one (informational: never copied into the leaf).
     pub common_name: Option<String>,
     /// DNS names, IP addresses and e-mail addresses it asks for, as text.
     pub names: Vec<String>,
@@ -108,8 +108,9 @@ fn key_algorithm_of(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Resul
 
 impl VerifiedCsr {
     /// Checks the CSR against the certificate it is for: its key type must be one the profile
-    /// allows (`allowed` empty: any), and every name it asks for must be one of the
-    /// certificate's (its common name or SANs; DNS names compare case-insensitively).
+    /// allows (`allowed` empty: any), and every SAN it asks for must be one of the certificate's
+    /// (its common name or SANs; DNS names compare case-insensitively). The CSR's subject is not
+    /// checked: the issued leaf's subject and names come from the certificate, never the CSR.
     pub fn check_against(&self, common_name: &str, sans: &[String], allowed: &[(String, i32)]) -> Result<(), String> {
         if !allowed.is_empty() && !permits(allowed, self.key_algorithm) {
             let list = allowed.iter().map(|(a, min)| format!("{a} ≥ {min}")).collect::<Vec<_>>().join(", ");
@@ -119,9 +120,6 @@ impl VerifiedCsr {
             ));
         }
         let known = |name: &str| name.eq_ignore_ascii_case(common_name) || sans.iter().any(|s| same_name(s, name));
-        if let Some(cn) = self.common_name.as_deref().filter(|cn| !known(cn)) {
-            return Err(format!("the CSR's common name {cn:?} is not a name of this certificate"));
-        }
         if let Some(extra) = self.names.iter().find(|n| !known(n)) {
             return Err(format!("the CSR asks for {extra:?}, which is not a name of this certificate"));
         }
@@ -152,7 +150,7 @@ mod tests {
         let csr = verify_csr(&csr_for(&["api.example.com", "10.0.0.1"], &key)).unwrap();
         assert_eq!(csr.key_algorithm, KeyAlgorithm::EcdsaP256);
         assert_eq!(csr.names, vec!["api.example.com".to_string(), "10.0.0.1".to_string()]);
-        assert_eq!(csr.spki_der, key.public_key_der());
+        assert_eq!(csr.spki_der, rcgen::PublicKeyData::subject_public_key_info(&key));
         let sans = vec!["API.example.com".to_string(), "10.0.0.1".to_string()];
         assert_eq!(csr.check_against("api.example.com", &sans, &[]), Ok(()));
         assert!(csr.check_against("api.example.com", &sans[..1], &[]).unwrap_err().contains("10.0.0.1"));

@@ -7,6 +7,7 @@
 //! - [`names`]: DNS names (IDNA), IP and e-mail names, normalized for storage.
 //! - [`resources`]: teams, owners, renewal policies, issuers, profiles and targets behind the
 //!   generic `Resource` shape.
+//! - [`discovery`]: certificates agents found on disk and their scan reports.
 //! - [`job`]: issuance, renewal and deployment jobs.
 //! - [`revocation`]: RFC 5280 revocation reasons.
 //! - [`version`]: issued versions of a certificate.
@@ -16,6 +17,7 @@ pub mod agent;
 pub mod api_key;
 pub mod audit;
 pub mod certificate;
+pub mod discovery;
 pub mod job;
 pub mod names;
 pub mod resources;

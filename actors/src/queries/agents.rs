@@ -354,7 +354,7 @@ impl DbQuery for MarkStaleAgents {
                 "WITH stale AS ( \
                    UPDATE agents SET status = 'Offline', updated_at = now() \
                     WHERE status = 'Online' \
-                      AND coalesce(last_heartbeat_at, registered_at) < $1 - make_interval(secs => $2) \
+                      AND coalesce(last_heartbeat_at, registered_at) < $1::timestamptz - make_interval(secs => $2) \
                    RETURNING id), \
                  released AS ( \
                    UPDATE jobs j SET status = 'Pending', attempts = greatest(j.attempts - 1, 0), started_at = NULL, \

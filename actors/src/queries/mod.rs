@@ -15,6 +15,7 @@
 //! - [`resources`]: generic create/get/list/update/delete for every `Resource`.
 //! - [`secrets`]: the sealing parameters and the local issuers' sealed CAs.
 //! - [`versions`]: a certificate's issued versions, newest first.
+//! - [`discovery`]: agents' scan reports, the discovered-certificate list, claim and dismiss.
 //! - [`health`]: reachability and schema version for `/ready`.
 
 pub mod agent_work;
@@ -25,6 +26,7 @@ pub mod certificate_batch;
 pub mod certificate_list;
 pub mod certificate_ops;
 pub mod certificates;
+pub mod discovery;
 pub mod health;
 pub mod issuer_config;
 pub mod job_claims;

@@ -176,10 +176,17 @@ pub async fn retire(
 
 /// The agent a request acts as: the caller's own (checked by the middleware), or for an admin key
 /// the agent in the path, which must exist and not be retired.
-fn acting_agent(state: &AppState, caller: &Caller, raw_id: String) -> Result<Arc<str>, ApiError> {
+pub(super) fn acting_agent(state: &AppState, caller: &Caller, raw_id: String) -> Result<Arc<str>, ApiError> {
     let id = path_id(raw_id)?;
     if let Some(own) = caller.agent_id.as_ref().filter(|own| ***own == *id) {
         return Ok(own.clone());
+    }
+    // Only an admin acts for an agent: another key could otherwise get certificates issued for
+    // keys it chose, or take an agent's work.
+    if !caller.admin {
+        return Err(ApiError::Forbidden(format!(
+            "only agent {id}'s own key or an admin key may use its agent endpoints"
+        )));
     }
     match state.agents.directory.by_id(&id) {
         Some(agent) if agent.retired => Err(ApiError::Gone(format!("agent {id} is retired"))),

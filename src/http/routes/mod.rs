@@ -1,5 +1,6 @@
 //! Endpoints, one file per group.
 //!
+//! - [`discovery`]: agents' scan reports and `/api/v1/discovered-certificates` triage.
 //! - [`health`]: `/health` (liveness) and `/ready` (database reachable and migrated).
 //! - [`metrics`]: `/metrics` in Prometheus text format.
 //! - [`meta`]: version, auth info/check, the admin config view.
@@ -17,6 +18,7 @@ pub mod agents;
 pub mod audit;
 pub mod certificate_ops;
 pub mod certificates;
+pub mod discovery;
 pub mod health;
 pub mod issuer_ca;
 pub mod jobs;
