@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use harness::load::{run_ceiling, run_open, RequestFn, Stream, StreamResult};
 use harness::report::{print_stream, stream_json, verdicts, write_json, Threshold};
 use harness::sampler::rss_sampler;
-use harness::server::{BenchServer, KEY};
+use harness::server::{process_cpu, BenchServer, KEY};
 use serde_json::{json, Value};
 
 const CONTRACT_AGENTS: u64 = 5_000;
@@ -38,6 +38,13 @@ const GOAL_STREAM: &str = "heartbeat (100k agents, 20k/s)";
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (contract_secs, goal_secs, ceiling_secs) = if quick { (5, 5, 3) } else { (300, 60, 10) };
+    // `--only goal` (or `contract`) runs one phase, for iterating on one figure.
+    let only = std::env::args().skip_while(|a| a != "--only").nth(1);
+    let (contract_secs, goal_secs) = match only.as_deref() {
+        Some("goal") => (0, goal_secs),
+        Some("contract") => (contract_secs, 0),
+        _ => (contract_secs, goal_secs),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(run(quick, contract_secs, goal_secs, ceiling_secs));
 }
@@ -83,10 +90,12 @@ async fn run(quick: bool, contract_secs: u64, goal_secs: u64, ceiling_secs: u64)
 
     println!("phase goal: {GOAL_AGENTS} agents, {GOAL_RATE} heartbeats/s for {goal_secs} s");
     let flushes_before = flush_statements(&server).await;
+    let buckets_before = heartbeat_buckets(&server).await;
     let goal_last = Arc::new((0..GOAL_AGENTS).map(|_| AtomicI64::new(0)).collect::<Vec<_>>());
     let goal = phase(&server, &clients, GOAL_STREAM, GOAL_AGENTS, GOAL_RATE, goal_secs, &goal_last).await;
     let durable_after = durable(&server, &goal_last).await;
     let flushes = flush_statements(&server).await - flushes_before;
+    let server_side = server_side_fractions(&buckets_before, &heartbeat_buckets(&server).await);
 
     let results = [contract.result, goal.result];
     for r in &results {
@@ -94,11 +103,24 @@ async fn run(quick: bool, contract_secs: u64, goal_secs: u64, ceiling_secs: u64)
     }
     for p in [&contract.stats, &goal.stats] {
         println!(
-            "  {}: server CPU {:.2} cores, PostgreSQL CPU {:.2} cores, server max RSS {:.0} MiB",
-            p["stream"], p["server_cpu_cores"], p["postgres_cpu_cores"], p["server_max_rss_mib"]
+            "  {}: server CPU {:.2} cores, PostgreSQL CPU {:.2} cores, load generator CPU {:.2} cores, server max RSS \
+             {:.0} MiB",
+            p["stream"],
+            p["server_cpu_cores"].as_f64().unwrap_or(0.0),
+            p["postgres_cpu_cores"].as_f64().unwrap_or(0.0),
+            p["load_generator_cpu_cores"].as_f64().unwrap_or(0.0),
+            p["server_max_rss_mib"].as_f64().unwrap_or(0.0)
         );
     }
     let accepted = results[1].sent - results[1].errors;
+    println!(
+        "  goal phase, server side (request in to response out): {}",
+        server_side
+            .iter()
+            .map(|(le, f)| format!("{:.2}% ≤ {} ms", f * 100.0, le * 1000.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!(
         "  goal phase: {accepted} beats written by {flushes:.0} flush statements; every agent's latest beat was in \
          PostgreSQL {durable_after:.3} s after the run's end"
@@ -138,6 +160,7 @@ async fn run(quick: bool, contract_secs: u64, goal_secs: u64, ceiling_secs: u64)
         "streams": results.iter().map(|r| stream_json(r, ceiling_rate)).collect::<Vec<_>>(),
         "phases": [contract.stats, goal.stats],
         "goal_flush_statements": flushes,
+        "goal_server_side_fraction_within": server_side.iter().map(|(le, f)| json!({"le_seconds": le, "fraction": f})).collect::<Vec<_>>(),
         "goal_latest_beats_durable_after_seconds": durable_after,
         "verdicts": { "contract": contract_verdicts, "goal": goal_verdicts },
     });
@@ -161,6 +184,7 @@ async fn phase(
     last: &Arc<Vec<AtomicI64>>,
 ) -> Phase {
     let (cpu_before, started) = (server.cpu_seconds(), Instant::now());
+    let generator_before = process_cpu(std::process::id() as i32);
     let sampler = rss_sampler(server.pid());
     let request: RequestFn = {
         let (clients, base, last) = (clients.to_vec(), server.base.clone(), last.clone());
@@ -186,9 +210,11 @@ async fn phase(
     let mut results = run_open(vec![Stream { name, rate_per_sec: rate, request }], Duration::from_secs(secs)).await;
     let wall = started.elapsed().as_secs_f64();
     let cpu_after = server.cpu_seconds();
+    let generator_cores = (process_cpu(std::process::id() as i32) - generator_before) / wall;
     let max_rss = sampler.stop().await;
     let stats = json!({
         "stream": name,
+        "load_generator_cpu_cores": generator_cores,
         "agents": agents,
         "server_cpu_cores": (cpu_after.0 - cpu_before.0) / wall,
         "postgres_cpu_cores": (cpu_after.1 - cpu_before.1) / wall,
@@ -288,4 +314,34 @@ async fn durable(server: &BenchServer, last: &Arc<Vec<AtomicI64>>) -> f64 {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+const HEARTBEAT_ROUTE: &str = "route=\"/api/v1/agents/{id}/heartbeat\"";
+
+/// The server's heartbeat latency histogram: `(le, cumulative count)` per bucket.
+async fn heartbeat_buckets(server: &BenchServer) -> Vec<(f64, f64)> {
+    let text = server.client.get(format!("{}/metrics", server.base)).send().await.expect("metrics").text().await;
+    let mut buckets: Vec<(f64, f64)> = text
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("certctl_http_request_duration_seconds_bucket") && l.contains(HEARTBEAT_ROUTE))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets
+}
+
+/// The fraction of the phase's heartbeats the server answered within each bucket bound.
+fn server_side_fractions(before: &[(f64, f64)], after: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let count = |buckets: &[(f64, f64)], le: f64| buckets.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1);
+    let total = count(after, f64::INFINITY) - count(before, f64::INFINITY);
+    after
+        .iter()
+        .filter(|(le, _)| le.is_finite() && [0.001, 0.005, 0.01, 0.05, 0.1].contains(le))
+        .map(|(le, n)| (*le, if total > 0.0 { (n - count(before, *le)) / total } else { 0.0 }))
+        .collect()
 }

@@ -25,6 +25,8 @@ use crate::settings::Settings;
 #[derive(Clone)]
 pub struct RenewalEngine {
     pub registry: Arc<IssuerRegistry>,
+    /// Opens server-generated keys for the agents that deploy them.
+    pub sealing: Arc<SealingKey>,
     pub dispatcher: Addr<RenewalDispatcher>,
     pub scheduler: Scheduler,
 }
@@ -76,7 +78,7 @@ pub fn start(prepared: Prepared, settings: &Settings, db: &Db) -> RenewalEngine 
         agent_offline_after: settings.agent_offline_after,
     };
     let scheduler = Scheduler::start(db.clone(), dispatcher.clone(), &scheduler_settings);
-    RenewalEngine { registry, dispatcher, scheduler }
+    RenewalEngine { registry, sealing, dispatcher, scheduler }
 }
 
 /// The sealing passphrase: the setting, or with the embedded PostgreSQL a key file generated on

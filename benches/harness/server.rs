@@ -145,7 +145,7 @@ impl Drop for BenchServer {
 }
 
 /// utime + stime of a process, in seconds.
-fn process_cpu(pid: i32) -> f64 {
+pub fn process_cpu(pid: i32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
     let Some((_, rest)) = stat.rsplit_once(')') else { return 0.0 };
     let fields: Vec<&str> = rest.split_whitespace().collect();

@@ -60,7 +60,7 @@ pub async fn authenticator(
         generated = Some(key);
     }
     let known = db.run(LoadAgentDirectory { since: None }).await.context("loading the agent directory")?;
-    agents.upsert(known);
+    agents.upsert(known.entries);
     let bootstrap = settings.agent_bootstrap_token.as_ref().map(|t| hash_key(t.expose()));
     if bootstrap.is_none() {
         tracing::info!("CERTCTL_AGENT_BOOTSTRAP_TOKEN is not set: only admin keys can register agents");

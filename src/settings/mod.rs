@@ -285,7 +285,7 @@ pub struct Settings {
     pub heartbeat_flush_interval: Duration,
 
     /// Agents per heartbeat flush statement; this many waiting starts a flush before the interval ends.
-    #[arg(long, env = "CERTCTL_HEARTBEAT_FLUSH_BATCH", default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, env = "CERTCTL_HEARTBEAT_FLUSH_BATCH", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub heartbeat_flush_batch: u32,
 
     /// Agents whose heartbeat may wait for a flush at once; beyond it new beats get 503 with Retry-After.

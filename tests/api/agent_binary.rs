@@ -25,9 +25,10 @@ struct Setup {
 }
 
 impl Setup {
-    async fn start() -> Setup {
+    async fn start(extra: &[&str]) -> Setup {
         let db = fresh_database().await;
         let mut args = base_args(&db);
+        args.extend(extra.iter().map(|a| a.to_string()));
         let data_dir = PathBuf::from(&args[args.iter().position(|a| a == "--data-dir").unwrap() + 1]);
         args.extend(
             ["--server-tls", "true", "--agent-bootstrap-token", BOOTSTRAP_TOKEN, "--heartbeat-flush-interval", "200ms"]
@@ -178,7 +179,7 @@ fn leaf_spki(pem: &str) -> Vec<u8> {
 
 #[actix_web::test]
 async fn the_agent_renews_with_its_own_key_installs_and_reloads_and_rolls_back_a_failed_reload() {
-    let setup = Setup::start().await;
+    let setup = Setup::start(&[]).await;
     let agent_id = setup.register("web-1").await;
     assert!(agent_id.starts_with("ag-"), "{agent_id}");
     assert_eq!(mode(&setup.key_dir.join("agent.key")), 0o600, "the agent's key is private");
@@ -262,8 +263,29 @@ async fn the_agent_renews_with_its_own_key_installs_and_reloads_and_rolls_back_a
 }
 
 #[actix_web::test]
+async fn with_server_key_generation_the_agent_installs_the_key_the_server_made() {
+    let setup = Setup::start(&["--keygen-mode", "server"]).await;
+    let agent_id = setup.register("web-3").await;
+    let deploy_dir = scratch_dir("deploy-server-key");
+    let target = setup.file_target(&agent_id, &deploy_dir, "true").await;
+    let certificate = setup.certificate_on("server-key", &target).await;
+    let agent = setup.run(&[]);
+    setup.run_loop("renewal_scan").await;
+    setup.run_loop("job_processor").await;
+    let deployed = setup.deployment_ended(&certificate, 0, &agent).await;
+    assert_eq!(deployed["status"], "Completed", "{deployed}\n{}", agent.log());
+    let key = std::fs::read_to_string(deploy_dir.join("privkey.pem")).unwrap();
+    let cert = std::fs::read_to_string(deploy_dir.join("cert.pem")).unwrap();
+    let key_pair = rcgen::KeyPair::from_pem(&key).unwrap();
+    assert_eq!(rcgen::PublicKeyData::subject_public_key_info(&key_pair), leaf_spki(&cert));
+    let (_, audit) = setup.admin(Method::GET, &format!("/api/v1/audit?resource_id={certificate}"), None).await;
+    let actions: Vec<&str> = audit["data"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+    assert!(actions.contains(&"certificate.key_fetch"), "handing the key over is audited: {actions:?}");
+}
+
+#[actix_web::test]
 async fn a_retired_agent_stops_with_a_clear_message() {
-    let setup = Setup::start().await;
+    let setup = Setup::start(&[]).await;
     let agent_id = setup.register("web-2").await;
     let mut agent = setup.run(&[]);
     eventually(Duration::from_secs(15), &agent, || async {

@@ -866,3 +866,24 @@ async fn claiming_a_discovered_certificate_makes_a_managed_certificate_of_it() {
     assert_eq!(unmanaged.len(), 1, "the other finding is untouched");
     assert_eq!(unmanaged[0]["common_name"], "legacy.example.com");
 }
+
+#[actix_web::test]
+async fn a_non_admin_api_key_cannot_act_for_an_agent() {
+    let app = TestApp::spawn().await;
+    let (id, _) = register_agent(&app, "web-reader").await;
+    let csr = json!({"certificate_id": "mc-none", "csr_pem": "x"});
+    for (method, path, body) in [
+        (Method::POST, format!("/api/v1/agents/{id}/heartbeat"), None),
+        (Method::GET, format!("/api/v1/agents/{id}/work"), None),
+        (Method::POST, format!("/api/v1/agents/{id}/csr"), Some(csr)),
+        (Method::GET, format!("/api/v1/agents/{id}/certificates/mc-none"), None),
+        (Method::POST, format!("/api/v1/agents/{id}/discoveries"), Some(json!({}))),
+    ] {
+        let mut request = app.user(method, &path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let problem = assert_problem(request.send().await.unwrap(), 403, "forbidden").await;
+        assert!(problem["detail"].as_str().unwrap().contains("admin key"), "{path}: {problem}");
+    }
+}

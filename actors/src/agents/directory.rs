@@ -47,10 +47,25 @@ impl AgentDirectory {
         maps.by_id.get(id).and_then(|hash| maps.by_hash.get(hash)).cloned()
     }
 
-    /// Adds or updates agents (a retirement is never undone by a stale row).
+    /// Adds or updates agents (a retirement is never undone by a stale row). What is already
+    /// known as it is is skipped under the read lock, so a refresh that finds nothing new never
+    /// blocks the request threads reading the directory.
     pub fn upsert(&self, entries: impl IntoIterator<Item = DirectoryEntry>) {
+        let changed: Vec<DirectoryEntry> = {
+            let maps = self.maps.read().unwrap_or_else(|e| e.into_inner());
+            entries
+                .into_iter()
+                .filter(|entry| match maps.by_hash.get(&entry.key_hash) {
+                    Some(known) => *known.id != *entry.id || (entry.retired && !known.retired),
+                    None => true,
+                })
+                .collect()
+        };
+        if changed.is_empty() {
+            return;
+        }
         let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
-        for entry in entries {
+        for entry in changed {
             let id: Arc<str> = Arc::from(entry.id.as_str());
             let retired = entry.retired || maps.by_hash.get(&entry.key_hash).is_some_and(|known| known.retired);
             maps.by_hash.insert(entry.key_hash, KnownAgent { id: id.clone(), retired });

@@ -36,8 +36,10 @@ const SHARDS: usize = 32;
 
 /// How often the directory is refreshed from the database.
 const DIRECTORY_REFRESH: Duration = Duration::from_secs(5);
-/// How far back a refresh looks: rows committed late by a slow transaction are still seen.
-const DIRECTORY_OVERLAP: chrono::Duration = chrono::Duration::seconds(60);
+/// How far before the previous read a refresh looks: a registration committed just after that
+/// read, with a `registered_at` from before it, is still seen. (Registrations and retirements are
+/// single short statements.)
+const DIRECTORY_OVERLAP: chrono::Duration = chrono::Duration::seconds(10);
 
 /// How the aggregator works.
 #[derive(Clone, Copy, Debug)]
@@ -210,8 +212,8 @@ pub struct HeartbeatAggregator {
     flush_lock: Arc<tokio::sync::Mutex<()>>,
     flushing: bool,
     refreshing: bool,
-    /// When the directory was last refreshed (app clock).
-    refreshed_at: DateTime<Utc>,
+    /// The database's clock at the last directory read; `None` before the first.
+    refreshed_at: Option<DateTime<Utc>>,
 }
 
 impl HeartbeatAggregator {
@@ -230,7 +232,7 @@ impl HeartbeatAggregator {
                 flush_lock: Arc::default(),
                 flushing: false,
                 refreshing: false,
-                refreshed_at: Utc::now(),
+                refreshed_at: None,
             })
         };
         Heartbeats { buffer, aggregator, flush_batch: settings.flush_batch.max(1), nudged }
@@ -259,16 +261,16 @@ impl HeartbeatAggregator {
             return;
         }
         self.refreshing = true;
-        let started = Utc::now();
-        let since = self.refreshed_at - DIRECTORY_OVERLAP;
+        // The first refresh reads everything: the authenticator's load at start may be a while ago.
+        let since = self.refreshed_at.map(|at| at - DIRECTORY_OVERLAP);
         let db = self.db.clone();
-        ctx.spawn(async move { db.run(LoadAgentDirectory { since: Some(since) }).await }.into_actor(self).map(
+        ctx.spawn(async move { db.run(LoadAgentDirectory { since }).await }.into_actor(self).map(
             move |result, act, _| {
                 act.refreshing = false;
                 match result {
-                    Ok(entries) => {
-                        act.directory.upsert(entries);
-                        act.refreshed_at = started;
+                    Ok(load) => {
+                        act.directory.upsert(load.entries);
+                        act.refreshed_at = Some(load.read_at);
                     }
                     Err(e) => tracing::warn!(error = %e, "refreshing the agent directory failed; retrying"),
                 }

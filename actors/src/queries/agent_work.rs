@@ -240,6 +240,13 @@ pub struct IssuedChain {
     pub not_after: DateTime<Utc>,
     /// Leaf first, then the issuing CA and any parents.
     pub pem_chain: String,
+    /// The server-generated private key (`CERTCTL_KEYGEN_MODE=server`), sealed; opened by the
+    /// caller into `private_key_pem`.
+    #[serde(skip)]
+    pub private_key_sealed: Option<Vec<u8>>,
+    /// The server-generated private key, PEM, for the agent that installs it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_key_pem: Option<String>,
 }
 
 /// The newest issued version of a certificate bound to one of `agent_id`'s targets (or the
@@ -258,7 +265,7 @@ impl DbQuery for AgentCertificate {
     async fn run(self, client: &mut Client) -> Result<Option<IssuedChain>, DbError> {
         let sql = format!(
             "SELECT v.certificate_id, v.id, v.serial_number, v.fingerprint_sha256, v.not_before, v.not_after, \
-                    v.pem_chain \
+                    v.pem_chain, v.private_key_sealed \
                FROM certificate_versions v \
               WHERE v.certificate_id = $2 AND ($3::text IS NULL OR v.id = $3) \
                 AND ($1::text IS NULL OR {}) \
@@ -276,6 +283,8 @@ impl DbQuery for AgentCertificate {
                 not_before: row.try_get(4)?,
                 not_after: row.try_get(5)?,
                 pem_chain: row.try_get(6)?,
+                private_key_sealed: row.try_get(7)?,
+                private_key_pem: None,
             })
         })
         .transpose()

@@ -220,33 +220,37 @@ pub fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// Agents registered or retired since `since` (every agent when `None`), for the directory.
+/// Agents registered or retired since `since` (every agent when `None`), for the directory,
+/// and the database's clock when it read them (where the next refresh starts).
 pub struct LoadAgentDirectory {
     pub since: Option<DateTime<Utc>>,
 }
 
+/// What a directory load read.
+pub struct DirectoryLoad {
+    pub entries: Vec<DirectoryEntry>,
+    /// `statement_timestamp()` of the read.
+    pub read_at: DateTime<Utc>,
+}
+
 impl DbQuery for LoadAgentDirectory {
-    type Output = Vec<DirectoryEntry>;
+    type Output = DirectoryLoad;
     const NAME: &'static str = "load_agent_directory";
 
-    async fn run(self, client: &mut Client) -> Result<Vec<DirectoryEntry>, DbError> {
-        let rows = match self.since {
-            None => {
-                let stmt = client.prepare_cached("SELECT id, api_key_hash, retired_at IS NOT NULL FROM agents").await?;
-                client.query(&stmt, &[]).await?
-            }
-            Some(since) => {
-                let stmt = client
-                    .prepare_cached(
-                        "SELECT id, api_key_hash, retired_at IS NOT NULL FROM agents \
-                          WHERE registered_at >= $1 UNION \
-                         SELECT id, api_key_hash, true FROM agents WHERE retired_at >= $1",
-                    )
-                    .await?;
-                client.query(&stmt, &[&since]).await?
-            }
+    async fn run(self, client: &mut Client) -> Result<DirectoryLoad, DbError> {
+        let stmt = client
+            .prepare_cached(
+                "SELECT id, api_key_hash, retired_at IS NOT NULL, statement_timestamp() FROM agents \
+                  WHERE $1::timestamptz IS NULL OR registered_at >= $1 OR retired_at >= $1",
+            )
+            .await?;
+        let rows = client.query(&stmt, &[&self.since]).await?;
+        let read_at = match rows.first() {
+            Some(row) => row.try_get(3)?,
+            None => client.query_one("SELECT statement_timestamp()", &[]).await?.try_get(0)?,
         };
-        Ok(rows.iter().filter_map(|r| entry_from_row(r).ok().flatten()).collect())
+        let entries = rows.iter().filter_map(|r| entry_from_row(r).ok().flatten()).collect();
+        Ok(DirectoryLoad { entries, read_at })
     }
 }
 

@@ -60,6 +60,8 @@ pub struct IssuedChain {
     pub version_id: String,
     pub fingerprint_sha256: String,
     pub pem_chain: String,
+    /// Present when the server generated the key (`CERTCTL_KEYGEN_MODE=server`).
+    pub private_key_pem: Option<String>,
 }
 
 /// The server, as one agent (or, for registration, the bootstrap token) talks to it.

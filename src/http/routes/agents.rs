@@ -22,6 +22,7 @@ use certctl_actors::queries::agent_work::{
 use certctl_actors::queries::agents::{
     decode_hex32, AgentFilters, DirectoryEntry, GetAgent, ListAgents, RegisterAgent, RetireAgent, Retired,
 };
+use certctl_actors::queries::audit::{AuditRecord, InsertAuditEvent};
 use certctl_actors::queries::certificate_list::{Sort, SortCursor, SortKey, SortValue};
 use certctl_actors::renewal::dispatcher::Wake;
 
@@ -309,11 +310,13 @@ pub struct CertificateParams {
 }
 
 /// `GET /api/v1/agents/{id}/certificates/{cert_id}[?version_id=]`: the newest issued version (or
-/// the one named) of a certificate bound to one of the agent's targets, with its PEM chain.
+/// the one named) of a certificate bound to one of the agent's targets, with its PEM chain, and the
+/// private key when the server generated it (`CERTCTL_KEYGEN_MODE=server`; audited).
 #[tracing::instrument(skip_all, fields(agent_id, certificate_id))]
 pub async fn certificate(
     state: web::Data<AppState>,
     caller: Caller,
+    actor: Actor,
     path: web::Path<(String, String)>,
     params: web::Query<CertificateParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -323,11 +326,31 @@ pub async fn certificate(
     let version_id = params.into_inner().version_id.map(path_id).transpose()?;
     let query =
         AgentCertificate { agent_id: Some(agent.to_string()), certificate_id: certificate_id.clone(), version_id };
-    let chain = state.db.run(query).await?.ok_or_else(|| {
+    let mut chain = state.db.run(query).await?.ok_or_else(|| {
         ApiError::NotFound(format!(
             "certificate {certificate_id} has no issued version for a target of agent {agent} (yet)"
         ))
     })?;
+    // A server-generated key goes to the agents whose targets use the certificate, and every
+    // hand-over is in the audit trail.
+    if let Some(sealed) = chain.private_key_sealed.take() {
+        let sealing = state.engine.sealing.clone();
+        let opened = web::block(move || sealing.open(&sealed))
+            .await
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("the unsealing thread failed: {e}")))?
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("a stored private key does not open: {e}")))?;
+        let pem = String::from_utf8(opened)
+            .map_err(|_| ApiError::Internal(anyhow::anyhow!("a stored private key is not PEM text")))?;
+        let record = AuditRecord {
+            actor: actor.0,
+            action: "certificate.key_fetch".into(),
+            resource_type: "certificate".into(),
+            details: serde_json::json!({ "agent_id": &*agent, "version_id": chain.version_id }),
+        };
+        state.db.run(InsertAuditEvent { record, resource_id: certificate_id.clone() }).await?;
+        tracing::info!(agent_id = %agent, certificate_id = %certificate_id, "server-generated key handed to agent");
+        chain.private_key_pem = Some(pem);
+    }
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(chain))
 }
 
