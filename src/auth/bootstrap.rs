@@ -66,7 +66,7 @@ pub async fn authenticator(
         tracing::info!("CERTCTL_AGENT_BOOTSTRAP_TOKEN is not set: only admin keys can register agents");
     }
     tracing::info!(keys = store.len(), agents = agents.len(), "authentication enabled");
-    Ok((Authenticator::ApiKeys { store, agents, bootstrap, db: db.clone() }, generated))
+    Ok((Authenticator::ApiKeys { store, agents, bootstrap, db: db.clone(), misses: Default::default() }, generated))
 }
 
 /// Prints the generated key once, on stdout, where an operator starting the server sees it.

@@ -43,9 +43,36 @@ pub enum Authenticator {
         bootstrap: Option<[u8; 32]>,
         /// For agent keys the directory does not know yet (registered on another replica).
         db: Db,
+        /// Agent keys the database did not know either, recently: refused without asking again.
+        misses: RecentMisses,
     },
     /// `CERTCTL_AUTH_TYPE=none`: every request acts as an anonymous admin.
     Disabled,
+}
+
+/// Hashes of agent keys found nowhere, with when: a client repeating a wrong key costs one
+/// database look-up per [`MISS_MEMORY`], not one per request. Bounded: cleared when full.
+#[derive(Default)]
+pub struct RecentMisses(std::sync::Mutex<std::collections::HashMap<[u8; 32], std::time::Instant>>);
+
+/// How long a key found nowhere is refused without a look-up.
+const MISS_MEMORY: std::time::Duration = std::time::Duration::from_secs(10);
+/// Misses remembered at most.
+const MAX_MISSES: usize = 10_000;
+
+impl RecentMisses {
+    fn recent(&self, hash: &[u8; 32]) -> bool {
+        let misses = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        misses.get(hash).is_some_and(|at| at.elapsed() < MISS_MEMORY)
+    }
+
+    fn remember(&self, hash: [u8; 32]) {
+        let mut misses = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if misses.len() >= MAX_MISSES {
+            misses.clear();
+        }
+        misses.insert(hash, std::time::Instant::now());
+    }
 }
 
 /// What the synchronous check found.
@@ -72,11 +99,11 @@ impl Authenticator {
     }
 
     fn check_known(&self, authorization: Option<&str>) -> Checked {
-        let (store, agents, bootstrap) = match self {
+        let (store, agents, bootstrap, misses) = match self {
             Authenticator::Disabled => {
                 return Checked::Done(Ok(Caller { name: "anonymous".into(), admin: true, ..Caller::default() }))
             }
-            Authenticator::ApiKeys { store, agents, bootstrap, .. } => (store, agents, bootstrap),
+            Authenticator::ApiKeys { store, agents, bootstrap, misses, .. } => (store, agents, bootstrap, misses),
         };
         let Some(value) = authorization else {
             return Checked::Done(Err(ApiError::Unauthorized(
@@ -98,6 +125,9 @@ impl Authenticator {
         if token.starts_with(AGENT_KEY_PREFIX) {
             return match agents.by_key_hash(&hash) {
                 Some(agent) => Checked::Done(agent_caller(agent)),
+                None if misses.recent(&hash) => {
+                    Checked::Done(Err(ApiError::Unauthorized("the API key is not valid".into())))
+                }
                 None => Checked::LookUp(hash),
             };
         }
@@ -112,7 +142,7 @@ impl Authenticator {
     }
 
     async fn look_up_agent(&self, hash: [u8; 32]) -> Result<Caller, ApiError> {
-        let Authenticator::ApiKeys { agents, db, .. } = self else {
+        let Authenticator::ApiKeys { agents, db, misses, .. } = self else {
             return Err(ApiError::Unauthorized("the API key is not valid".into()));
         };
         let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
@@ -123,7 +153,10 @@ impl Authenticator {
                     .by_key_hash(&hash)
                     .map_or_else(|| Err(ApiError::Unauthorized("the API key is not valid".into())), agent_caller)
             }
-            None => Err(ApiError::Unauthorized("the API key is not valid".into())),
+            None => {
+                misses.remember(hash);
+                Err(ApiError::Unauthorized("the API key is not valid".into()))
+            }
         }
     }
 }

@@ -221,7 +221,7 @@ pub struct Settings {
     pub ca_key_algorithm: KeyAlgorithm,
 
     /// Who generates leaf keys: agent (the agent sends a CSR; jobs wait in AwaitingCSR) or server
-    /// (the server generates the key and keeps it sealed for the agent to fetch once).
+    /// (the server generates the key and keeps it sealed; agents receive it with the chain, audited).
     #[arg(long, env = "CERTCTL_KEYGEN_MODE", default_value = "agent", value_parser = parsers::keygen_mode)]
     pub keygen_mode: KeygenMode,
 

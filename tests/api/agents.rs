@@ -887,3 +887,50 @@ async fn a_non_admin_api_key_cannot_act_for_an_agent() {
         assert!(problem["detail"].as_str().unwrap().contains("admin key"), "{path}: {problem}");
     }
 }
+
+#[actix_web::test]
+async fn a_deployment_whose_lease_ran_out_fails_without_failing_the_certificate() {
+    let app = TestApp::spawn().await;
+    let (agent_id, _) = register_agent(&app, "web-slow").await;
+    let certificate = app.create_certificate("slow-deploy").await["id"].as_str().unwrap().to_string();
+    insert_deployment(&app, "job-slow-deploy", &certificate, &agent_id, true).await;
+    let db = sql(&app).await;
+    // The certificate is being renewed meanwhile; a stuck deployment must not mark it Failed.
+    db.execute("UPDATE managed_certificates SET status = 'RenewalInProgress' WHERE id = $1", &[&certificate])
+        .await
+        .unwrap();
+    db.execute(
+        "UPDATE jobs SET lease_expires_at = now() - interval '1 second', max_attempts = 1 WHERE id = 'job-slow-deploy'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let reaped = run_loop(&app, "job_timeout").await;
+    assert_eq!(reaped["lease_expired"], 1, "{reaped}");
+    let failed = job(&app, "job-slow-deploy").await;
+    assert_eq!(failed["status"], "Failed");
+    assert_eq!(failed["last_error"], "the lease expired before the agent reported the deployment");
+    let status: String =
+        db.query_one("SELECT status FROM managed_certificates WHERE id = $1", &[&certificate]).await.unwrap().get(0);
+    assert_eq!(status, "RenewalInProgress", "the certificate's own renewal goes on");
+}
+
+#[actix_web::test]
+async fn a_repeated_unknown_agent_key_is_refused_without_asking_the_database_again() {
+    let app = TestApp::spawn().await;
+    let key = "cctl_agent_does-not-exist-0123456789abcdefghij";
+    let lookups = || async {
+        let text = app.metrics_text().await;
+        text.lines()
+            .filter(|l| l.starts_with("certctl_db_query_duration_seconds_count") && l.contains("find_agent_by_key"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    // The recorder is shared by every server of this test process: compare before and after.
+    let before = lookups().await;
+    for _ in 0..5 {
+        let response = as_agent(&app, key, Method::GET, "/api/v1/agents/ag-x/work").send().await.unwrap();
+        assert_problem(response, 401, "unauthorized").await;
+    }
+    assert_eq!(lookups().await - before, 1.0, "one look-up, then the miss is remembered");
+}

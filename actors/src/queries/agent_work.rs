@@ -250,8 +250,8 @@ pub struct IssuedChain {
 }
 
 /// The newest issued version of a certificate bound to one of `agent_id`'s targets (or the
-/// version `version_id`); `None` when not bound or not issued. `agent_id = None` (an admin key)
-/// skips the binding check.
+/// version `version_id`); `None` when not bound or not issued. `agent_id = None` skips the binding
+/// check (the agent endpoints always pass the agent, also for an admin key acting for it).
 pub struct AgentCertificate {
     pub agent_id: Option<String>,
     pub certificate_id: String,

@@ -194,6 +194,8 @@ impl DbQuery for CompleteRenewals {
                           t.agent_id, 'Pending', k.version_id \
                      FROM kept k JOIN certificate_target_mappings ctm ON ctm.certificate_id = k.certificate_id \
                      JOIN deployment_targets t ON t.id = ctm.target_id \
+                    WHERE t.enabled AND NOT EXISTS ( \
+                          SELECT 1 FROM agents a WHERE a.id = t.agent_id AND a.retired_at IS NOT NULL) \
                    RETURNING id), \
                  audited AS ( \
                    INSERT INTO audit_events (actor, actor_type, action, resource_type, resource_id, details) \
@@ -366,14 +368,16 @@ impl DbQuery for ReapJobs {
             .prepare_cached(
                 "WITH expired AS ( \
                    UPDATE jobs j SET status = 'Failed', error_class = 'timeout', \
-                          last_error = 'the lease expired before the issuance finished', \
+                          last_error = CASE WHEN j.type = 'Deployment' \
+                              THEN 'the lease expired before the agent reported the deployment' \
+                              ELSE 'the lease expired before the issuance finished' END, \
                           lease_expires_at = NULL, completed_at = $1, updated_at = now(), \
                           retry_at = CASE WHEN j.attempts < j.max_attempts THEN $1 + make_interval( \
                               secs => least(p.retry_interval_seconds * power(2, greatest(j.attempts - 1, 0)), $5)) END \
                      FROM managed_certificates m, renewal_policies p \
                     WHERE j.status = 'Running' AND j.lease_expires_at < $1 \
                       AND m.id = j.certificate_id AND p.id = m.renewal_policy_id \
-                   RETURNING j.id, j.certificate_id, j.retry_at), \
+                   RETURNING j.id, j.type, j.certificate_id, j.retry_at), \
                  stale AS ( \
                    UPDATE jobs j SET status = 'Failed', error_class = 'timeout', retry_at = NULL, completed_at = $1, \
                           updated_at = now(), \
@@ -385,7 +389,8 @@ impl DbQuery for ReapJobs {
                  certs AS ( \
                    UPDATE managed_certificates m SET status = 'Failed', updated_at = now() \
                     WHERE m.status = 'RenewalInProgress' AND m.id IN ( \
-                          SELECT certificate_id FROM expired WHERE retry_at IS NULL \
+                          SELECT certificate_id FROM expired \
+                           WHERE retry_at IS NULL AND type IN ('Issuance', 'Renewal') \
                           UNION ALL SELECT certificate_id FROM stale)), \
                  audited AS ( \
                    INSERT INTO audit_events (actor, actor_type, action, resource_type, resource_id, details) \
@@ -437,10 +442,11 @@ impl DbQuery for CountActiveJobs {
         let stmt = client
             .prepare_cached(
                 "SELECT (SELECT count(*) FROM jobs WHERE status = 'Pending' AND type IN ('Issuance', 'Renewal')), \
-                        (SELECT count(*) FROM jobs WHERE status = 'Running'), \
+                        (SELECT count(*) FROM jobs WHERE status = 'Running' AND type IN ('Issuance', 'Renewal')), \
                         (SELECT count(*) FROM jobs WHERE status = 'AwaitingCSR'), \
                         (SELECT count(*) FROM jobs WHERE status = 'AwaitingApproval'), \
-                        (SELECT count(*) FROM jobs WHERE status = 'Failed' AND retry_at IS NOT NULL)",
+                        (SELECT count(*) FROM jobs WHERE status = 'Failed' AND retry_at IS NOT NULL \
+                            AND type IN ('Issuance', 'Renewal'))",
             )
             .await?;
         let row = client.query_one(&stmt, &[]).await?;

@@ -60,12 +60,35 @@ impl FileTarget {
             Ok(value)
         };
         let directory = text("directory").ok_or_else(|| anyhow!("the target's config has no directory"))?;
+        for (key, expected) in [
+            ("directory", "a string"),
+            ("cert_file", "a string"),
+            ("chain_file", "a string"),
+            ("fullchain_file", "a string"),
+            ("key_file", "a string"),
+            ("combined_file", "a string"),
+            ("file_mode", "a string of octal digits such as \"0644\""),
+            ("owner", "a string"),
+            ("group", "a string"),
+            ("reload_command", "a string"),
+        ] {
+            if config.get(key).is_some_and(|v| !v.is_string() && !v.is_null()) {
+                bail!("target config {key} must be {expected}");
+            }
+        }
         let file_mode = match text("file_mode") {
             Some(mode) => u32::from_str_radix(mode.trim_start_matches("0o"), 8)
                 .ok()
                 .filter(|m| *m <= 0o777)
                 .ok_or_else(|| anyhow!("target config file_mode must be octal such as 0644 (got {mode})"))?,
             None => 0o644,
+        };
+        let reload_timeout = match config.get("reload_timeout_seconds") {
+            None | Some(Value::Null) => 60,
+            Some(v) => v
+                .as_u64()
+                .filter(|s| (1..=3600).contains(s))
+                .ok_or_else(|| anyhow!("target config reload_timeout_seconds must be a whole number from 1 to 3600"))?,
         };
         let combined_file = match text("combined_file").or(default_combined.map(str::to_owned)) {
             Some(file) => Some(name("combined_file", &file)?),
@@ -82,9 +105,7 @@ impl FileTarget {
             owner: text("owner"),
             group: text("group"),
             reload_command: text("reload_command").or(default_reload.map(str::to_owned)),
-            reload_timeout: Duration::from_secs(
-                config.get("reload_timeout_seconds").and_then(Value::as_u64).filter(|s| *s > 0).unwrap_or(60),
-            ),
+            reload_timeout: Duration::from_secs(reload_timeout),
         })
     }
 }
@@ -130,6 +151,8 @@ fn material(pem_chain: &str, server_key: Option<&str>, keys: &KeyStore) -> anyho
 struct Placed {
     path: PathBuf,
     previous: Option<PathBuf>,
+    /// The owner and group the target wants, given back to restored files too.
+    owner: (Option<u32>, Option<u32>),
 }
 
 /// Deploys a Deployment job and reports how it went. Errors are reported as Failed; only a failed
@@ -142,7 +165,7 @@ pub async fn deploy(server: &Server, keys: &KeyStore, item: &WorkItem) -> Result
             server.report(&item.id, true, "", Some(&fingerprint)).await
         }
         Err(e) => {
-            let message = format!("{e:#}");
+            let message = one_line(&format!("{e:#}"));
             tracing::warn!(job_id = %item.id, error = %message, "deployment failed");
             server.report(&item.id, false, &message, None).await
         }
@@ -184,6 +207,13 @@ async fn install(server: &Server, keys: &KeyStore, item: &WorkItem) -> anyhow::R
     Ok(fingerprint)
 }
 
+/// The error as the server accepts it: one line (control characters, such as a reload command's
+/// line breaks, become spaces), at most 4,000 characters.
+fn one_line(message: &str) -> String {
+    let flat: String = message.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    flat.chars().take(4000).collect()
+}
+
 /// Writes the new set, keeping each existing file as `<name>.prev` first.
 fn write_set(target: &FileTarget, m: &Material) -> anyhow::Result<Vec<Placed>> {
     std::fs::create_dir_all(&target.directory).with_context(|| format!("creating {}", target.directory.display()))?;
@@ -208,7 +238,7 @@ fn write_set(target: &FileTarget, m: &Material) -> anyhow::Result<Vec<Placed>> {
         } else {
             None
         };
-        placed.push(Placed { path: path.clone(), previous });
+        placed.push(Placed { path: path.clone(), previous, owner: (uid, gid) });
         if let Err(e) = write_atomically(&path, contents.as_bytes(), mode).and_then(|()| chown(&path, uid, gid)) {
             let _ = roll_back(placed);
             return Err(e);
@@ -226,7 +256,9 @@ fn roll_back(placed: Vec<Placed>) -> anyhow::Result<()> {
                 .and_then(|bytes| {
                     let mode =
                         std::fs::metadata(prev).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()))?;
-                    write_atomically(&file.path, &bytes, mode & 0o777).map_err(std::io::Error::other)
+                    write_atomically(&file.path, &bytes, mode & 0o777)
+                        .and_then(|()| chown(&file.path, file.owner.0, file.owner.1))
+                        .map_err(std::io::Error::other)
                 })
                 .with_context(|| format!("restoring {}", file.path.display())),
             None => std::fs::remove_file(&file.path).with_context(|| format!("removing {}", file.path.display())),
@@ -318,5 +350,17 @@ mod tests {
         assert!(FileTarget::from_config("file", &json!({})).is_err(), "directory is required");
         assert!(FileTarget::from_config("file", &json!({"directory": "/x", "cert_file": "../etc/passwd"})).is_err());
         assert!(FileTarget::from_config("f5", &json!({"directory": "/x"})).is_err());
+        assert!(
+            FileTarget::from_config("file", &json!({"directory": "/x", "file_mode": 644})).is_err(),
+            "not a string"
+        );
+        let slow = json!({"directory": "/x", "reload_timeout_seconds": "60"});
+        assert!(FileTarget::from_config("file", &slow).is_err(), "not a number");
+    }
+
+    #[test]
+    fn errors_are_reported_on_one_line() {
+        assert_eq!(one_line("reload failed:\nline 1\tline 2"), "reload failed: line 1 line 2");
+        assert_eq!(one_line(&"x".repeat(5000)).len(), 4000);
     }
 }

@@ -18,23 +18,37 @@ use crate::keys::hex;
 const MAX_DEPTH: usize = 8;
 /// Files larger than this are not certificates worth reading.
 const MAX_FILE_BYTES: u64 = 1 << 20;
-/// Certificates per report (the server's limit).
-const MAX_PER_REPORT: usize = 10_000;
+/// Certificates per report: with their PEM, a report stays far below the server's default 1 MiB
+/// body limit. A scan that finds more sends several reports.
+const PER_REPORT: usize = 200;
 
-/// Scans `dirs` and returns the report body for `POST /agents/{id}/discoveries`.
-pub fn scan(dirs: &[PathBuf]) -> Value {
+/// Scans `dirs` and returns the report bodies for `POST /agents/{id}/discoveries` (one per
+/// [`PER_REPORT`] certificates; the errors go with the first).
+pub fn scan(dirs: &[PathBuf]) -> Vec<Value> {
     let started = Instant::now();
     let (mut certificates, mut errors) = (Vec::new(), Vec::new());
     for dir in dirs {
         walk(dir, 0, &mut certificates, &mut errors);
     }
-    certificates.truncate(MAX_PER_REPORT);
-    json!({
-        "directories": dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
-        "certificates": certificates,
-        "errors": errors,
-        "scan_duration_ms": started.elapsed().as_millis() as i64,
-    })
+    errors.truncate(1000);
+    let directories: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    let elapsed = started.elapsed().as_millis() as i64;
+    let mut chunks: Vec<Vec<Value>> = certificates.chunks(PER_REPORT).map(<[Value]>::to_vec).collect();
+    if chunks.is_empty() {
+        chunks.push(Vec::new());
+    }
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, certificates)| {
+            json!({
+                "directories": directories,
+                "certificates": certificates,
+                "errors": if i == 0 { std::mem::take(&mut errors) } else { Vec::new() },
+                "scan_duration_ms": elapsed,
+            })
+        })
+        .collect()
 }
 
 fn walk(dir: &Path, depth: usize, found: &mut Vec<Value>, errors: &mut Vec<String>) {

@@ -11,8 +11,9 @@
 //! - [`discovery`]: filesystem scans.
 //! - [`backoff`]: jittered intervals and exponential backoff.
 //!
-//! Exit codes: 0 on SIGINT/SIGTERM, 1 on a configuration or start-up error, 3 when the server
-//! says the agent is retired (410).
+//! Exit codes: 0 on SIGINT/SIGTERM, 1 on a start-up error (a missing key, a non-https server URL,
+//! an unreadable CA bundle), 2 on invalid flags (clap's usage error), 3 when the server says the
+//! agent is retired (410).
 
 mod backoff;
 mod client;
@@ -227,17 +228,31 @@ async fn discovery_loop(server: Arc<Server>, dirs: Vec<std::path::PathBuf>, inte
     let mut failures = 0;
     loop {
         let scan_dirs = dirs.clone();
-        let report = match tokio::task::spawn_blocking(move || discovery::scan(&scan_dirs)).await {
-            Ok(report) => report,
+        let reports = match tokio::task::spawn_blocking(move || discovery::scan(&scan_dirs)).await {
+            Ok(reports) => reports,
             Err(e) => {
                 tracing::warn!(error = %e, "the discovery scan thread failed");
                 tokio::time::sleep(backoff::jittered(interval)).await;
                 continue;
             }
         };
-        let outcome = server.discoveries(&report).await.map(|recorded| {
-            tracing::info!(found = %recorded["certificates_found"], new = %recorded["certificates_new"], "discovery scan reported");
-        });
+        let mut outcome = Ok(());
+        let (mut found, mut new) = (0, 0);
+        for report in &reports {
+            match server.discoveries(report).await {
+                Ok(recorded) => {
+                    found += recorded["certificates_found"].as_i64().unwrap_or(0);
+                    new += recorded["certificates_new"].as_i64().unwrap_or(0);
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        if outcome.is_ok() {
+            tracing::info!(found, new, reports = reports.len(), "discovery scan reported");
+        }
         if let Some(stop) = pace(outcome, interval, &mut failures, "discovery report").await {
             return stop;
         }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use certctl_actors::crypto::csr::verify_csr;
 use certctl_actors::crypto::key_algorithm::{choose, KeyAlgorithm};
 use certctl_actors::domain::agent::{HostInfo, NewAgent, AGENT_STATUSES};
-use certctl_actors::domain::validation::{FieldError, Violations};
+use certctl_actors::domain::validation::{is_valid_id, FieldError, Violations};
 use certctl_actors::queries::agent_work::{
     AgentCertificate, ClaimAgentWork, DeploymentReport, FindCsrJob, GetAgentJob, ReportDeployment, SubmitCsr,
 };
@@ -323,7 +323,10 @@ pub async fn certificate(
     let (id, certificate_id) = path.into_inner();
     let agent = acting_agent(&state, &caller, id)?;
     let certificate_id = path_id(certificate_id)?;
-    let version_id = params.into_inner().version_id.map(path_id).transpose()?;
+    let version_id = params.into_inner().version_id;
+    if version_id.as_deref().is_some_and(|v| !is_valid_id(v)) {
+        return Err(ApiError::InvalidQuery("version_id must be a version id such as cv-0193…".into()));
+    }
     let query =
         AgentCertificate { agent_id: Some(agent.to_string()), certificate_id: certificate_id.clone(), version_id };
     let mut chain = state.db.run(query).await?.ok_or_else(|| {
