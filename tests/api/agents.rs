@@ -934,3 +934,39 @@ async fn a_repeated_unknown_agent_key_is_refused_without_asking_the_database_aga
     }
     assert_eq!(lookups().await - before, 1.0, "one look-up, then the miss is remembered");
 }
+
+#[actix_web::test]
+async fn beats_wait_out_a_database_outage_and_are_written_after_it() {
+    let app = TestApp::spawn_with(&["--heartbeat-flush-interval", "1h"]).await;
+    let (id, key) = register_agent(&app, "web-outage").await;
+    assert_eq!(heartbeat(&app, &id, &key, Some(json!({"version": "1.0.0"}))).await.status(), 204);
+    app.break_database().await;
+    assert!(app.heartbeats.flush_all().await.is_err(), "the flush fails while the database is away");
+    assert_eq!(heartbeat(&app, &id, &key, Some(json!({"os": "linux"}))).await.status(), 204, "still accepted");
+    app.repair_database().await;
+    let started = std::time::Instant::now();
+    loop {
+        match app.heartbeats.flush_all().await {
+            Ok(1) => break,
+            other => assert!(started.elapsed() < Duration::from_secs(15), "the kept beat was never written: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let row = agent(&app, &id).await;
+    assert!(row["last_heartbeat_at"].is_string(), "{row}");
+    assert_eq!((row["version"].as_str(), row["os"].as_str()), (Some("1.0.0"), Some("linux")), "both beats' fields");
+}
+
+#[actix_web::test]
+async fn a_full_heartbeat_buffer_answers_503_with_retry_after() {
+    let app = TestApp::spawn_with(&["--heartbeat-buffer-max", "1", "--heartbeat-flush-interval", "1h"]).await;
+    let (a, key_a) = register_agent(&app, "web-a").await;
+    let (b, key_b) = register_agent(&app, "web-b").await;
+    assert_eq!(heartbeat(&app, &a, &key_a, None).await.status(), 204);
+    let refused = heartbeat(&app, &b, &key_b, None).await;
+    assert_eq!(refused.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    assert_problem(refused, 503, "service-unavailable").await;
+    assert_eq!(heartbeat(&app, &a, &key_a, None).await.status(), 204, "an agent already waiting still updates");
+    app.heartbeats.flush_all().await.unwrap();
+    assert_eq!(heartbeat(&app, &b, &key_b, None).await.status(), 204, "room again after the flush");
+}
