@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use certctl_actors::domain::validation::is_valid_id;
 use certctl_actors::queries::certificate_list::{Sort, SortCursor, SortKey, SortValue};
 
+use super::paging::PageRequest;
 use super::problem::ApiError;
 
 fn invalid() -> ApiError {
@@ -32,6 +33,23 @@ pub fn encode(cursor: &SortCursor) -> String {
         SortValue::Text(text) => text.clone(),
     };
     URL_SAFE_NO_PAD.encode(format!("{}|{}|{value}", sort_code(cursor.sort), cursor.id))
+}
+
+/// The `(created_at, id)` key a keyset request's cursor names, for a list ordered by `created_at`
+/// (`order`); `None` for the first page and for offset paging.
+pub fn time_key(paging: &PageRequest, order: Sort) -> Result<Option<(DateTime<Utc>, String)>, ApiError> {
+    match paging {
+        PageRequest::Keyset { cursor: Some(c), .. } => match decode(c, order)? {
+            SortCursor { value: SortValue::Time(t), id, .. } => Ok(Some((t, id))),
+            _ => Err(ApiError::InvalidQuery("cursor is not for this list".into())),
+        },
+        _ => Ok(None),
+    }
+}
+
+/// The cursor of the page after `next` (a `(created_at, id)` key) in a list ordered by `order`.
+pub fn encode_time_key(next: Option<(DateTime<Utc>, String)>, order: Sort) -> Option<String> {
+    next.map(|(t, id)| encode(&SortCursor { sort: order, value: SortValue::Time(t), id }))
 }
 
 /// Decodes a cursor made by [`encode`] for a request sorted by `sort`.

@@ -104,6 +104,16 @@ pub struct Page<T: Serialize> {
     pub total: Option<i64>,
 }
 
+/// A filter value that must be one of `accepted` (exactly), or a 400 naming them.
+pub fn one_of(name: &str, value: Option<String>, accepted: &[&str]) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if !accepted.contains(&v.as_str()) => {
+            Err(ApiError::InvalidQuery(format!("{name} must be one of {} (got {v})", accepted.join(", "))))
+        }
+        other => Ok(other),
+    }
+}
+
 /// An optional RFC 3339 time parameter.
 pub fn rfc3339(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
     value

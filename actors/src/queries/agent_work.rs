@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Client;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_postgres::types::ToSql;
 
 use super::audit::AuditRecord;
@@ -27,8 +27,8 @@ fn bound_to_agent(cert: &str, agent: &str) -> String {
 }
 
 /// One unit of work for an agent (certctl's `WorkItem`, plus the version to install, the key
-/// type to generate and the lease).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// type to generate and the lease). The server serializes it; `certctl-agent` reads it back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WorkItem {
     pub id: String,
     #[serde(rename = "type")]
@@ -229,8 +229,8 @@ impl DbQuery for SubmitCsr {
     }
 }
 
-/// An issued version as an agent fetches it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// An issued version as an agent fetches it (serialized by the server, read by `certctl-agent`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IssuedChain {
     pub certificate_id: String,
     pub version_id: String,

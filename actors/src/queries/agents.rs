@@ -8,7 +8,7 @@ use deadpool_postgres::Client;
 use tokio_postgres::types::ToSql;
 
 use super::audit::AuditRecord;
-use super::paging::{count, limit_offset, where_clause};
+use super::paging::{equal_filters, time_page, TimeKeyset, TimePage};
 use crate::db::DbQuery;
 use crate::domain::agent::{Agent, HostInfo, AGENT_COLUMNS};
 use crate::domain::audit::AuditActor;
@@ -71,50 +71,24 @@ pub struct ListAgents {
     pub with_total: bool,
 }
 
-pub struct AgentPage {
-    pub items: Vec<Agent>,
-    pub next: Option<(DateTime<Utc>, String)>,
-    pub total: Option<i64>,
-}
-
 impl DbQuery for ListAgents {
-    type Output = AgentPage;
+    type Output = TimePage<Agent>;
     const NAME: &'static str = "list_agents";
 
-    async fn run(self, client: &mut Client) -> Result<AgentPage, DbError> {
+    async fn run(self, client: &mut Client) -> Result<TimePage<Agent>, DbError> {
         let f = &self.filters;
-        let mut conditions = Vec::new();
-        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
-        for (column, value) in [("status", &f.status), ("os", &f.os), ("version", &f.version)] {
-            if let Some(value) = value {
-                params.push(value);
-                conditions.push(format!("{column} = ${}", params.len()));
-            }
-        }
-        let (filter_params, filter_conditions) = (params.len(), conditions.clone());
-        if let Some((created_at, id)) = &self.after {
-            params.push(created_at);
-            params.push(id);
-            conditions.push(format!("(created_at, id) > (${}, ${})", params.len() - 1, params.len()));
-        }
-        let tail = limit_offset(&mut params, self.limit + 1, self.offset.as_ref());
-        let sql =
-            format!("SELECT {AGENT_COLUMNS} FROM agents {} ORDER BY created_at, id{tail}", where_clause(&conditions));
-        let stmt = client.prepare_cached(&sql).await?;
-        let rows = client.query(&stmt, &params).await?;
-        let mut items = rows.iter().map(Agent::from_row).collect::<Result<Vec<_>, _>>()?;
-        let next = if items.len() as i64 > self.limit {
-            items.truncate(self.limit as usize);
-            items.last().filter(|_| self.offset.is_none()).map(|a| (a.created_at, a.id.clone()))
-        } else {
-            None
+        let (mut conditions, mut params) = (Vec::new(), Vec::new());
+        equal_filters(&mut conditions, &mut params, &[("status", &f.status), ("os", &f.os), ("version", &f.version)]);
+        let keyset = TimeKeyset {
+            table: "agents",
+            columns: AGENT_COLUMNS,
+            descending: false,
+            cursor: self.after.as_ref(),
+            offset: self.offset.as_ref(),
+            limit: self.limit,
+            with_total: self.with_total,
         };
-        let total = if self.with_total {
-            Some(count(client, "agents", &filter_conditions, &params[..filter_params]).await?)
-        } else {
-            None
-        };
-        Ok(AgentPage { items, next, total })
+        time_page(client, keyset, conditions, params, Agent::from_row, |a| (a.created_at, a.id.clone())).await
     }
 }
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use tokio_postgres::types::{Json, ToSql};
 
 use super::audit::AuditRecord;
-use super::paging::{count, limit_offset, where_clause};
+use super::paging::{equal_filters, time_page, TimeKeyset, TimePage};
 use crate::db::DbQuery;
 use crate::domain::audit::AuditActor;
 use crate::domain::discovery::{DiscoveredCertificate, DiscoveryReport, DISCOVERED_COLUMNS};
@@ -92,56 +92,29 @@ pub struct ListDiscovered {
     pub with_total: bool,
 }
 
-pub struct DiscoveredPage {
-    pub items: Vec<DiscoveredCertificate>,
-    pub next: Option<(DateTime<Utc>, String)>,
-    pub total: Option<i64>,
-}
-
 impl DbQuery for ListDiscovered {
-    type Output = DiscoveredPage;
+    type Output = TimePage<DiscoveredCertificate>;
     const NAME: &'static str = "list_discovered";
 
-    async fn run(self, client: &mut Client) -> Result<DiscoveredPage, DbError> {
+    async fn run(self, client: &mut Client) -> Result<TimePage<DiscoveredCertificate>, DbError> {
         let f = &self.filters;
-        let mut conditions = Vec::new();
-        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
-        for (column, value) in [("agent_id", &f.agent_id), ("status", &f.status)] {
-            if let Some(value) = value {
-                params.push(value);
-                conditions.push(format!("{column} = ${}", params.len()));
-            }
-        }
+        let (mut conditions, mut params) = (Vec::new(), Vec::new());
+        equal_filters(&mut conditions, &mut params, &[("agent_id", &f.agent_id), ("status", &f.status)]);
         if let Some(before) = &f.expiring_before {
             params.push(before);
             conditions.push(format!("not_after < ${}", params.len()));
         }
-        let (filter_params, filter_conditions) = (params.len(), conditions.clone());
-        if let Some((created_at, id)) = &self.after {
-            params.push(created_at);
-            params.push(id);
-            conditions.push(format!("(created_at, id) > (${}, ${})", params.len() - 1, params.len()));
-        }
-        let tail = limit_offset(&mut params, self.limit + 1, self.offset.as_ref());
-        let sql = format!(
-            "SELECT {DISCOVERED_COLUMNS} FROM discovered_certificates {} ORDER BY created_at, id{tail}",
-            where_clause(&conditions)
-        );
-        let stmt = client.prepare_cached(&sql).await?;
-        let rows = client.query(&stmt, &params).await?;
-        let mut items = rows.iter().map(DiscoveredCertificate::from_row).collect::<Result<Vec<_>, _>>()?;
-        let next = if items.len() as i64 > self.limit {
-            items.truncate(self.limit as usize);
-            items.last().filter(|_| self.offset.is_none()).map(|d| (d.created_at, d.id.clone()))
-        } else {
-            None
+        let keyset = TimeKeyset {
+            table: "discovered_certificates",
+            columns: DISCOVERED_COLUMNS,
+            descending: false,
+            cursor: self.after.as_ref(),
+            offset: self.offset.as_ref(),
+            limit: self.limit,
+            with_total: self.with_total,
         };
-        let total = if self.with_total {
-            Some(count(client, "discovered_certificates", &filter_conditions, &params[..filter_params]).await?)
-        } else {
-            None
-        };
-        Ok(DiscoveredPage { items, next, total })
+        let key = |d: &DiscoveredCertificate| (d.created_at, d.id.clone());
+        time_page(client, keyset, conditions, params, DiscoveredCertificate::from_row, key).await
     }
 }
 

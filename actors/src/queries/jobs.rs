@@ -7,7 +7,7 @@ use tokio_postgres::types::ToSql;
 
 use super::audit::AuditRecord;
 use super::job_sql::open_job;
-use super::paging::{count, limit_offset, where_clause};
+use super::paging::{equal_filters, time_page, TimeKeyset, TimePage};
 use crate::db::DbQuery;
 use crate::domain::audit::AuditActor;
 use crate::domain::job::{Job, JOB_COLUMNS};
@@ -32,57 +32,33 @@ pub struct ListJobs {
     pub with_total: bool,
 }
 
-pub struct JobPage {
-    pub items: Vec<Job>,
-    pub next: Option<(DateTime<Utc>, String)>,
-    pub total: Option<i64>,
-}
-
 impl DbQuery for ListJobs {
-    type Output = JobPage;
+    type Output = TimePage<Job>;
     const NAME: &'static str = "list_jobs";
 
-    async fn run(self, client: &mut Client) -> Result<JobPage, DbError> {
+    async fn run(self, client: &mut Client) -> Result<TimePage<Job>, DbError> {
         let f = &self.filters;
-        let mut conditions = Vec::new();
-        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
-        for (column, value) in [
-            ("status", &f.status),
-            ("type", &f.job_type),
-            ("certificate_id", &f.certificate_id),
-            ("agent_id", &f.agent_id),
-        ] {
-            if let Some(value) = value {
-                params.push(value);
-                conditions.push(format!("{column} = ${}", params.len()));
-            }
-        }
-        let (filter_params, filter_conditions) = (params.len(), conditions.clone());
-        if let Some((created_at, id)) = &self.before {
-            params.push(created_at);
-            params.push(id);
-            conditions.push(format!("(created_at, id) < (${}, ${})", params.len() - 1, params.len()));
-        }
-        let tail = limit_offset(&mut params, self.limit + 1, self.offset.as_ref());
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs {} ORDER BY created_at DESC, id DESC{tail}",
-            where_clause(&conditions)
+        let (mut conditions, mut params) = (Vec::new(), Vec::new());
+        equal_filters(
+            &mut conditions,
+            &mut params,
+            &[
+                ("status", &f.status),
+                ("type", &f.job_type),
+                ("certificate_id", &f.certificate_id),
+                ("agent_id", &f.agent_id),
+            ],
         );
-        let stmt = client.prepare_cached(&sql).await?;
-        let rows = client.query(&stmt, &params).await?;
-        let mut items = rows.iter().map(Job::from_row).collect::<Result<Vec<_>, _>>()?;
-        let next = if items.len() as i64 > self.limit {
-            items.truncate(self.limit as usize);
-            items.last().filter(|_| self.offset.is_none()).map(|j| (j.created_at, j.id.clone()))
-        } else {
-            None
+        let keyset = TimeKeyset {
+            table: "jobs",
+            columns: JOB_COLUMNS,
+            descending: true,
+            cursor: self.before.as_ref(),
+            offset: self.offset.as_ref(),
+            limit: self.limit,
+            with_total: self.with_total,
         };
-        let total = if self.with_total {
-            Some(count(client, "jobs", &filter_conditions, &params[..filter_params]).await?)
-        } else {
-            None
-        };
-        Ok(JobPage { items, next, total })
+        time_page(client, keyset, conditions, params, Job::from_row, |j| (j.created_at, j.id.clone())).await
     }
 }
 

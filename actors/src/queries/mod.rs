@@ -33,6 +33,7 @@ pub mod job_claims;
 mod job_sql;
 pub mod jobs;
 mod paging;
+pub use paging::TimePage;
 pub mod renewal_scan;
 pub mod resources;
 pub mod secrets;

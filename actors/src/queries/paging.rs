@@ -1,8 +1,12 @@
 //! SQL plumbing shared by the list statements: the `WHERE` clause from collected conditions, the
-//! `LIMIT`/`OFFSET` tail (row counts written into the SQL so plans can be cached), and the optional `count(*)` over the same filters.
+//! `LIMIT`/`OFFSET` tail (row counts written into the SQL so plans can be cached), the optional
+//! `count(*)` over the same filters, and [`time_page`], one page of a list ordered by
+//! `(created_at, id)` (jobs, agents, discovered certificates).
 
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Client;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
 
 use crate::error::DbError;
 
@@ -50,6 +54,84 @@ pub(crate) async fn count(
 ) -> Result<i64, DbError> {
     let stmt = client.prepare_cached(&format!("SELECT count(*) FROM {table} {}", where_clause(conditions))).await?;
     Ok(client.query_one(&stmt, params).await?.try_get(0)?)
+}
+
+/// One page of a list ordered by `(created_at, id)`, and the key the next page starts after.
+pub struct TimePage<T> {
+    pub items: Vec<T>,
+    pub next: Option<(DateTime<Utc>, String)>,
+    pub total: Option<i64>,
+}
+
+/// `column = $n` for each filter that is set, appended to `conditions` and `params`.
+pub(crate) fn equal_filters<'a>(
+    conditions: &mut Vec<String>,
+    params: &mut Vec<&'a (dyn ToSql + Sync)>,
+    filters: &[(&str, &'a Option<String>)],
+) {
+    for (column, value) in filters {
+        if let Some(value) = value {
+            params.push(value);
+            conditions.push(format!("{column} = ${}", params.len()));
+        }
+    }
+}
+
+/// Where a `(created_at, id)` page starts and how big it is.
+pub(crate) struct TimeKeyset<'a> {
+    pub table: &'static str,
+    /// The select list `read` expects.
+    pub columns: &'static str,
+    /// Newest first when true.
+    pub descending: bool,
+    /// Keyset: rows after this key in the list's order.
+    pub cursor: Option<&'a (DateTime<Utc>, String)>,
+    /// Offset paging instead (no next key then).
+    pub offset: Option<&'a i64>,
+    pub limit: i64,
+    pub with_total: bool,
+}
+
+/// Reads one page of `keyset.table` under the filter `conditions` (parameters `params`): one row
+/// more than the page to know whether another follows, the next key from the last row kept, and the
+/// optional `count(*)` under the same filters.
+pub(crate) async fn time_page<'a, T>(
+    client: &Client,
+    keyset: TimeKeyset<'a>,
+    mut conditions: Vec<String>,
+    mut params: Vec<&'a (dyn ToSql + Sync)>,
+    read: impl Fn(&Row) -> Result<T, DbError>,
+    key: impl Fn(&T) -> (DateTime<Utc>, String),
+) -> Result<TimePage<T>, DbError> {
+    let (filter_params, filter_conditions) = (params.len(), conditions.clone());
+    let (order, after) = if keyset.descending { ("DESC", "<") } else { ("", ">") };
+    if let Some((created_at, id)) = keyset.cursor {
+        params.push(created_at);
+        params.push(id);
+        conditions.push(format!("(created_at, id) {after} (${}, ${})", params.len() - 1, params.len()));
+    }
+    let tail = limit_offset(&mut params, keyset.limit + 1, keyset.offset);
+    let sql = format!(
+        "SELECT {} FROM {} {} ORDER BY created_at {order}, id {order}{tail}",
+        keyset.columns,
+        keyset.table,
+        where_clause(&conditions)
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    let rows = client.query(&stmt, &params).await?;
+    let mut items = rows.iter().map(read).collect::<Result<Vec<_>, _>>()?;
+    let next = if items.len() as i64 > keyset.limit {
+        items.truncate(keyset.limit as usize);
+        items.last().filter(|_| keyset.offset.is_none()).map(key)
+    } else {
+        None
+    };
+    let total = if keyset.with_total {
+        Some(count(client, keyset.table, &filter_conditions, &params[..filter_params]).await?)
+    } else {
+        None
+    };
+    Ok(TimePage { items, next, total })
 }
 
 #[cfg(test)]

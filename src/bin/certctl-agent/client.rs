@@ -36,33 +36,8 @@ impl CallError {
     }
 }
 
-/// A unit of work from `GET /agents/{id}/work`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct WorkItem {
-    pub id: String,
-    #[serde(rename = "type")]
-    pub job_type: String,
-    pub status: String,
-    pub certificate_id: String,
-    pub common_name: String,
-    #[serde(default)]
-    pub sans: Vec<String>,
-    pub target_id: Option<String>,
-    pub target_type: Option<String>,
-    pub target_config: Option<Value>,
-    pub certificate_version_id: Option<String>,
-    pub key_algorithm: Option<String>,
-}
-
-/// An issued version from `GET /agents/{id}/certificates/{cert_id}`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct IssuedChain {
-    pub version_id: String,
-    pub fingerprint_sha256: String,
-    pub pem_chain: String,
-    /// Present when the server generated the key (`CERTCTL_KEYGEN_MODE=server`).
-    pub private_key_pem: Option<String>,
-}
+/// The server's answers the agent reads: the engine's own types, so both ends agree on the fields.
+pub use certctl_actors::queries::agent_work::{IssuedChain, WorkItem};
 
 /// The server, as one agent (or, for registration, the bootstrap token) talks to it.
 pub struct Server {

@@ -23,7 +23,7 @@ use certctl_actors::queries::agents::{
     decode_hex32, AgentFilters, DirectoryEntry, GetAgent, ListAgents, RegisterAgent, RetireAgent, Retired,
 };
 use certctl_actors::queries::audit::{AuditRecord, InsertAuditEvent};
-use certctl_actors::queries::certificate_list::{Sort, SortCursor, SortKey, SortValue};
+use certctl_actors::queries::certificate_list::{Sort, SortKey};
 use certctl_actors::renewal::dispatcher::Wake;
 
 use super::path_id;
@@ -32,7 +32,7 @@ use crate::auth::{Admin, Caller};
 use crate::http::actor::Actor;
 use crate::http::cursor;
 use crate::http::json::{OptionalJson, ValidJson};
-use crate::http::paging::PageRequest;
+use crate::http::paging::{one_of, PageRequest};
 use crate::http::problem::ApiError;
 use crate::http::AppState;
 
@@ -103,28 +103,17 @@ pub struct ListParams {
 pub async fn list(state: web::Data<AppState>, params: web::Query<ListParams>) -> Result<HttpResponse, ApiError> {
     let p = params.into_inner();
     let paging = PageRequest::parse(p.limit, p.cursor, p.page, p.per_page, p.include_total)?;
-    if let Some(status) = p.status.as_deref().filter(|s| !AGENT_STATUSES.contains(s)) {
-        return Err(ApiError::InvalidQuery(format!(
-            "status must be one of {} (got {status})",
-            AGENT_STATUSES.join(", ")
-        )));
-    }
-    let after = match &paging {
-        PageRequest::Keyset { cursor: Some(c), .. } => match cursor::decode(c, ORDER)? {
-            SortCursor { value: SortValue::Time(t), id, .. } => Some((t, id)),
-            _ => return Err(ApiError::InvalidQuery("cursor is not for this list".into())),
-        },
-        _ => None,
-    };
+    let status = one_of("status", p.status, &AGENT_STATUSES)?;
+    let after = cursor::time_key(&paging, ORDER)?;
     let query = ListAgents {
-        filters: AgentFilters { status: p.status, os: p.os, version: p.version },
+        filters: AgentFilters { status, os: p.os, version: p.version },
         after,
         offset: paging.offset(),
         limit: paging.size(),
         with_total: paging.with_total(),
     };
     let page = state.db.run(query).await?;
-    let next = page.next.map(|(t, id)| cursor::encode(&SortCursor { sort: ORDER, value: SortValue::Time(t), id }));
+    let next = cursor::encode_time_key(page.next, ORDER);
     Ok(HttpResponse::Ok().json(paging.page(page.items, next, page.total)))
 }
 

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use certctl_actors::domain::certificate::NewCertificate;
 use certctl_actors::domain::discovery::{DiscoveryReport, DISCOVERY_STATUSES};
-use certctl_actors::queries::certificate_list::{Sort, SortCursor, SortKey, SortValue};
+use certctl_actors::queries::certificate_list::{Sort, SortKey};
 use certctl_actors::queries::certificates::CreateCertificate;
 use certctl_actors::queries::discovery::{
     DiscoveryFilters, GetDiscovered, ListDiscovered, RecordDiscoveryScan, TriageDiscovered,
@@ -21,7 +21,7 @@ use crate::auth::Caller;
 use crate::http::actor::Actor;
 use crate::http::cursor;
 use crate::http::json::ValidJson;
-use crate::http::paging::{rfc3339, PageRequest};
+use crate::http::paging::{one_of, rfc3339, PageRequest};
 use crate::http::problem::ApiError;
 use crate::http::AppState;
 
@@ -69,29 +69,18 @@ pub struct ListParams {
 pub async fn list(state: web::Data<AppState>, params: web::Query<ListParams>) -> Result<HttpResponse, ApiError> {
     let p = params.into_inner();
     let paging = PageRequest::parse(p.limit, p.cursor, p.page, p.per_page, p.include_total)?;
-    if let Some(status) = p.status.as_deref().filter(|s| !DISCOVERY_STATUSES.contains(s)) {
-        return Err(ApiError::InvalidQuery(format!(
-            "status must be one of {} (got {status})",
-            DISCOVERY_STATUSES.join(", ")
-        )));
-    }
+    let status = one_of("status", p.status, &DISCOVERY_STATUSES)?;
     let expiring_before = rfc3339("expiring_before", p.expiring_before.as_deref())?;
-    let after = match &paging {
-        PageRequest::Keyset { cursor: Some(c), .. } => match cursor::decode(c, ORDER)? {
-            SortCursor { value: SortValue::Time(t), id, .. } => Some((t, id)),
-            _ => return Err(ApiError::InvalidQuery("cursor is not for this list".into())),
-        },
-        _ => None,
-    };
+    let after = cursor::time_key(&paging, ORDER)?;
     let query = ListDiscovered {
-        filters: DiscoveryFilters { agent_id: p.agent_id, status: p.status, expiring_before },
+        filters: DiscoveryFilters { agent_id: p.agent_id, status, expiring_before },
         after,
         offset: paging.offset(),
         limit: paging.size(),
         with_total: paging.with_total(),
     };
     let page = state.db.run(query).await?;
-    let next = page.next.map(|(t, id)| cursor::encode(&SortCursor { sort: ORDER, value: SortValue::Time(t), id }));
+    let next = cursor::encode_time_key(page.next, ORDER);
     Ok(HttpResponse::Ok().json(paging.page(page.items, next, page.total)))
 }
 

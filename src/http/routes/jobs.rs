@@ -5,14 +5,14 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 use certctl_actors::domain::job::{JOB_STATUSES, JOB_TYPES};
-use certctl_actors::queries::certificate_list::{Sort, SortCursor, SortKey, SortValue};
+use certctl_actors::queries::certificate_list::{Sort, SortKey};
 use certctl_actors::queries::jobs::{CancelJob, GetJob, JobChange, JobFilters, ListJobs, RetryJob};
 use certctl_actors::renewal::dispatcher::Wake;
 
 use super::path_id;
 use crate::http::actor::Actor;
 use crate::http::cursor;
-use crate::http::paging::PageRequest;
+use crate::http::paging::{one_of, PageRequest};
 use crate::http::problem::ApiError;
 use crate::http::AppState;
 
@@ -34,15 +34,6 @@ pub struct ListParams {
     agent_id: Option<String>,
 }
 
-fn one_of(name: &str, value: Option<String>, accepted: &[&str]) -> Result<Option<String>, ApiError> {
-    match value {
-        Some(v) if !accepted.contains(&v.as_str()) => {
-            Err(ApiError::InvalidQuery(format!("{name} must be one of {}", accepted.join(", "))))
-        }
-        other => Ok(other),
-    }
-}
-
 /// `GET /api/v1/jobs?status=&type=&certificate_id=&agent_id=&limit=&cursor=`
 #[tracing::instrument(skip_all)]
 pub async fn list(state: web::Data<AppState>, params: web::Query<ListParams>) -> Result<HttpResponse, ApiError> {
@@ -54,17 +45,11 @@ pub async fn list(state: web::Data<AppState>, params: web::Query<ListParams>) ->
         certificate_id: p.certificate_id,
         agent_id: p.agent_id,
     };
-    let before = match &paging {
-        PageRequest::Keyset { cursor: Some(c), .. } => match cursor::decode(c, ORDER)? {
-            SortCursor { value: SortValue::Time(t), id, .. } => Some((t, id)),
-            _ => return Err(ApiError::InvalidQuery("cursor is not for this list".into())),
-        },
-        _ => None,
-    };
+    let before = cursor::time_key(&paging, ORDER)?;
     let query =
         ListJobs { filters, before, offset: paging.offset(), limit: paging.size(), with_total: paging.with_total() };
     let page = state.db.run(query).await?;
-    let next = page.next.map(|(t, id)| cursor::encode(&SortCursor { sort: ORDER, value: SortValue::Time(t), id }));
+    let next = cursor::encode_time_key(page.next, ORDER);
     Ok(HttpResponse::Ok().json(paging.page(page.items, next, page.total)))
 }
 
