@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use certctl_actors::domain::validation::is_valid_id;
 use certctl_actors::queries::certificate_list::{Sort, SortCursor, SortKey, SortValue};
+use certctl_actors::queries::PageWindow;
 
 use super::paging::PageRequest;
 use super::problem::ApiError;
@@ -35,16 +36,17 @@ pub fn encode(cursor: &SortCursor) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}|{}|{value}", sort_code(cursor.sort), cursor.id))
 }
 
-/// The `(created_at, id)` key a keyset request's cursor names, for a list ordered by `created_at`
-/// (`order`); `None` for the first page and for offset paging.
-pub fn time_key(paging: &PageRequest, order: Sort) -> Result<Option<(DateTime<Utc>, String)>, ApiError> {
-    match paging {
+/// The page a request asks for in a list ordered by `created_at` (`order`): its cursor's
+/// `(created_at, id)` key (none for the first page and for offset paging), offset, size, total.
+pub fn time_window(paging: &PageRequest, order: Sort) -> Result<PageWindow, ApiError> {
+    let cursor = match paging {
         PageRequest::Keyset { cursor: Some(c), .. } => match decode(c, order)? {
-            SortCursor { value: SortValue::Time(t), id, .. } => Ok(Some((t, id))),
-            _ => Err(ApiError::InvalidQuery("cursor is not for this list".into())),
+            SortCursor { value: SortValue::Time(t), id, .. } => Some((t, id)),
+            _ => return Err(ApiError::InvalidQuery("cursor is not for this list".into())),
         },
-        _ => Ok(None),
-    }
+        _ => None,
+    };
+    Ok(PageWindow { cursor, offset: paging.offset(), limit: paging.size(), with_total: paging.with_total() })
 }
 
 /// The cursor of the page after `next` (a `(created_at, id)` key) in a list ordered by `order`.

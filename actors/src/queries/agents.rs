@@ -8,7 +8,7 @@ use deadpool_postgres::Client;
 use tokio_postgres::types::ToSql;
 
 use super::audit::AuditRecord;
-use super::paging::{equal_filters, time_page, TimeKeyset, TimePage};
+use super::paging::{equal_filters, time_page, PageWindow, TimeKeyset, TimePage};
 use crate::db::DbQuery;
 use crate::domain::agent::{Agent, HostInfo, AGENT_COLUMNS};
 use crate::domain::audit::AuditActor;
@@ -65,10 +65,7 @@ pub struct AgentFilters {
 /// One page of agents, oldest first, by `(created_at, id)` keyset or offset.
 pub struct ListAgents {
     pub filters: AgentFilters,
-    pub after: Option<(DateTime<Utc>, String)>,
-    pub offset: Option<i64>,
-    pub limit: i64,
-    pub with_total: bool,
+    pub window: PageWindow,
 }
 
 impl DbQuery for ListAgents {
@@ -79,15 +76,7 @@ impl DbQuery for ListAgents {
         let f = &self.filters;
         let (mut conditions, mut params) = (Vec::new(), Vec::new());
         equal_filters(&mut conditions, &mut params, &[("status", &f.status), ("os", &f.os), ("version", &f.version)]);
-        let keyset = TimeKeyset {
-            table: "agents",
-            columns: AGENT_COLUMNS,
-            descending: false,
-            cursor: self.after.as_ref(),
-            offset: self.offset.as_ref(),
-            limit: self.limit,
-            with_total: self.with_total,
-        };
+        let keyset = TimeKeyset { table: "agents", columns: AGENT_COLUMNS, descending: false, window: &self.window };
         time_page(client, keyset, conditions, params, Agent::from_row, |a| (a.created_at, a.id.clone())).await
     }
 }

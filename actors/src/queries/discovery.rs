@@ -7,7 +7,7 @@ use serde::Serialize;
 use tokio_postgres::types::{Json, ToSql};
 
 use super::audit::AuditRecord;
-use super::paging::{equal_filters, time_page, TimeKeyset, TimePage};
+use super::paging::{equal_filters, time_page, PageWindow, TimeKeyset, TimePage};
 use crate::db::DbQuery;
 use crate::domain::audit::AuditActor;
 use crate::domain::discovery::{DiscoveredCertificate, DiscoveryReport, DISCOVERED_COLUMNS};
@@ -86,10 +86,7 @@ pub struct DiscoveryFilters {
 /// One page of discovered certificates, oldest first.
 pub struct ListDiscovered {
     pub filters: DiscoveryFilters,
-    pub after: Option<(DateTime<Utc>, String)>,
-    pub offset: Option<i64>,
-    pub limit: i64,
-    pub with_total: bool,
+    pub window: PageWindow,
 }
 
 impl DbQuery for ListDiscovered {
@@ -108,10 +105,7 @@ impl DbQuery for ListDiscovered {
             table: "discovered_certificates",
             columns: DISCOVERED_COLUMNS,
             descending: false,
-            cursor: self.after.as_ref(),
-            offset: self.offset.as_ref(),
-            limit: self.limit,
-            with_total: self.with_total,
+            window: &self.window,
         };
         let key = |d: &DiscoveredCertificate| (d.created_at, d.id.clone());
         time_page(client, keyset, conditions, params, DiscoveredCertificate::from_row, key).await

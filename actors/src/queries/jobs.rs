@@ -1,13 +1,12 @@
 //! Jobs through the API: list (filters, newest first, keyset or offset pages), get, cancel and
 //! retry. Every change writes its audit row in the same statement.
 
-use chrono::{DateTime, Utc};
 use deadpool_postgres::Client;
 use tokio_postgres::types::ToSql;
 
 use super::audit::AuditRecord;
 use super::job_sql::open_job;
-use super::paging::{equal_filters, time_page, TimeKeyset, TimePage};
+use super::paging::{equal_filters, time_page, PageWindow, TimeKeyset, TimePage};
 use crate::db::DbQuery;
 use crate::domain::audit::AuditActor;
 use crate::domain::job::{Job, JOB_COLUMNS};
@@ -25,11 +24,7 @@ pub struct JobFilters {
 /// One page of jobs, newest first.
 pub struct ListJobs {
     pub filters: JobFilters,
-    /// Keyset: jobs created before this `(created_at, id)`.
-    pub before: Option<(DateTime<Utc>, String)>,
-    pub offset: Option<i64>,
-    pub limit: i64,
-    pub with_total: bool,
+    pub window: PageWindow,
 }
 
 impl DbQuery for ListJobs {
@@ -49,15 +44,7 @@ impl DbQuery for ListJobs {
                 ("agent_id", &f.agent_id),
             ],
         );
-        let keyset = TimeKeyset {
-            table: "jobs",
-            columns: JOB_COLUMNS,
-            descending: true,
-            cursor: self.before.as_ref(),
-            offset: self.offset.as_ref(),
-            limit: self.limit,
-            with_total: self.with_total,
-        };
+        let keyset = TimeKeyset { table: "jobs", columns: JOB_COLUMNS, descending: true, window: &self.window };
         time_page(client, keyset, conditions, params, Job::from_row, |j| (j.created_at, j.id.clone())).await
     }
 }

@@ -33,7 +33,7 @@ pub mod job_claims;
 mod job_sql;
 pub mod jobs;
 mod paging;
-pub use paging::TimePage;
+pub use paging::{PageWindow, TimePage};
 pub mod renewal_scan;
 pub mod resources;
 pub mod secrets;

@@ -77,19 +77,25 @@ pub(crate) fn equal_filters<'a>(
     }
 }
 
-/// Where a `(created_at, id)` page starts and how big it is.
+/// Which page of a list ordered by `(created_at, id)` a request asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageWindow {
+    /// Keyset: rows after this key in the list's order.
+    pub cursor: Option<(DateTime<Utc>, String)>,
+    /// Offset paging instead (no next key then).
+    pub offset: Option<i64>,
+    pub limit: i64,
+    pub with_total: bool,
+}
+
+/// The table a `(created_at, id)` page is read from, and in which direction.
 pub(crate) struct TimeKeyset<'a> {
     pub table: &'static str,
     /// The select list `read` expects.
     pub columns: &'static str,
     /// Newest first when true.
     pub descending: bool,
-    /// Keyset: rows after this key in the list's order.
-    pub cursor: Option<&'a (DateTime<Utc>, String)>,
-    /// Offset paging instead (no next key then).
-    pub offset: Option<&'a i64>,
-    pub limit: i64,
-    pub with_total: bool,
+    pub window: &'a PageWindow,
 }
 
 /// Reads one page of `keyset.table` under the filter `conditions` (parameters `params`): one row
@@ -105,12 +111,13 @@ pub(crate) async fn time_page<'a, T>(
 ) -> Result<TimePage<T>, DbError> {
     let (filter_params, filter_conditions) = (params.len(), conditions.clone());
     let (order, after) = if keyset.descending { ("DESC", "<") } else { ("", ">") };
-    if let Some((created_at, id)) = keyset.cursor {
+    let window = keyset.window;
+    if let Some((created_at, id)) = &window.cursor {
         params.push(created_at);
         params.push(id);
         conditions.push(format!("(created_at, id) {after} (${}, ${})", params.len() - 1, params.len()));
     }
-    let tail = limit_offset(&mut params, keyset.limit + 1, keyset.offset);
+    let tail = limit_offset(&mut params, window.limit + 1, window.offset.as_ref());
     let sql = format!(
         "SELECT {} FROM {} {} ORDER BY created_at {order}, id {order}{tail}",
         keyset.columns,
@@ -120,13 +127,13 @@ pub(crate) async fn time_page<'a, T>(
     let stmt = client.prepare_cached(&sql).await?;
     let rows = client.query(&stmt, &params).await?;
     let mut items = rows.iter().map(read).collect::<Result<Vec<_>, _>>()?;
-    let next = if items.len() as i64 > keyset.limit {
-        items.truncate(keyset.limit as usize);
-        items.last().filter(|_| keyset.offset.is_none()).map(key)
+    let next = if items.len() as i64 > window.limit {
+        items.truncate(window.limit as usize);
+        items.last().filter(|_| window.offset.is_none()).map(key)
     } else {
         None
     };
-    let total = if keyset.with_total {
+    let total = if window.with_total {
         Some(count(client, keyset.table, &filter_conditions, &params[..filter_params]).await?)
     } else {
         None

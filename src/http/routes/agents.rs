@@ -104,14 +104,8 @@ pub async fn list(state: web::Data<AppState>, params: web::Query<ListParams>) ->
     let p = params.into_inner();
     let paging = PageRequest::parse(p.limit, p.cursor, p.page, p.per_page, p.include_total)?;
     let status = one_of("status", p.status, &AGENT_STATUSES)?;
-    let after = cursor::time_key(&paging, ORDER)?;
-    let query = ListAgents {
-        filters: AgentFilters { status, os: p.os, version: p.version },
-        after,
-        offset: paging.offset(),
-        limit: paging.size(),
-        with_total: paging.with_total(),
-    };
+    let filters = AgentFilters { status, os: p.os, version: p.version };
+    let query = ListAgents { filters, window: cursor::time_window(&paging, ORDER)? };
     let page = state.db.run(query).await?;
     let next = cursor::encode_time_key(page.next, ORDER);
     Ok(HttpResponse::Ok().json(paging.page(page.items, next, page.total)))

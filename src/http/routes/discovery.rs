@@ -71,14 +71,8 @@ pub async fn list(state: web::Data<AppState>, params: web::Query<ListParams>) ->
     let paging = PageRequest::parse(p.limit, p.cursor, p.page, p.per_page, p.include_total)?;
     let status = one_of("status", p.status, &DISCOVERY_STATUSES)?;
     let expiring_before = rfc3339("expiring_before", p.expiring_before.as_deref())?;
-    let after = cursor::time_key(&paging, ORDER)?;
-    let query = ListDiscovered {
-        filters: DiscoveryFilters { agent_id: p.agent_id, status, expiring_before },
-        after,
-        offset: paging.offset(),
-        limit: paging.size(),
-        with_total: paging.with_total(),
-    };
+    let filters = DiscoveryFilters { agent_id: p.agent_id, status, expiring_before };
+    let query = ListDiscovered { filters, window: cursor::time_window(&paging, ORDER)? };
     let page = state.db.run(query).await?;
     let next = cursor::encode_time_key(page.next, ORDER);
     Ok(HttpResponse::Ok().json(paging.page(page.items, next, page.total)))

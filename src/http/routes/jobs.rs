@@ -45,9 +45,7 @@ pub async fn list(state: web::Data<AppState>, params: web::Query<ListParams>) ->
         certificate_id: p.certificate_id,
         agent_id: p.agent_id,
     };
-    let before = cursor::time_key(&paging, ORDER)?;
-    let query =
-        ListJobs { filters, before, offset: paging.offset(), limit: paging.size(), with_total: paging.with_total() };
+    let query = ListJobs { filters, window: cursor::time_window(&paging, ORDER)? };
     let page = state.db.run(query).await?;
     let next = cursor::encode_time_key(page.next, ORDER);
     Ok(HttpResponse::Ok().json(paging.page(page.items, next, page.total)))
