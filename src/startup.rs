@@ -5,7 +5,7 @@
 //! connection → pool and DB actors → the renewal engine's checks (sealing key against the
 //! database, CA files) → TLS → listener → API keys (first-start admin key) → the actors on this
 //! arbiter (audit retention, certificate writer, renewal dispatcher, scheduler loops, heartbeat
-//! aggregator), started after
+//! aggregator, ETag cache), started after
 //! the steps expected to fail → HTTP server (and the separate metrics listener when
 //! configured). Shutdown drains HTTP, releases the scheduler's loop locks, flushes the heartbeat
 //! buffer, stops the DB actors and the embedded cluster.
@@ -26,6 +26,7 @@ use certctl_actors::audit_retention::{AuditRetention, RetentionSettings};
 use certctl_actors::certificate_writer::Writer;
 use certctl_actors::db::bootstrap;
 use certctl_actors::db::{build_pool, DbTlsSettings, PoolSettings};
+use certctl_actors::etag_cache::EtagCache;
 use certctl_actors::Db;
 
 use crate::auth::bootstrap::authenticator;
@@ -48,6 +49,8 @@ pub struct Application {
     retention: Addr<AuditRetention>,
     engine: RenewalEngine,
     heartbeats: Heartbeats,
+    /// Kept so the ETag cache actor lives as long as the server.
+    _etag_cache: Addr<EtagCache>,
     embedded: Option<EmbeddedPostgres>,
     generated_admin_key: Option<String>,
     signals: ShutdownSignals,
@@ -92,7 +95,10 @@ impl Application {
             settings.database_idle_timeout,
             settings.database_pool_timeout,
         );
-        let pool = build_pool(session_config(base_config, &settings), pg_tls, &pool_settings)?;
+        let pool_config = session_config(base_config, &settings);
+        // The ETag cache's notification listener uses its own session with the pool's settings.
+        let listener_connection = (pool_config.clone(), pg_tls.clone());
+        let pool = build_pool(pool_config, pg_tls, &pool_settings)?;
         let db = Db::start(pool, pool_settings, settings.database_actor_count());
         let engine_parts = renewal_engine::prepare(&settings, &db).await?;
 
@@ -136,6 +142,10 @@ impl Application {
         };
         let certificate_writer = Writer::start(db.clone());
         let engine = renewal_engine::start(engine_parts, &settings, &db);
+        let etag_cache = {
+            let (generations, (config, tls)) = (db.generations().clone(), listener_connection);
+            actix::Supervisor::start(move |_| EtagCache::new(generations, config, tls))
+        };
         let heartbeats = HeartbeatAggregator::start(
             db.clone(),
             agent_directory.clone(),
@@ -228,6 +238,7 @@ impl Application {
             retention,
             engine,
             heartbeats,
+            _etag_cache: etag_cache,
             embedded,
             generated_admin_key,
             signals,

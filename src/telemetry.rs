@@ -57,7 +57,7 @@ pub fn metrics_handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             use certctl_actors::metrics as engine;
-            let histograms: [(&str, &[f64]); 8] = [
+            let histograms: [(&str, &[f64]); 9] = [
                 (HTTP_REQUEST_DURATION_SECONDS, HTTP_BUCKETS),
                 (engine::DB_QUERY_DURATION_SECONDS, DB_BUCKETS),
                 (engine::DB_POOL_WAIT_SECONDS, DB_BUCKETS),
@@ -66,6 +66,7 @@ pub fn metrics_handle() -> PrometheusHandle {
                 (engine::ISSUANCE_DURATION_SECONDS, ISSUANCE_BUCKETS),
                 (engine::DISPATCHER_WRITE_BATCH_SIZE, BATCH_BUCKETS),
                 (engine::HEARTBEAT_FLUSH_DURATION_SECONDS, DB_BUCKETS),
+                (engine::ETAG_NOTIFICATION_LAG_SECONDS, DB_BUCKETS),
             ];
             let recorder = histograms
                 .iter()

@@ -13,6 +13,7 @@
 //! - [`secrets`]: the sealing key, derived from `CERTCTL_CONFIG_ENCRYPTION_KEY` and checked at start.
 //! - [`issuers`]: issuer connectors (the local CA) and the registry that builds them.
 //! - [`metrics`]: the names and help texts of every metric the engine records.
+//! - [`etag_cache`]: table generations and the ETag cache actor listening for change notifications.
 //! - [`error`]: [`DbError`], the one error type a query can return.
 
 pub mod agents;
@@ -22,6 +23,7 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod etag_cache;
 pub mod issuers;
 pub mod metrics;
 pub mod queries;

@@ -77,6 +77,19 @@ pub const HEARTBEAT_BUFFER_SIZE: &str = "certctl_heartbeat_buffer_size";
 /// Gauge: agents the in-memory agent directory knows.
 pub const AGENT_DIRECTORY_SIZE: &str = "certctl_agent_directory_size";
 
+/// Counter, labels `endpoint` (the list's route) and `result` (`hit`: 304 without a query, `miss`:
+/// 200 with a fresh ETag, `bypass`: no ETag, because read auditing is on or notifications are not
+/// flowing).
+pub const ETAG_REQUESTS_TOTAL: &str = "certctl_etag_requests_total";
+/// Histogram: how long after a change's statement ran its notification reached this replica.
+pub const ETAG_NOTIFICATION_LAG_SECONDS: &str = "certctl_etag_notification_lag_seconds";
+/// Counter, label `table`: change notifications received.
+pub const ETAG_NOTIFICATIONS_TOTAL: &str = "certctl_etag_notifications_total";
+/// Counter: times the notification listener connected again after losing its connection.
+pub const ETAG_LISTENER_RECONNECTS_TOTAL: &str = "certctl_etag_listener_reconnects_total";
+/// Gauge: 1 while the notification listener is connected and listening.
+pub const ETAG_LISTENER_CONNECTED: &str = "certctl_etag_listener_connected";
+
 /// Registers help texts and units for the engine's metrics. Call once after installing a recorder.
 pub fn describe() {
     describe_histogram!(
@@ -144,6 +157,18 @@ pub fn describe() {
     );
     describe_counter!(HEARTBEAT_FLUSH_FAILURES_TOTAL, "Heartbeat flushes that failed; their beats are retried.");
     describe_gauge!(HEARTBEAT_BUFFER_SIZE, "Agents with a heartbeat waiting for the next flush.");
+    describe_counter!(
+        ETAG_REQUESTS_TOTAL,
+        "List requests by endpoint and ETag result (hit: 304 without a query, miss: 200, bypass: no ETag)."
+    );
+    describe_histogram!(
+        ETAG_NOTIFICATION_LAG_SECONDS,
+        Unit::Seconds,
+        "Delay from a change's statement to its notification reaching this replica."
+    );
+    describe_counter!(ETAG_NOTIFICATIONS_TOTAL, "Change notifications received, by table.");
+    describe_counter!(ETAG_LISTENER_RECONNECTS_TOTAL, "Reconnections of the change notification listener.");
+    describe_gauge!(ETAG_LISTENER_CONNECTED, "1 while the change notification listener is connected.");
     describe_gauge!(AGENT_DIRECTORY_SIZE, "Agents known to this replica's in-memory agent directory.");
     describe_counter!(AUDIT_EVENTS_PURGED_TOTAL, "Audit events deleted after CERTCTL_AUDIT_RETENTION_DAYS.");
     describe_counter!(

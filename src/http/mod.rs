@@ -5,6 +5,7 @@
 //! - [`json`]: the `ValidJson<T>` body extractor.
 //! - [`actor`]: the `Actor` extractor (who acts, for audit rows).
 //! - [`audit_read`]: audit rows for reads when `CERTCTL_AUDIT_READS` is on.
+//! - [`etag`]: ETags and 304 revalidation for the hot lists, from table generations.
 //! - [`cursor`]: opaque keyset cursors.
 //! - [`paging`]: keyset and offset page requests, the list envelope, time parameters.
 //! - [`sparse`]: sparse fieldsets for certificates, written without a map round trip.
@@ -13,6 +14,7 @@
 pub mod actor;
 pub mod audit_read;
 pub mod cursor;
+pub mod etag;
 pub mod json;
 pub mod paging;
 pub mod problem;

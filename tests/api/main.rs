@@ -12,6 +12,7 @@ mod certificates;
 mod config;
 mod database_tls;
 mod embedded;
+mod etag;
 mod health;
 mod helpers;
 mod jobs;

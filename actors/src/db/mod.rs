@@ -16,7 +16,7 @@ pub mod pool;
 pub mod tls;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,6 +28,7 @@ pub use pool::{build_pool, PoolSettings};
 pub use tls::{connector, DbTlsSettings, PgConnector};
 
 use crate::error::DbError;
+use crate::etag_cache::{Generations, Table};
 use crate::metrics::{ACTOR_BACKLOG, DB_QUERIES_REFUSED_TOTAL};
 
 /// One query: a typed message for the DB actor. Implementors hold their parameters and run their
@@ -37,6 +38,10 @@ pub trait DbQuery: Send + 'static {
     type Output: Send + 'static;
     /// A stable statement name: the `statement` label of the query-duration histogram.
     const NAME: &'static str;
+    /// The cached lists' tables this statement may change. `Db::run` bumps their generations
+    /// when it succeeds, before the caller sees the result, so this replica's next list shows the
+    /// change (the tables' triggers tell the other replicas). Reads leave it empty.
+    const TOUCHES: &'static [Table] = &[];
     /// Runs the query on a connection taken from the pool for this call alone.
     fn run(self, client: &mut Client) -> impl Future<Output = Result<Self::Output, DbError>>;
 }
@@ -91,6 +96,10 @@ struct DbInner {
     arbiters: Vec<Arbiter>,
     /// Kept for [`Db::detached_connection`] only; queries go through the actors.
     pool: deadpool_postgres::Pool,
+    /// The cached lists' table generations, bumped by successful writes.
+    generations: Arc<Generations>,
+    /// Queries sent to the DB actors since start (tests and benchmarks count them).
+    sent: AtomicU64,
 }
 
 impl Db {
@@ -110,7 +119,17 @@ impl Db {
             actors.push(addr);
             arbiters.push(arbiter);
         }
-        Db { inner: Arc::new(DbInner { actors, next: AtomicUsize::new(0), backlog: Arc::default(), arbiters, pool }) }
+        Db {
+            inner: Arc::new(DbInner {
+                actors,
+                next: AtomicUsize::new(0),
+                backlog: Arc::default(),
+                arbiters,
+                pool,
+                generations: Arc::default(),
+                sent: AtomicU64::new(0),
+            }),
+        }
     }
 
     /// Sends `query` to the next DB actor and waits for its result. An overloaded backlog or a
@@ -125,8 +144,16 @@ impl Db {
         }
         let index = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.actors.len();
         let envelope = Envelope { query, span: tracing::Span::current(), sent_at: Instant::now(), ticket };
+        self.inner.sent.fetch_add(1, Ordering::Relaxed);
         match self.inner.actors[index].send(envelope).await {
-            Ok(result) => result,
+            Ok(result) => {
+                if result.is_ok() {
+                    for table in Q::TOUCHES {
+                        self.inner.generations.bump(*table);
+                    }
+                }
+                result
+            }
             Err(_mailbox) => {
                 metrics::counter!(DB_QUERIES_REFUSED_TOTAL, "reason" => "actor_gone").increment(1);
                 Err(DbError::unavailable("the database actor is not running"))
@@ -140,6 +167,16 @@ impl Db {
     pub async fn detached_connection(&self) -> Result<deadpool_postgres::ClientWrapper, DbError> {
         let object = self.inner.pool.get().await.map_err(DbError::from)?;
         Ok(deadpool_postgres::Object::take(object))
+    }
+
+    /// The cached lists' table generations (the ETag cache actor and the list handlers share them).
+    pub fn generations(&self) -> &Arc<Generations> {
+        &self.inner.generations
+    }
+
+    /// Queries sent to the DB actors since start.
+    pub fn queries_sent(&self) -> u64 {
+        self.inner.sent.load(Ordering::Relaxed)
     }
 
     /// The addresses of the DB actor instances (tests use them to recycle an actor).

@@ -17,6 +17,7 @@ use crate::db::DbQuery;
 use crate::domain::audit::AuditActor;
 use crate::domain::job::{Job, JOB_COLUMNS};
 use crate::error::DbError;
+use crate::etag_cache::Table;
 
 /// `EXISTS` a target of agent `$agent` bound to the certificate `cert` (a column expression).
 fn bound_to_agent(cert: &str, agent: &str) -> String {
@@ -63,6 +64,7 @@ pub struct ClaimAgentWork {
 impl DbQuery for ClaimAgentWork {
     type Output = Vec<WorkItem>;
     const NAME: &'static str = "claim_agent_work";
+    const TOUCHES: &'static [Table] = &[Table::Jobs];
 
     async fn run(self, client: &mut Client) -> Result<Vec<WorkItem>, DbError> {
         // The AwaitingCSR lease leaves updated_at alone: the reaper times the wait from it.
@@ -203,6 +205,7 @@ pub struct SubmitCsr {
 impl DbQuery for SubmitCsr {
     type Output = Option<Job>;
     const NAME: &'static str = "submit_csr";
+    const TOUCHES: &'static [Table] = &[Table::Jobs, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<Option<Job>, DbError> {
         let audit = AuditRecord {
@@ -347,6 +350,7 @@ pub struct ReportDeployment {
 impl DbQuery for ReportDeployment {
     type Output = Option<Job>;
     const NAME: &'static str = "report_deployment";
+    const TOUCHES: &'static [Table] = &[Table::Jobs, Table::Certificates, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<Option<Job>, DbError> {
         let r = self.report;

@@ -13,6 +13,7 @@ use crate::db::DbQuery;
 use crate::domain::agent::{Agent, HostInfo, AGENT_COLUMNS};
 use crate::domain::audit::AuditActor;
 use crate::error::DbError;
+use crate::etag_cache::Table;
 
 /// Registers an agent with the hash of its key, and its audit row, in one statement.
 pub struct RegisterAgent {
@@ -27,6 +28,7 @@ pub struct RegisterAgent {
 impl DbQuery for RegisterAgent {
     type Output = Agent;
     const NAME: &'static str = "register_agent";
+    const TOUCHES: &'static [Table] = &[Table::Agents, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<Agent, DbError> {
         let audit = AuditRecord {
@@ -117,6 +119,7 @@ pub struct RetireAgent {
 impl DbQuery for RetireAgent {
     type Output = Retired;
     const NAME: &'static str = "retire_agent";
+    const TOUCHES: &'static [Table] = &[Table::Agents, Table::Jobs, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<Retired, DbError> {
         let audit = AuditRecord {
@@ -256,6 +259,7 @@ pub struct FlushHeartbeats {
 impl DbQuery for FlushHeartbeats {
     type Output = u64;
     const NAME: &'static str = "flush_heartbeats";
+    const TOUCHES: &'static [Table] = &[Table::Agents];
 
     async fn run(self, client: &mut Client) -> Result<u64, DbError> {
         let n = self.beats.len();
@@ -314,6 +318,7 @@ pub struct MarkStaleAgents {
 impl DbQuery for MarkStaleAgents {
     type Output = StaleSweep;
     const NAME: &'static str = "mark_stale_agents";
+    const TOUCHES: &'static [Table] = &[Table::Agents, Table::Jobs, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<StaleSweep, DbError> {
         let stmt = client

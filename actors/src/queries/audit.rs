@@ -10,6 +10,7 @@ use super::paging::{count, limit_offset, where_clause};
 use crate::db::DbQuery;
 use crate::domain::audit::{AuditActor, AuditEvent};
 use crate::error::DbError;
+use crate::etag_cache::Table;
 
 const COLUMNS: &str = "id, occurred_at, actor, actor_type, action, resource_type, resource_id, request_id, details";
 
@@ -95,6 +96,7 @@ pub struct InsertAuditEvent {
 impl DbQuery for InsertAuditEvent {
     type Output = ();
     const NAME: &'static str = "insert_audit_event";
+    const TOUCHES: &'static [Table] = &[Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<(), DbError> {
         let sql = format!("WITH r AS (SELECT $7::text AS id) {}", AuditRecord::insert_from("r", 1));
@@ -216,6 +218,7 @@ pub struct PurgeAuditEvents {
 impl DbQuery for PurgeAuditEvents {
     type Output = u64;
     const NAME: &'static str = "purge_audit_events";
+    const TOUCHES: &'static [Table] = &[Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<u64, DbError> {
         let tx = client.transaction().await?;

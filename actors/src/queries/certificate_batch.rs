@@ -17,6 +17,7 @@ use crate::db::DbQuery;
 use crate::domain::audit::redact;
 use crate::domain::certificate::Certificate;
 use crate::error::DbError;
+use crate::etag_cache::Table;
 
 /// Creates every certificate of the batch that does not collide with an existing id or name.
 /// The output follows the input order: `Some` for a created certificate, `None` for a skipped one.
@@ -49,6 +50,7 @@ struct Row<'a> {
 impl DbQuery for CreateCertificates {
     type Output = Vec<Option<Certificate>>;
     const NAME: &'static str = "create_certificates";
+    const TOUCHES: &'static [Table] = &[Table::Certificates, Table::TargetMappings, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<Vec<Option<Certificate>>, DbError> {
         let rows: Vec<Row<'_>> = self

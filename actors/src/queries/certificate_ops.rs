@@ -19,6 +19,7 @@ use crate::domain::audit::AuditActor;
 use crate::domain::job::{Job, JOB_COLUMNS};
 use crate::domain::revocation::RevocationReason;
 use crate::error::DbError;
+use crate::etag_cache::Table;
 
 /// The statuses of an issuance or renewal that is still going on.
 const ACTIVE: &str = ACTIVE_STATUSES;
@@ -43,6 +44,7 @@ pub struct RequestRenewal {
 impl DbQuery for RequestRenewal {
     type Output = RenewOutcome;
     const NAME: &'static str = "request_renewal";
+    const TOUCHES: &'static [Table] = &[Table::Certificates, Table::Jobs, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<RenewOutcome, DbError> {
         let audit = AuditRecord {
@@ -118,6 +120,7 @@ pub struct RevokeCertificate {
 impl DbQuery for RevokeCertificate {
     type Output = RevokeOutcome;
     const NAME: &'static str = "revoke_certificate";
+    const TOUCHES: &'static [Table] = &[Table::Certificates, Table::Jobs, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<RevokeOutcome, DbError> {
         let audit = AuditRecord {
@@ -275,6 +278,7 @@ pub struct BulkRenew {
 impl DbQuery for BulkRenew {
     type Output = BulkResult;
     const NAME: &'static str = "bulk_renew";
+    const TOUCHES: &'static [Table] = &[Table::Certificates, Table::Jobs, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<BulkResult, DbError> {
         let actor_type = self.actor.actor_type.as_str();
@@ -330,6 +334,7 @@ pub struct BulkRevoke {
 impl DbQuery for BulkRevoke {
     type Output = BulkResult;
     const NAME: &'static str = "bulk_revoke";
+    const TOUCHES: &'static [Table] = &[Table::Certificates, Table::Jobs, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<BulkResult, DbError> {
         let actor_type = self.actor.actor_type.as_str();

@@ -13,6 +13,7 @@ use crate::domain::certificate::{Certificate, CertificatePatch, CertificateStatu
 use crate::domain::resources::target::Target;
 use crate::domain::resources::Resource;
 use crate::error::DbError;
+use crate::etag_cache::Table;
 
 /// The audit trail's `resource_type` for certificates.
 pub(crate) const RESOURCE: &str = "certificate";
@@ -77,6 +78,7 @@ pub struct CreateCertificate {
 impl DbQuery for CreateCertificate {
     type Output = Certificate;
     const NAME: &'static str = "create_certificate";
+    const TOUCHES: &'static [Table] = &[Table::Certificates, Table::TargetMappings, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<Certificate, DbError> {
         let audit = AuditRecord {
@@ -159,6 +161,7 @@ pub struct UpdateCertificate {
 impl DbQuery for UpdateCertificate {
     type Output = ChangeOutcome;
     const NAME: &'static str = "update_certificate";
+    const TOUCHES: &'static [Table] = &[Table::Certificates, Table::TargetMappings, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<ChangeOutcome, DbError> {
         let audit = AuditRecord {
@@ -236,6 +239,7 @@ pub struct ArchiveCertificate {
 impl DbQuery for ArchiveCertificate {
     type Output = ChangeOutcome;
     const NAME: &'static str = "archive_certificate";
+    const TOUCHES: &'static [Table] = &[Table::Certificates, Table::Jobs, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<ChangeOutcome, DbError> {
         let audit = AuditRecord {
@@ -320,6 +324,7 @@ pub struct BulkReassignResult {
 impl DbQuery for BulkReassign {
     type Output = BulkReassignResult;
     const NAME: &'static str = "bulk_reassign_certificates";
+    const TOUCHES: &'static [Table] = &[Table::Certificates, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<BulkReassignResult, DbError> {
         let audit = AuditRecord {

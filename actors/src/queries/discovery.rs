@@ -12,6 +12,7 @@ use crate::db::DbQuery;
 use crate::domain::audit::AuditActor;
 use crate::domain::discovery::{DiscoveredCertificate, DiscoveryReport, DISCOVERED_COLUMNS};
 use crate::error::DbError;
+use crate::etag_cache::Table;
 
 /// What recording a scan did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -31,6 +32,7 @@ pub struct RecordDiscoveryScan {
 impl DbQuery for RecordDiscoveryScan {
     type Output = ScanRecorded;
     const NAME: &'static str = "record_discovery_scan";
+    const TOUCHES: &'static [Table] = &[Table::Discovered];
 
     async fn run(self, client: &mut Client) -> Result<ScanRecorded, DbError> {
         let scan_id = format!("ds-{}", uuid::Uuid::now_v7().simple());
@@ -141,6 +143,7 @@ pub struct TriageDiscovered {
 impl DbQuery for TriageDiscovered {
     type Output = Option<DiscoveredCertificate>;
     const NAME: &'static str = "triage_discovered";
+    const TOUCHES: &'static [Table] = &[Table::Discovered, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<Option<DiscoveredCertificate>, DbError> {
         let claimed = self.managed_certificate_id.is_some();

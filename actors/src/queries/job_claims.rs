@@ -16,6 +16,7 @@ use super::agent_work::parse_key_algorithms;
 use super::job_sql::ACTIVE_STATUSES;
 use crate::db::DbQuery;
 use crate::error::DbError;
+use crate::etag_cache::Table;
 
 /// The actor the dispatcher's audit rows name.
 pub const DISPATCHER_ACTOR: &str = "renewal-dispatcher";
@@ -56,6 +57,7 @@ pub struct ClaimRenewalJobs {
 impl DbQuery for ClaimRenewalJobs {
     type Output = Vec<ClaimedJob>;
     const NAME: &'static str = "claim_renewal_jobs";
+    const TOUCHES: &'static [Table] = &[Table::Jobs];
 
     async fn run(self, client: &mut Client) -> Result<Vec<ClaimedJob>, DbError> {
         let stmt = client
@@ -149,6 +151,7 @@ pub struct CompleteRenewals {
 impl DbQuery for CompleteRenewals {
     type Output = WriteBack;
     const NAME: &'static str = "complete_renewals";
+    const TOUCHES: &'static [Table] = &[Table::Jobs, Table::Certificates, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<WriteBack, DbError> {
         let stmt = client
@@ -235,6 +238,7 @@ pub struct FailRenewals {
 impl DbQuery for FailRenewals {
     type Output = WriteBack;
     const NAME: &'static str = "fail_renewals";
+    const TOUCHES: &'static [Table] = &[Table::Jobs, Table::Certificates, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<WriteBack, DbError> {
         let stmt = client
@@ -278,6 +282,7 @@ pub struct ReleaseJobs {
 impl DbQuery for ReleaseJobs {
     type Output = u64;
     const NAME: &'static str = "release_jobs";
+    const TOUCHES: &'static [Table] = &[Table::Jobs];
 
     async fn run(self, client: &mut Client) -> Result<u64, DbError> {
         let (ids, attempts): (Vec<String>, Vec<i32>) = self.jobs.into_iter().unzip();
@@ -304,6 +309,7 @@ pub struct RetryDueJobs {
 impl DbQuery for RetryDueJobs {
     type Output = u64;
     const NAME: &'static str = "retry_due_jobs";
+    const TOUCHES: &'static [Table] = &[Table::Jobs, Table::Certificates, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<u64, DbError> {
         let stmt = client
@@ -362,6 +368,7 @@ pub struct Reaped {
 impl DbQuery for ReapJobs {
     type Output = Reaped;
     const NAME: &'static str = "reap_jobs";
+    const TOUCHES: &'static [Table] = &[Table::Jobs, Table::Certificates, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<Reaped, DbError> {
         let stmt = client

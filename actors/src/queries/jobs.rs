@@ -11,6 +11,7 @@ use crate::db::DbQuery;
 use crate::domain::audit::AuditActor;
 use crate::domain::job::{Job, JOB_COLUMNS};
 use crate::error::DbError;
+use crate::etag_cache::Table;
 
 /// Filters of the job list (all optional, combined with AND).
 #[derive(Clone, Debug, Default)]
@@ -111,6 +112,7 @@ pub struct CancelJob {
 impl DbQuery for CancelJob {
     type Output = JobChange;
     const NAME: &'static str = "cancel_job";
+    const TOUCHES: &'static [Table] = &[Table::Jobs, Table::Certificates, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<JobChange, DbError> {
         let sql = format!(
@@ -149,6 +151,7 @@ pub struct RetryJob {
 impl DbQuery for RetryJob {
     type Output = JobChange;
     const NAME: &'static str = "retry_job";
+    const TOUCHES: &'static [Table] = &[Table::Jobs, Table::Certificates, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<JobChange, DbError> {
         let sql = format!(

@@ -6,6 +6,7 @@ use deadpool_postgres::Client;
 
 use crate::db::DbQuery;
 use crate::error::DbError;
+use crate::etag_cache::Table;
 
 /// The actor the scan's audit rows name.
 pub const SCAN_ACTOR: &str = "renewal-scan";
@@ -42,6 +43,7 @@ pub struct ScanBatch {
 impl DbQuery for EnqueueDueRenewals {
     type Output = ScanBatch;
     const NAME: &'static str = "enqueue_due_renewals";
+    const TOUCHES: &'static [Table] = &[Table::Certificates, Table::Jobs, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<ScanBatch, DbError> {
         // Two statement shapes (first batch, later batches), never `$2 IS NULL OR …`, so the
@@ -110,6 +112,7 @@ pub struct ExpireCertificates {
 impl DbQuery for ExpireCertificates {
     type Output = u64;
     const NAME: &'static str = "expire_certificates";
+    const TOUCHES: &'static [Table] = &[Table::Certificates, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<u64, DbError> {
         let stmt = client

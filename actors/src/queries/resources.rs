@@ -14,6 +14,7 @@ use crate::db::DbQuery;
 use crate::domain::audit::{redact, AuditActor};
 use crate::domain::resources::Resource;
 use crate::error::DbError;
+use crate::etag_cache::Table;
 
 fn audit<R: Resource>(actor: AuditActor, verb: &str, details: serde_json::Value) -> AuditRecord {
     AuditRecord { actor, action: format!("{}.{verb}", R::KIND), resource_type: R::KIND.into(), details }
@@ -28,6 +29,7 @@ pub struct CreateResource<R: Resource> {
 impl<R: Resource> DbQuery for CreateResource<R> {
     type Output = R;
     const NAME: &'static str = "create_resource";
+    const TOUCHES: &'static [Table] = &[Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<R, DbError> {
         let record = audit::<R>(self.actor, "create", redact(serde_json::to_value(&self.new).unwrap_or_default()));
@@ -154,6 +156,7 @@ pub struct UpdateResource<R: Resource> {
 impl<R: Resource> DbQuery for UpdateResource<R> {
     type Output = Option<R>;
     const NAME: &'static str = "update_resource";
+    const TOUCHES: &'static [Table] = &[Table::Certificates, Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<Option<R>, DbError> {
         let record = audit::<R>(self.actor, "update", redact(serde_json::to_value(&self.patch).unwrap_or_default()));
@@ -189,6 +192,7 @@ pub struct DeleteResource<R: Resource> {
 impl<R: Resource> DbQuery for DeleteResource<R> {
     type Output = bool;
     const NAME: &'static str = "delete_resource";
+    const TOUCHES: &'static [Table] = &[Table::Audit];
 
     async fn run(self, client: &mut Client) -> Result<bool, DbError> {
         let record = audit::<R>(self.actor, "delete", serde_json::json!({}));

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use certctl_actors::crypto::csr::verify_csr;
@@ -31,10 +31,12 @@ use crate::auth::keys::{generate_agent_key, hash_key_hex};
 use crate::auth::{Admin, Caller};
 use crate::http::actor::Actor;
 use crate::http::cursor;
+use crate::http::etag::{self, revalidate, Revalidation};
 use crate::http::json::{OptionalJson, ValidJson};
 use crate::http::paging::{one_of, PageRequest};
 use crate::http::problem::ApiError;
 use crate::http::AppState;
+use certctl_actors::etag_cache::Table;
 
 /// Oldest first, the order of the agent list and its cursors.
 const ORDER: Sort = Sort { key: SortKey::CreatedAt, descending: false };
@@ -100,15 +102,26 @@ pub struct ListParams {
 
 /// `GET /api/v1/agents?status=&os=&version=&limit=&cursor=`
 #[tracing::instrument(skip_all)]
-pub async fn list(state: web::Data<AppState>, params: web::Query<ListParams>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
     let p = params.into_inner();
     let paging = PageRequest::parse(p.limit, p.cursor, p.page, p.per_page, p.include_total)?;
     let status = one_of("status", p.status, &AGENT_STATUSES)?;
     let filters = AgentFilters { status, os: p.os, version: p.version };
     let query = ListAgents { filters, window: cursor::time_window(&paging, ORDER)? };
+    let etag = match revalidate(&req, &state, &caller, "/api/v1/agents", &[Table::Agents]) {
+        Revalidation::NotModified(response) => return Ok(response),
+        Revalidation::Fresh(etag) => etag,
+    };
     let page = state.db.run(query).await?;
     let next = cursor::encode_time_key(page.next, ORDER);
-    Ok(HttpResponse::Ok().json(paging.page(page.items, next, page.total)))
+    let mut ok = HttpResponse::Ok();
+    etag::headers(&mut ok, &etag);
+    Ok(ok.json(paging.page(page.items, next, page.total)))
 }
 
 /// `GET /api/v1/agents/{id}`

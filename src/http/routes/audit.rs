@@ -1,14 +1,18 @@
 //! `/api/v1/audit`: the audit trail, newest first, in keyset pages with filters; and one event
 //! by its id.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use certctl_actors::queries::audit::{AuditFilter, GetAuditEvent, ListAuditEvents};
 
+use certctl_actors::etag_cache::Table;
+
+use crate::auth::Caller;
 use crate::http::actor::Actor;
 use crate::http::audit_read::audit_read;
 use crate::http::cursor;
+use crate::http::etag::{self, revalidate, Revalidation};
 use crate::http::paging::{rfc3339, PageRequest};
 use crate::http::problem::ApiError;
 use crate::http::AppState;
@@ -36,7 +40,9 @@ pub struct ListParams {
 /// `GET /api/v1/audit?actor=&action=&resource_type=&resource_id=&since=&until=&limit=&cursor=`
 #[tracing::instrument(skip_all)]
 pub async fn list(
+    req: HttpRequest,
     state: web::Data<AppState>,
+    caller: Caller,
     actor: Actor,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -62,10 +68,16 @@ pub async fn list(
         limit: paging.size(),
         with_total: paging.with_total(),
     };
+    let etag = match revalidate(&req, &state, &caller, "/api/v1/audit", &[Table::Audit]) {
+        Revalidation::NotModified(response) => return Ok(response),
+        Revalidation::Fresh(etag) => etag,
+    };
     let result = state.db.run(query).await?;
     audit_read(&state, actor.0, "audit", "list", "*", serde_json::json!({ "query": summary })).await?;
     let body = paging.page(result.items, result.next.map(cursor::encode_audit), result.total);
-    Ok(HttpResponse::Ok().json(body))
+    let mut ok = HttpResponse::Ok();
+    etag::headers(&mut ok, &etag);
+    Ok(ok.json(body))
 }
 
 /// `GET /api/v1/audit/{id}`: one event by its id.

@@ -2,7 +2,7 @@
 //! certificates, with certctl's paths and field names.
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use certctl_actors::domain::certificate::{CertificatePatch, CertificateStatus, NewCertificate};
@@ -16,15 +16,18 @@ use certctl_actors::queries::certificates::{
 use certctl_actors::queries::versions::ListVersions;
 
 use super::path_id;
+use crate::auth::Caller;
 use crate::http::actor::Actor;
 use crate::http::audit_read::audit_read;
 use crate::http::cursor;
+use crate::http::etag::{self, revalidate, Revalidation};
 use crate::http::json::ValidJson;
 use crate::http::paging::{rfc3339, PageRequest};
 use crate::http::problem::ApiError;
 use crate::http::sparse::{FieldSet, Sparse};
 use crate::http::AppState;
 use certctl_actors::domain::validation::{is_valid_id, Violations};
+use certctl_actors::etag_cache::Table;
 
 /// Query parameters of the list endpoint (serialized as the audited-read summary).
 #[derive(Debug, Deserialize, Serialize)]
@@ -104,7 +107,9 @@ pub async fn create(
 /// `GET /api/v1/certificates`: filters, sort, keyset pages (default) or certctl's offset pages.
 #[tracing::instrument(skip_all)]
 pub async fn list(
+    req: HttpRequest,
     state: web::Data<AppState>,
+    caller: Caller,
     actor: Actor,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -140,17 +145,29 @@ pub async fn list(
         }
         PageRequest::Offset { .. } => Paging::Offset { offset: request.offset().unwrap_or(0), limit: request.size() },
     };
+    let etag = match revalidate(
+        &req,
+        &state,
+        &caller,
+        "/api/v1/certificates",
+        &[Table::Certificates, Table::TargetMappings],
+    ) {
+        Revalidation::NotModified(response) => return Ok(response),
+        Revalidation::Fresh(etag) => etag,
+    };
     let result = state.db.run(ListCertificates { filters, sort, paging, with_total: request.with_total() }).await?;
     let details = serde_json::json!({ "query": serde_json::to_value(&p).unwrap_or_default() });
     audit_read(&state, actor.0, "certificate", "list", "*", details).await?;
 
     let next_cursor = result.next.as_ref().map(cursor::encode);
+    let mut ok = HttpResponse::Ok();
+    etag::headers(&mut ok, &etag);
     let response = match fields {
         Some(set) => {
             let data: Vec<Sparse> = result.items.iter().map(|c| Sparse(c, set)).collect();
-            HttpResponse::Ok().json(request.page(data, next_cursor, result.total))
+            ok.json(request.page(data, next_cursor, result.total))
         }
-        None => HttpResponse::Ok().json(request.page(result.items, next_cursor, result.total)),
+        None => ok.json(request.page(result.items, next_cursor, result.total)),
     };
     Ok(response)
 }

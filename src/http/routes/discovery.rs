@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use certctl_actors::domain::certificate::NewCertificate;
@@ -20,10 +20,12 @@ use super::path_id;
 use crate::auth::Caller;
 use crate::http::actor::Actor;
 use crate::http::cursor;
+use crate::http::etag::{self, revalidate, Revalidation};
 use crate::http::json::ValidJson;
 use crate::http::paging::{one_of, rfc3339, PageRequest};
 use crate::http::problem::ApiError;
 use crate::http::AppState;
+use certctl_actors::etag_cache::Table;
 
 /// Oldest first, the order of the list and its cursors.
 const ORDER: Sort = Sort { key: SortKey::CreatedAt, descending: false };
@@ -66,16 +68,27 @@ pub struct ListParams {
 
 /// `GET /api/v1/discovered-certificates?agent_id=&status=&expiring_before=&limit=&cursor=`
 #[tracing::instrument(skip_all)]
-pub async fn list(state: web::Data<AppState>, params: web::Query<ListParams>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
     let p = params.into_inner();
     let paging = PageRequest::parse(p.limit, p.cursor, p.page, p.per_page, p.include_total)?;
     let status = one_of("status", p.status, &DISCOVERY_STATUSES)?;
     let expiring_before = rfc3339("expiring_before", p.expiring_before.as_deref())?;
     let filters = DiscoveryFilters { agent_id: p.agent_id, status, expiring_before };
     let query = ListDiscovered { filters, window: cursor::time_window(&paging, ORDER)? };
+    let etag = match revalidate(&req, &state, &caller, "/api/v1/discovered-certificates", &[Table::Discovered]) {
+        Revalidation::NotModified(response) => return Ok(response),
+        Revalidation::Fresh(etag) => etag,
+    };
     let page = state.db.run(query).await?;
     let next = cursor::encode_time_key(page.next, ORDER);
-    Ok(HttpResponse::Ok().json(paging.page(page.items, next, page.total)))
+    let mut ok = HttpResponse::Ok();
+    etag::headers(&mut ok, &etag);
+    Ok(ok.json(paging.page(page.items, next, page.total)))
 }
 
 /// `GET /api/v1/discovered-certificates/{id}`

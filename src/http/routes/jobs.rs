@@ -1,7 +1,7 @@
 //! `/api/v1/jobs`: the job list (filters, newest first, keyset or offset pages), one job, and
 //! cancel / retry.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use certctl_actors::domain::job::{JOB_STATUSES, JOB_TYPES};
@@ -10,11 +10,14 @@ use certctl_actors::queries::jobs::{CancelJob, GetJob, JobChange, JobFilters, Li
 use certctl_actors::renewal::dispatcher::Wake;
 
 use super::path_id;
+use crate::auth::Caller;
 use crate::http::actor::Actor;
 use crate::http::cursor;
+use crate::http::etag::{self, revalidate, Revalidation};
 use crate::http::paging::{one_of, PageRequest};
 use crate::http::problem::ApiError;
 use crate::http::AppState;
+use certctl_actors::etag_cache::Table;
 
 /// Newest first, the order of the job list and its cursors.
 const ORDER: Sort = Sort { key: SortKey::CreatedAt, descending: true };
@@ -36,7 +39,12 @@ pub struct ListParams {
 
 /// `GET /api/v1/jobs?status=&type=&certificate_id=&agent_id=&limit=&cursor=`
 #[tracing::instrument(skip_all)]
-pub async fn list(state: web::Data<AppState>, params: web::Query<ListParams>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
     let p = params.into_inner();
     let paging = PageRequest::parse(p.limit, p.cursor, p.page, p.per_page, p.include_total)?;
     let filters = JobFilters {
@@ -46,9 +54,15 @@ pub async fn list(state: web::Data<AppState>, params: web::Query<ListParams>) ->
         agent_id: p.agent_id,
     };
     let query = ListJobs { filters, window: cursor::time_window(&paging, ORDER)? };
+    let etag = match revalidate(&req, &state, &caller, "/api/v1/jobs", &[Table::Jobs]) {
+        Revalidation::NotModified(response) => return Ok(response),
+        Revalidation::Fresh(etag) => etag,
+    };
     let page = state.db.run(query).await?;
     let next = cursor::encode_time_key(page.next, ORDER);
-    Ok(HttpResponse::Ok().json(paging.page(page.items, next, page.total)))
+    let mut ok = HttpResponse::Ok();
+    etag::headers(&mut ok, &etag);
+    Ok(ok.json(paging.page(page.items, next, page.total)))
 }
 
 /// `GET /api/v1/jobs/{id}`

@@ -1,0 +1,213 @@
+//! ETags on the five hot lists: 304 with no database query while nothing changed, 200 after every
+//! kind of change (the API, the dispatcher, a heartbeat flush, SQL typed by hand), across two
+//! servers on one database, and no 304 at all while the change listener is disconnected.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{base_args, cluster, settings_from, TestApp};
+use crate::renewal::run_loop;
+
+const LISTS: [&str; 5] =
+    ["/api/v1/certificates", "/api/v1/jobs", "/api/v1/agents", "/api/v1/audit", "/api/v1/discovered-certificates"];
+
+/// Waits until the server's change listener is connected (it connects just after start).
+async fn listening(app: &TestApp) {
+    let started = Instant::now();
+    while !app.db.generations().listening() {
+        assert!(started.elapsed() < Duration::from_secs(10), "the change listener never connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `GET path` with the admin key and an optional `If-None-Match`: status, ETag, body.
+async fn get(app: &TestApp, path: &str, if_none_match: Option<&str>) -> (u16, Option<String>, String) {
+    let mut request = app.admin(Method::GET, path);
+    if let Some(tag) = if_none_match {
+        request = request.header("if-none-match", tag);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let etag = response.headers().get("etag").map(|v| v.to_str().unwrap().to_string());
+    (status, etag, response.text().await.unwrap())
+}
+
+/// The list's current ETag (a 200).
+async fn etag_of(app: &TestApp, path: &str) -> String {
+    let (status, etag, body) = get(app, path, None).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    etag.unwrap_or_else(|| panic!("{path} has no ETag"))
+}
+
+/// Polls until `path` answers 200 to `tag` (the ETag went stale); the time it took.
+async fn stale_within(app: &TestApp, path: &str, tag: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (status, _, _) = get(app, path, Some(tag)).await;
+        if status == 200 {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "{path}: still 304 after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_revalidated_list_is_answered_304_without_a_database_query() {
+    let app = TestApp::spawn().await;
+    listening(&app).await;
+    for path in LISTS.iter().map(|p| format!("{p}?limit=10")) {
+        let response = app.admin(Method::GET, &path).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["cache-control"], "private, no-cache", "{path}");
+        let tag = response.headers()["etag"].to_str().unwrap().to_string();
+        assert!(tag.starts_with('"') && !tag.starts_with("W/"), "a strong ETag: {tag}");
+        // A background actor (the agent directory refresh) may query meanwhile; a 304 path that
+        // queried would do so every time, so one clean attempt out of three proves it does not.
+        let mut clean = false;
+        for _ in 0..3 {
+            let before = app.db.queries_sent();
+            let (status, etag, body) = get(&app, &path, Some(&tag)).await;
+            assert_eq!((status, etag.as_deref(), body.as_str()), (304, Some(tag.as_str()), ""), "{path}");
+            if app.db.queries_sent() == before {
+                clean = true;
+                break;
+            }
+        }
+        assert!(clean, "{path}: the 304 ran a query");
+        let (status, _, _) = get(&app, &format!("{path}&include_total=true"), Some(&tag)).await;
+        assert_eq!(status, 200, "another query string is another list");
+    }
+}
+
+#[actix_web::test]
+async fn if_none_match_takes_lists_weak_tags_and_star() {
+    let app = TestApp::spawn().await;
+    listening(&app).await;
+    let tag = etag_of(&app, "/api/v1/jobs").await;
+    for header in [format!("W/{tag}"), format!("\"nope\", {tag}"), "*".to_string()] {
+        assert_eq!(get(&app, "/api/v1/jobs", Some(&header)).await.0, 304, "{header}");
+    }
+    assert_eq!(get(&app, "/api/v1/jobs", Some("\"nope\"")).await.0, 200);
+    let other_key = app.user(Method::GET, "/api/v1/jobs").header("if-none-match", &tag).send().await.unwrap();
+    assert_eq!(other_key.status(), 200, "another key's ETag is its own");
+}
+
+#[actix_web::test]
+async fn every_kind_of_change_renews_the_etag() {
+    let app = TestApp::spawn_with(&["--heartbeat-flush-interval", "1h", "--keygen-mode", "server"]).await;
+    listening(&app).await;
+
+    // The API, read-your-writes: the answer to the write is sent after the bump.
+    let certificates = etag_of(&app, "/api/v1/certificates").await;
+    let audit = etag_of(&app, "/api/v1/audit").await;
+    let created = app.create_certificate("etag-change").await;
+    assert_eq!(get(&app, "/api/v1/certificates", Some(&certificates)).await.0, 200, "a created certificate");
+    assert_eq!(get(&app, "/api/v1/audit", Some(&audit)).await.0, 200, "its audit row");
+
+    // The dispatcher (an actor's writes). The job is put in by hand so nothing wakes the
+    // dispatcher before the ETag is taken; the job processor's round then issues it.
+    let id = created["id"].as_str().unwrap();
+    let db = cluster().admin_client_for(&app.db_name).await;
+    let before_insert = etag_of(&app, "/api/v1/jobs").await;
+    db.execute("INSERT INTO jobs (id, type, certificate_id) VALUES ('job-by-hand', 'Issuance', $1)", &[&id])
+        .await
+        .unwrap();
+    stale_within(&app, "/api/v1/jobs", &before_insert, Duration::from_secs(1)).await;
+    let jobs = etag_of(&app, "/api/v1/jobs").await;
+    assert_eq!(get(&app, "/api/v1/jobs", Some(&jobs)).await.0, 304);
+    let round = run_loop(&app, "job_processor").await;
+    assert_eq!(round["completed"], 1, "{round}");
+    assert_eq!(get(&app, "/api/v1/jobs", Some(&jobs)).await.0, 200, "the dispatcher's write-back");
+    let cancel = app.admin(Method::POST, "/api/v1/jobs/job-by-hand/cancel").send().await.unwrap();
+    assert_eq!(cancel.status(), 409, "completed already");
+
+    // A heartbeat flush (the aggregator's write).
+    let registered: serde_json::Value = app
+        .admin(Method::POST, "/api/v1/agents")
+        .json(&json!({"name": "etag-agent"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (agent, key) = (registered["id"].as_str().unwrap(), registered["api_key"].as_str().unwrap());
+    let agents = etag_of(&app, "/api/v1/agents").await;
+    let beat = app.client.post(app.url(&format!("/api/v1/agents/{agent}/heartbeat"))).bearer_auth(key).send().await;
+    assert_eq!(beat.unwrap().status(), 204);
+    assert_eq!(get(&app, "/api/v1/agents", Some(&agents)).await.0, 304, "a buffered beat changes no row yet");
+    app.heartbeats.flush_all().await.unwrap();
+    assert_eq!(get(&app, "/api/v1/agents", Some(&agents)).await.0, 200, "the flush wrote it");
+
+    // SQL typed by hand: only the table's trigger tells the server.
+    let discovered = etag_of(&app, "/api/v1/discovered-certificates").await;
+    cluster()
+        .admin_client_for(&app.db_name)
+        .await
+        .execute(
+            "INSERT INTO discovered_certificates (id, fingerprint_sha256, source_path, agent_id) \
+             VALUES ('dc-by-hand', repeat('a', 64), '/etc/ssl/by-hand.pem', $1)",
+            &[&agent],
+        )
+        .await
+        .unwrap();
+    let took = stale_within(&app, "/api/v1/discovered-certificates", &discovered, Duration::from_secs(1)).await;
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
+#[actix_web::test]
+async fn a_change_on_another_server_renews_the_etag_within_a_second() {
+    let a = TestApp::spawn().await;
+    let b = TestApp::start(settings_from(base_args(&a.db_name)), a.db_name.clone()).await;
+    listening(&a).await;
+    listening(&b).await;
+    let tag = etag_of(&a, "/api/v1/certificates").await;
+    assert_eq!(get(&a, "/api/v1/certificates", Some(&tag)).await.0, 304);
+    b.create_certificate("made-on-b").await;
+    let took = stale_within(&a, "/api/v1/certificates", &tag, Duration::from_secs(1)).await;
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    drop(b);
+}
+
+#[actix_web::test]
+async fn without_the_listener_connection_nothing_is_answered_304() {
+    let app = TestApp::spawn().await;
+    listening(&app).await;
+    let tag = etag_of(&app, "/api/v1/certificates").await;
+    let admin = cluster().admin_client_for(&app.db_name).await;
+    let killed: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+              WHERE application_name = 'certctl-etag-listener' AND datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1, "the listener has a session of its own");
+    // Until it is back, lists carry no ETag and revalidations get the full answer.
+    let started = Instant::now();
+    while app.db.generations().listening() {
+        assert!(started.elapsed() < Duration::from_secs(5), "the listener did not notice its connection ended");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (status, etag, _) = get(&app, "/api/v1/certificates", Some(&tag)).await;
+    assert_eq!((status, etag), (200, None), "no 304 and no ETag while notifications may be missed");
+    listening(&app).await;
+    assert_eq!(get(&app, "/api/v1/certificates", Some(&tag)).await.0, 200, "every ETag from before is stale");
+    let fresh = etag_of(&app, "/api/v1/certificates").await;
+    assert_ne!(fresh, tag);
+    assert_eq!(get(&app, "/api/v1/certificates", Some(&fresh)).await.0, 304, "trusted again");
+    assert!(app.metrics_text().await.contains("certctl_etag_listener_reconnects_total"));
+}
+
+#[actix_web::test]
+async fn read_auditing_bypasses_the_cache() {
+    let app = TestApp::spawn_with(&["--audit-reads", "true"]).await;
+    listening(&app).await;
+    let (status, etag, _) = get(&app, "/api/v1/certificates", Some("*")).await;
+    assert_eq!((status, etag), (200, None), "every read is recorded, so none is answered from memory");
+}
