@@ -299,7 +299,17 @@ impl Application {
     /// actors and the embedded cluster in order. Fails if the embedded cluster could not be kept
     /// running.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Application { server, metrics_server, db, engine, heartbeats, mut embedded, mut signals, .. } = self;
+        let Application {
+            server,
+            metrics_server,
+            db,
+            engine,
+            heartbeats,
+            _etag_cache: etag_cache,
+            mut embedded,
+            mut signals,
+            ..
+        } = self;
         let handle = server.handle();
         let metrics_handle = metrics_server.as_ref().map(Server::handle);
         if let Some(metrics_server) = metrics_server {
@@ -347,6 +357,7 @@ impl Application {
         if let Some(metrics_handle) = metrics_handle {
             metrics_handle.stop(true).await;
         }
+        let _ = etag_cache.send(certctl_actors::etag_cache::Shutdown).await;
         db.stop();
         if let Some(mut cluster) = embedded.take() {
             let _ = tokio::task::spawn_blocking(move || cluster.stop()).await;

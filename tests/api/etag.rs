@@ -211,3 +211,29 @@ async fn read_auditing_bypasses_the_cache() {
     let (status, etag, _) = get(&app, "/api/v1/certificates", Some("*")).await;
     assert_eq!((status, etag), (200, None), "every read is recorded, so none is answered from memory");
 }
+
+#[actix_web::test]
+async fn sweeps_and_statements_that_change_nothing_keep_the_etags() {
+    let app = TestApp::spawn().await;
+    listening(&app).await;
+    app.create_certificate("quiet").await;
+    let paths = ["/api/v1/certificates", "/api/v1/jobs", "/api/v1/audit", "/api/v1/agents"];
+    let mut tags = Vec::new();
+    for path in paths {
+        tags.push(etag_of(&app, path).await);
+    }
+    for name in ["short_lived_expiry", "job_retry", "job_timeout", "agent_health_check", "job_processor"] {
+        run_loop(&app, name).await;
+    }
+    cluster()
+        .admin_client_for(&app.db_name)
+        .await
+        .batch_execute("UPDATE managed_certificates SET name = name WHERE false; DELETE FROM jobs WHERE false")
+        .await
+        .unwrap();
+    // Long enough for a notification, had one been sent, to arrive.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (path, tag) in paths.iter().zip(&tags) {
+        assert_eq!(get(&app, path, Some(tag)).await.0, 304, "{path}: nothing changed");
+    }
+}

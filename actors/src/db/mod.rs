@@ -42,6 +42,12 @@ pub trait DbQuery: Send + 'static {
     /// when it succeeds, before the caller sees the result, so this replica's next list shows the
     /// change (the tables' triggers tell the other replicas). Reads leave it empty.
     const TOUCHES: &'static [Table] = &[];
+    /// Whether a successful result changed anything: a sweep or claim that found nothing to do
+    /// bumps no generation (so a quiet system keeps its ETags). Writers whose result says how
+    /// many rows they changed override it.
+    fn changed(_output: &Self::Output) -> bool {
+        true
+    }
     /// Runs the query on a connection taken from the pool for this call alone.
     fn run(self, client: &mut Client) -> impl Future<Output = Result<Self::Output, DbError>>;
 }
@@ -147,7 +153,7 @@ impl Db {
         self.inner.sent.fetch_add(1, Ordering::Relaxed);
         match self.inner.actors[index].send(envelope).await {
             Ok(result) => {
-                if result.is_ok() {
+                if result.as_ref().is_ok_and(Q::changed) {
                     for table in Q::TOUCHES {
                         self.inner.generations.bump(*table);
                     }

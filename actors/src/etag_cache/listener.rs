@@ -43,6 +43,8 @@ pub struct EtagCache {
     client: Option<tokio_postgres::Client>,
     connected_before: bool,
     failures: u32,
+    /// Set by [`Shutdown`]: the connection's end is expected, not a fault.
+    stopping: bool,
 }
 
 impl EtagCache {
@@ -50,7 +52,7 @@ impl EtagCache {
     /// replaced) and TLS settings.
     pub fn new(generations: Arc<Generations>, mut config: tokio_postgres::Config, tls: PgConnector) -> Self {
         config.application_name(APPLICATION_NAME);
-        EtagCache { generations, config, tls, client: None, connected_before: false, failures: 0 }
+        EtagCache { generations, config, tls, client: None, connected_before: false, failures: 0, stopping: false }
     }
 
     fn connect(&mut self, ctx: &mut Context<Self>) {
@@ -134,9 +136,29 @@ impl StreamHandler<Changed> for EtagCache {
         // The connection ended: stop trusting generations until a new one listens.
         self.generations.set_listening(false);
         self.client = None;
+        if self.stopping {
+            return;
+        }
         metrics::gauge!(ETAG_LISTENER_CONNECTED).set(0.0);
         tracing::warn!("the change notification connection ended; no 304s until it is back");
         self.failures = 1;
         ctx.run_later(FIRST_RETRY, |act, ctx| act.connect(ctx));
+    }
+}
+
+/// The server is stopping: close the listening session quietly and do not reconnect.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for EtagCache {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Shutdown, _ctx: &mut Self::Context) {
+        // Dropping the client ends the session; the actor itself stays (its supervisor would
+        // restart a stopped one) but reconnects no more.
+        self.stopping = true;
+        self.generations.set_listening(false);
+        self.client = None;
     }
 }

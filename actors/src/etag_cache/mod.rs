@@ -10,4 +10,4 @@ pub mod generations;
 pub mod listener;
 
 pub use generations::{Generations, Table};
-pub use listener::EtagCache;
+pub use listener::{EtagCache, Shutdown};

@@ -66,6 +66,10 @@ impl DbQuery for ClaimAgentWork {
     const NAME: &'static str = "claim_agent_work";
     const TOUCHES: &'static [Table] = &[Table::Jobs];
 
+    fn changed(output: &Self::Output) -> bool {
+        !output.is_empty()
+    }
+
     async fn run(self, client: &mut Client) -> Result<Vec<WorkItem>, DbError> {
         // The AwaitingCSR lease leaves updated_at alone: the reaper times the wait from it.
         let stmt = client

@@ -261,6 +261,10 @@ impl DbQuery for FlushHeartbeats {
     const NAME: &'static str = "flush_heartbeats";
     const TOUCHES: &'static [Table] = &[Table::Agents];
 
+    fn changed(output: &Self::Output) -> bool {
+        *output > 0
+    }
+
     async fn run(self, client: &mut Client) -> Result<u64, DbError> {
         let n = self.beats.len();
         let (mut ids, mut ats) = (Vec::with_capacity(n), Vec::with_capacity(n));
@@ -319,6 +323,10 @@ impl DbQuery for MarkStaleAgents {
     type Output = StaleSweep;
     const NAME: &'static str = "mark_stale_agents";
     const TOUCHES: &'static [Table] = &[Table::Agents, Table::Jobs, Table::Audit];
+
+    fn changed(output: &Self::Output) -> bool {
+        output.marked_offline > 0
+    }
 
     async fn run(self, client: &mut Client) -> Result<StaleSweep, DbError> {
         let stmt = client

@@ -220,6 +220,10 @@ impl DbQuery for PurgeAuditEvents {
     const NAME: &'static str = "purge_audit_events";
     const TOUCHES: &'static [Table] = &[Table::Audit];
 
+    fn changed(output: &Self::Output) -> bool {
+        *output > 0
+    }
+
     async fn run(self, client: &mut Client) -> Result<u64, DbError> {
         let tx = client.transaction().await?;
         tx.batch_execute("SET LOCAL certctl.audit_retention = 'on'").await?;

@@ -59,6 +59,10 @@ impl DbQuery for ClaimRenewalJobs {
     const NAME: &'static str = "claim_renewal_jobs";
     const TOUCHES: &'static [Table] = &[Table::Jobs];
 
+    fn changed(output: &Self::Output) -> bool {
+        !output.is_empty()
+    }
+
     async fn run(self, client: &mut Client) -> Result<Vec<ClaimedJob>, DbError> {
         let stmt = client
             .prepare_cached(
@@ -153,6 +157,10 @@ impl DbQuery for CompleteRenewals {
     const NAME: &'static str = "complete_renewals";
     const TOUCHES: &'static [Table] = &[Table::Jobs, Table::Certificates, Table::Audit];
 
+    fn changed(output: &Self::Output) -> bool {
+        output.written > 0
+    }
+
     async fn run(self, client: &mut Client) -> Result<WriteBack, DbError> {
         let stmt = client
             .prepare_cached(
@@ -240,6 +248,10 @@ impl DbQuery for FailRenewals {
     const NAME: &'static str = "fail_renewals";
     const TOUCHES: &'static [Table] = &[Table::Jobs, Table::Certificates, Table::Audit];
 
+    fn changed(output: &Self::Output) -> bool {
+        output.written > 0
+    }
+
     async fn run(self, client: &mut Client) -> Result<WriteBack, DbError> {
         let stmt = client
             .prepare_cached(
@@ -284,6 +296,10 @@ impl DbQuery for ReleaseJobs {
     const NAME: &'static str = "release_jobs";
     const TOUCHES: &'static [Table] = &[Table::Jobs];
 
+    fn changed(output: &Self::Output) -> bool {
+        *output > 0
+    }
+
     async fn run(self, client: &mut Client) -> Result<u64, DbError> {
         let (ids, attempts): (Vec<String>, Vec<i32>) = self.jobs.into_iter().unzip();
         let stmt = client
@@ -310,6 +326,10 @@ impl DbQuery for RetryDueJobs {
     type Output = u64;
     const NAME: &'static str = "retry_due_jobs";
     const TOUCHES: &'static [Table] = &[Table::Jobs, Table::Certificates, Table::Audit];
+
+    fn changed(output: &Self::Output) -> bool {
+        *output > 0
+    }
 
     async fn run(self, client: &mut Client) -> Result<u64, DbError> {
         let stmt = client
@@ -369,6 +389,10 @@ impl DbQuery for ReapJobs {
     type Output = Reaped;
     const NAME: &'static str = "reap_jobs";
     const TOUCHES: &'static [Table] = &[Table::Jobs, Table::Certificates, Table::Audit];
+
+    fn changed(output: &Self::Output) -> bool {
+        output.lease_expired + output.awaiting_csr + output.awaiting_approval > 0
+    }
 
     async fn run(self, client: &mut Client) -> Result<Reaped, DbError> {
         let stmt = client

@@ -45,6 +45,10 @@ impl DbQuery for EnqueueDueRenewals {
     const NAME: &'static str = "enqueue_due_renewals";
     const TOUCHES: &'static [Table] = &[Table::Certificates, Table::Jobs, Table::Audit];
 
+    fn changed(output: &Self::Output) -> bool {
+        output.enqueued > 0
+    }
+
     async fn run(self, client: &mut Client) -> Result<ScanBatch, DbError> {
         // Two statement shapes (first batch, later batches), never `$2 IS NULL OR …`, so the
         // cached plan is an index range scan either way.
@@ -113,6 +117,10 @@ impl DbQuery for ExpireCertificates {
     type Output = u64;
     const NAME: &'static str = "expire_certificates";
     const TOUCHES: &'static [Table] = &[Table::Certificates, Table::Audit];
+
+    fn changed(output: &Self::Output) -> bool {
+        *output > 0
+    }
 
     async fn run(self, client: &mut Client) -> Result<u64, DbError> {
         let stmt = client
