@@ -173,6 +173,45 @@ async fn a_change_on_another_server_renews_the_etag_within_a_second() {
 }
 
 #[actix_web::test]
+async fn a_change_made_through_another_server_process_renews_the_etag_within_a_second() {
+    let a = TestApp::spawn().await;
+    listening(&a).await;
+    // The real binary, as a process of its own, on the same database.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let mut args = base_args(&a.db_name);
+    let at = args.iter().position(|arg| arg == "--server-port").unwrap() + 1;
+    args[at] = port.clone();
+    let mut other = tokio::process::Command::new(env!("CARGO_BIN_EXE_certctl-server"))
+        .args(&args[1..])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while !matches!(a.client.get(format!("{base}/ready")).send().await, Ok(r) if r.status() == 200) {
+        assert!(started.elapsed() < Duration::from_secs(60), "the second server process never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tag = etag_of(&a, "/api/v1/certificates").await;
+    let created = a
+        .client
+        .post(format!("{base}/api/v1/certificates"))
+        .bearer_auth(crate::helpers::ADMIN_KEY)
+        .json(&crate::helpers::certificate_body("from-another-process"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let took = stale_within(&a, "/api/v1/certificates", &tag, Duration::from_secs(1)).await;
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    let _ = other.kill().await;
+}
+
+#[actix_web::test]
 async fn without_the_listener_connection_nothing_is_answered_304() {
     let app = TestApp::spawn().await;
     listening(&app).await;
