@@ -5,9 +5,10 @@
 //! The ETag is derived from the generations of the tables the list reads (see
 //! `certctl_actors::etag_cache`), read *before* the list's query runs (so a change racing the
 //! query can only make the ETag stale, never wrong), the process epoch, the route, the query
-//! string with its parameters sorted, and the caller's key (what one key may see, another may
-//! not). It is a **strong** ETag: for one value the body bytes are identical, because the body is
-//! a function of the rows and the request, and any change to the rows bumps a generation first.
+//! string with its parameters sorted, the caller's key (what one key may see, another may not),
+//! and the request's `Accept-Encoding` (which decides whether the body is gzip-compressed). It is a
+//! **strong** ETag: for one value the body bytes are identical, because the body is a function of
+//! the rows and the request, and any change to the rows bumps a generation first.
 //!
 //! No ETag is given (result `bypass`) while read auditing is on (a 304 would skip the read's
 //! audit row) or while change notifications are not flowing (another replica's change could go
@@ -59,6 +60,10 @@ pub fn revalidate(
     }
     hash.update([1, u8::from(caller.admin)]);
     hash.update(caller.name.as_bytes());
+    // The body is compressed or not by what the client accepts: a strong ETag names the bytes.
+    let accept_encoding = req.headers().get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
+    hash.update([2]);
+    hash.update(accept_encoding.to_ascii_lowercase().replace(' ', "").as_bytes());
     let digest = hash.finalize();
     let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
     let etag = format!("\"{:016x}{hex}\"", generations.epoch());

@@ -276,3 +276,23 @@ async fn sweeps_and_statements_that_change_nothing_keep_the_etags() {
         assert_eq!(get(&app, path, Some(tag)).await.0, 304, "{path}: nothing changed");
     }
 }
+
+#[actix_web::test]
+async fn compressed_and_plain_lists_have_their_own_etags() {
+    let app = TestApp::spawn().await;
+    listening(&app).await;
+    let tag_for = |encoding: &'static str| {
+        let request = app.admin(Method::GET, "/api/v1/audit").header("accept-encoding", encoding);
+        async move { request.send().await.unwrap().headers()["etag"].to_str().unwrap().to_string() }
+    };
+    let (gzip, plain) = (tag_for("gzip").await, tag_for("identity").await);
+    assert_ne!(gzip, plain, "different bytes, different strong ETags");
+    let again = app
+        .admin(Method::GET, "/api/v1/audit")
+        .header("accept-encoding", "gzip")
+        .header("if-none-match", &gzip)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+}
