@@ -5,10 +5,10 @@
 //! The ETag is derived from the generations of the tables the list reads (see
 //! `certctl_actors::etag_cache`), read *before* the list's query runs (so a change racing the
 //! query can only make the ETag stale, never wrong), the process epoch, the route, the query
-//! string with its parameters sorted, the caller's key (what one key may see, another may not),
-//! and the request's `Accept-Encoding` (which decides whether the body is gzip-compressed). It is a
-//! **strong** ETag: for one value the body bytes are identical, because the body is a function of
-//! the rows and the request, and any change to the rows bumps a generation first.
+//! string with its parameters sorted, and the caller's key (what one key may see, another may
+//! not). It is a **weak** ETag (`W/"…"`): the generations are not read in the query's snapshot, so
+//! for the microseconds between a commit and its bump two answers under one tag may differ, and
+//! gzip and plain answers share it; they are equivalent, not byte-identical.
 //!
 //! No ETag is given (result `bypass`) while read auditing is on (a 304 would skip the read's
 //! audit row) or while change notifications are not flowing (another replica's change could go
@@ -60,13 +60,9 @@ pub fn revalidate(
     }
     hash.update([1, u8::from(caller.admin)]);
     hash.update(caller.name.as_bytes());
-    // The body is compressed or not by what the client accepts: a strong ETag names the bytes.
-    let accept_encoding = req.headers().get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
-    hash.update([2]);
-    hash.update(accept_encoding.to_ascii_lowercase().replace(' ', "").as_bytes());
     let digest = hash.finalize();
     let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-    let etag = format!("\"{:016x}{hex}\"", generations.epoch());
+    let etag = format!("W/\"{:016x}{hex}\"", generations.epoch());
     let matches = req
         .headers()
         .get_all(header::IF_NONE_MATCH)
@@ -76,6 +72,8 @@ pub fn revalidate(
         metrics::counter!(ETAG_REQUESTS_TOTAL, "endpoint" => endpoint, "result" => "hit").increment(1);
         let mut response = HttpResponse::NotModified();
         headers(&mut response, &Some(etag));
+        // The 200 would have varied by encoding (compression); a 304 says so too (RFC 9110 §15.4.5).
+        response.insert_header((header::VARY, HeaderValue::from_static("accept-encoding")));
         return Revalidation::NotModified(response.finish());
     }
     metrics::counter!(ETAG_REQUESTS_TOTAL, "endpoint" => endpoint, "result" => "miss").increment(1);
@@ -128,5 +126,6 @@ mod tests {
         assert!(!if_none_match("abc", ours), "an unquoted tag is not a tag");
         assert!(!if_none_match("\"x\", \"ab", ours), "unterminated");
         assert!(!if_none_match("\"a,bc\"", ours));
+        assert!(if_none_match("\"abc\"", "W/\"abc\""), "our weak tag matches its strong spelling");
     }
 }

@@ -61,8 +61,11 @@ pub struct Generations {
 impl Default for Generations {
     fn default() -> Self {
         let mut bytes = [0u8; 8];
-        // A failed random source only makes epochs predictable, not wrong.
-        let _ = aws_lc_rs::rand::fill(&mut bytes);
+        // Should the random source fail, the process id and start time still tell processes apart.
+        if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            bytes = (nanos.as_nanos() as u64 ^ (u64::from(std::process::id()) << 40)).to_le_bytes();
+        }
         Generations {
             counters: Default::default(),
             epoch: u64::from_le_bytes(bytes),

@@ -6,6 +6,12 @@
 //! a change made elsewhere would go unseen. After it reconnects it bumps every generation before
 //! trusting them again (notifications sent while it was away are lost), so every ETag handed out
 //! before is stale. It reconnects with exponential backoff (0.5 s doubling to 30 s).
+//!
+//! A session can also die silently (a NAT or firewall dropping an idle connection) or never
+//! deliver (a transaction-mode pooler). So the actor proves delivery: every [`PROBE_INTERVAL`] it
+//! notifies its own channel with a probe and expects the echo within [`PROBE_TIMEOUT`]; it trusts
+//! generations only after the first echo, and a missing one counts as a lost connection. TCP
+//! keepalives are also tightened on its session.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,11 +34,21 @@ pub const APPLICATION_NAME: &str = "certctl-etag-listener";
 
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(30);
+/// How often delivery is proved with a probe notification.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a probe's echo may take before the session counts as lost.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The payload prefix of probes (never a table name).
+const PROBE: &str = "probe";
 
-/// One notification's payload, parsed: the table and when the statement ran (Unix seconds).
+/// What a session's stream yields, tagged with the session's number: a notification's payload
+/// (`<table> <unix time>` or a probe), or the session's end.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-struct Changed(String);
+enum Event {
+    Notice(u64, String),
+    Ended(u64),
+}
 
 /// See the module docs.
 pub struct EtagCache {
@@ -40,9 +56,14 @@ pub struct EtagCache {
     config: tokio_postgres::Config,
     tls: PgConnector,
     /// Keeps the session open; dropped when the connection ends.
-    client: Option<tokio_postgres::Client>,
+    client: Option<Arc<tokio_postgres::Client>>,
     connected_before: bool,
     failures: u32,
+    /// The probe sent and not yet echoed: its number and when it was sent.
+    probe: Option<(u64, std::time::Instant)>,
+    probes_sent: u64,
+    /// Number of the current session; events of earlier ones are ignored.
+    session: u64,
     /// Set by [`Shutdown`]: the connection's end is expected, not a fault.
     stopping: bool,
 }
@@ -52,10 +73,30 @@ impl EtagCache {
     /// replaced) and TLS settings.
     pub fn new(generations: Arc<Generations>, mut config: tokio_postgres::Config, tls: PgConnector) -> Self {
         config.application_name(APPLICATION_NAME);
-        EtagCache { generations, config, tls, client: None, connected_before: false, failures: 0, stopping: false }
+        // Notice a dead session in under a minute rather than after the OS default of two hours.
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3);
+        EtagCache {
+            generations,
+            config,
+            tls,
+            client: None,
+            connected_before: false,
+            failures: 0,
+            probe: None,
+            probes_sent: 0,
+            session: 0,
+            stopping: false,
+        }
     }
 
     fn connect(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
         let (config, tls) = (self.config.clone(), self.tls.clone());
         let work = async move {
             let (client, mut connection) = config.connect(tls).await?;
@@ -66,7 +107,7 @@ impl EtagCache {
                 let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
                 while let Some(Ok(message)) = messages.next().await {
                     if let AsyncMessage::Notification(n) = message {
-                        if tx.send(Changed(n.payload().to_owned())).is_err() {
+                        if tx.send(n.payload().to_owned()).is_err() {
                             break;
                         }
                     }
@@ -76,21 +117,22 @@ impl EtagCache {
             Ok::<_, tokio_postgres::Error>((client, rx))
         };
         ctx.spawn(work.into_actor(self).map(|result, act, ctx| match result {
+            Ok(_) if act.stopping => {}
             Ok((client, rx)) => {
-                act.client = Some(client);
+                act.client = Some(Arc::new(client));
                 act.failures = 0;
-                ctx.add_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-                    rx.recv().await.map(|message| (message, rx))
-                }));
-                // Whatever changed while nobody listened: every ETag handed out before is stale.
-                act.generations.bump_all();
-                act.generations.set_listening(true);
-                metrics::gauge!(ETAG_LISTENER_CONNECTED).set(1.0);
-                if act.connected_before {
-                    metrics::counter!(ETAG_LISTENER_RECONNECTS_TOTAL).increment(1);
-                    tracing::info!("change notifications listening again; every list ETag renewed");
-                }
-                act.connected_before = true;
+                act.session += 1;
+                let session = act.session;
+                let notices = futures_util::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|payload| (payload, rx))
+                });
+                ctx.add_stream(
+                    notices
+                        .map(move |payload| Event::Notice(session, payload))
+                        .chain(futures_util::stream::once(async move { Event::Ended(session) })),
+                );
+                // Trusted only once a probe comes back through this session (see `echoed`).
+                act.send_probe(ctx);
             }
             Err(e) => {
                 act.failures += 1;
@@ -102,12 +144,86 @@ impl EtagCache {
     }
 }
 
+impl EtagCache {
+    /// Notifies our own channel; the echo proves notifications are delivered.
+    fn send_probe(&mut self, ctx: &mut Context<Self>) {
+        let Some(client) = self.client.clone() else { return };
+        self.probes_sent += 1;
+        let number = self.probes_sent;
+        self.probe = Some((number, std::time::Instant::now()));
+        // Every replica hears every probe: the process epoch makes ours recognisable.
+        let payload = format!("{PROBE} {:x}:{number}", self.generations.epoch());
+        ctx.spawn(
+            async move { client.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await }
+                .into_actor(self)
+                .map(|result, _act, _ctx| {
+                    if let Err(e) = result {
+                        // The session is broken; the missing echo will show it.
+                        tracing::debug!(error = %e, "sending a change listener probe failed");
+                    }
+                }),
+        );
+    }
+
+    /// A probe came back: the session delivers. The first echo after connecting makes the
+    /// generations trusted again.
+    fn echoed(&mut self, number: u64) {
+        if self.probe.is_none_or(|(expected, _)| expected != number) {
+            return;
+        }
+        self.probe = None;
+        if !self.generations.listening() && !self.stopping {
+            // Whatever changed while nobody listened: every ETag handed out before is stale.
+            self.generations.bump_all();
+            self.generations.set_listening(true);
+            metrics::gauge!(ETAG_LISTENER_CONNECTED).set(1.0);
+            if self.connected_before {
+                metrics::counter!(ETAG_LISTENER_RECONNECTS_TOTAL).increment(1);
+                tracing::info!("change notifications listening again; every list ETag renewed");
+            }
+            self.connected_before = true;
+        }
+    }
+
+    /// Every probe interval: a probe unanswered for too long means a lost session.
+    fn check(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping || self.client.is_none() {
+            return;
+        }
+        match self.probe {
+            Some((_, sent)) if sent.elapsed() > PROBE_TIMEOUT => {
+                tracing::warn!("a change notification probe did not come back; reconnecting");
+                self.lost(ctx);
+            }
+            Some(_) => {}
+            None => self.send_probe(ctx),
+        }
+    }
+
+    /// The session is gone or useless: stop trusting generations and connect again.
+    fn lost(&mut self, ctx: &mut Context<Self>) {
+        self.generations.set_listening(false);
+        metrics::gauge!(ETAG_LISTENER_CONNECTED).set(0.0);
+        // Dropping the client ends the session; its stream's end is then ignored (the session
+        // number moves on).
+        self.client = None;
+        self.session += 1;
+        self.probe = None;
+        if self.stopping {
+            return;
+        }
+        self.failures = self.failures.max(1);
+        ctx.run_later(FIRST_RETRY, |act, ctx| act.connect(ctx));
+    }
+}
+
 impl Actor for EtagCache {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         metrics::gauge!(ETAG_LISTENER_CONNECTED).set(0.0);
         self.connect(ctx);
+        ctx.run_interval(PROBE_INTERVAL, |act, ctx| act.check(ctx));
     }
 }
 
@@ -120,10 +236,31 @@ impl Supervised for EtagCache {
     }
 }
 
-impl StreamHandler<Changed> for EtagCache {
-    fn handle(&mut self, Changed(payload): Changed, _ctx: &mut Self::Context) {
+impl StreamHandler<Event> for EtagCache {
+    fn handle(&mut self, event: Event, ctx: &mut Self::Context) {
+        let payload = match event {
+            Event::Notice(session, payload) if session == self.session => payload,
+            Event::Ended(session) if session == self.session => {
+                if !self.stopping {
+                    tracing::warn!("the change notification connection ended; no 304s until it is back");
+                }
+                self.lost(ctx);
+                return;
+            }
+            // An earlier session's leftovers.
+            _ => return,
+        };
         let mut words = payload.split(' ');
-        let Some(table) = words.next().and_then(Table::from_name) else { return };
+        let first = words.next().unwrap_or("");
+        if first == PROBE {
+            let ours = format!("{:x}", self.generations.epoch());
+            let number = words.next().and_then(|t| t.split_once(':')).filter(|(epoch, _)| *epoch == ours);
+            if let Some(number) = number.and_then(|(_, n)| n.parse().ok()) {
+                self.echoed(number);
+            }
+            return;
+        }
+        let Some(table) = Table::from_name(first) else { return };
         self.generations.bump(table);
         metrics::counter!(ETAG_NOTIFICATIONS_TOTAL, "table" => table.name()).increment(1);
         if let Some(sent) = words.next().and_then(|t| t.parse::<f64>().ok()) {
@@ -132,17 +269,8 @@ impl StreamHandler<Changed> for EtagCache {
         }
     }
 
-    fn finished(&mut self, ctx: &mut Self::Context) {
-        // The connection ended: stop trusting generations until a new one listens.
-        self.generations.set_listening(false);
-        self.client = None;
-        if self.stopping {
-            return;
-        }
-        metrics::gauge!(ETAG_LISTENER_CONNECTED).set(0.0);
-        tracing::warn!("the change notification connection ended; no 304s until it is back");
-        self.failures = 1;
-        ctx.run_later(FIRST_RETRY, |act, ctx| act.connect(ctx));
+    fn finished(&mut self, _ctx: &mut Self::Context) {
+        // Each session's stream ends with its own `Event::Ended`, handled above.
     }
 }
 
@@ -159,6 +287,8 @@ impl Handler<Shutdown> for EtagCache {
         // restart a stopped one) but reconnects no more.
         self.stopping = true;
         self.generations.set_listening(false);
+        metrics::gauge!(ETAG_LISTENER_CONNECTED).set(0.0);
         self.client = None;
+        self.session += 1;
     }
 }

@@ -192,7 +192,7 @@ pub struct DeleteResource<R: Resource> {
 impl<R: Resource> DbQuery for DeleteResource<R> {
     type Output = bool;
     const NAME: &'static str = "delete_resource";
-    const TOUCHES: &'static [Table] = &[Table::Audit];
+    const TOUCHES: &'static [Table] = &[Table::Audit, Table::Jobs];
 
     async fn run(self, client: &mut Client) -> Result<bool, DbError> {
         let record = audit::<R>(self.actor, "delete", serde_json::json!({}));
