@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::load::{run_ceiling, run_open, RequestFn, Stream, StreamResult};
+use harness::load::{run_open, RequestFn, Stream, StreamResult};
 use harness::report::{print_stream, stream_json, verdicts, write_json, Threshold};
 use harness::sampler::rss_sampler;
 use harness::server::{process_cpu, BenchServer, KEY};
@@ -61,25 +61,12 @@ async fn run(quick: bool, contract_secs: u64, goal_secs: u64, ceiling_secs: u64)
     println!("agent_storm ({}): starting certctl-server", if quick { "quick" } else { "full" });
     let server = BenchServer::start(&[]).await;
     seed(&server, GOAL_AGENTS).await;
-    let clients = clients(&server, CONNECTIONS);
+    let clients = server.clients(CONNECTIONS);
     // The directory picks registrations up within its refresh (5 s); unknown keys would fall back
     // to a database lookup, which is not what this bench measures.
     wait_for_directory(&server, GOAL_AGENTS).await;
 
-    let ceiling = {
-        let (clients, url) = (clients.clone(), format!("{}/health", server.base));
-        let health: RequestFn = Arc::new(move |n| {
-            let (client, url) = (clients[n as usize % clients.len()].clone(), url.clone());
-            Box::pin(async move {
-                match client.get(&url).send().await {
-                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
-                    Err(_) => false,
-                }
-            })
-        });
-        println!("measuring the ceiling: GET /health, 64 closed-loop callers over {CONNECTIONS} connections, {ceiling_secs} s");
-        run_ceiling(health, 64, Duration::from_secs(ceiling_secs)).await
-    };
+    let ceiling = server.ceiling_over(&clients, Duration::from_secs(ceiling_secs)).await;
     let ceiling_rate = ceiling.achieved_rate();
     print_stream(&ceiling, ceiling_rate);
 
@@ -241,19 +228,6 @@ async fn seed(server: &BenchServer, count: u64) {
     .expect("seeding agents");
     db.batch_execute("VACUUM ANALYZE agents").await.expect("vacuum");
     println!("  seeded {count} agents ({:.1} s)", started.elapsed().as_secs_f64());
-}
-
-fn clients(server: &BenchServer, n: usize) -> Vec<reqwest::Client> {
-    let pem = std::fs::read(server.data_dir.join("tls/server.crt")).unwrap();
-    (0..n)
-        .map(|_| {
-            reqwest::Client::builder()
-                .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap()
-        })
-        .collect()
 }
 
 /// The value of an unlabelled (or first matching) sample in the server's `/metrics`.

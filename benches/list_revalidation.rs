@@ -46,7 +46,7 @@ async fn run(quick: bool, certificates: i64, closed_secs: u64, open_secs: u64) {
     let server = BenchServer::start(&[]).await;
     seed(&server, certificates).await;
     wait_for_listener(&server).await;
-    let clients = clients(&server);
+    let clients = server.clients(CONNECTIONS);
 
     // Each dashboard's pages, and the ETag of each.
     let lists =
@@ -65,20 +65,7 @@ async fn run(quick: bool, certificates: i64, closed_secs: u64, open_secs: u64) {
     let pages = Arc::new(pages);
     println!("  {} pages fetched with their ETags", pages.len());
 
-    let ceiling = {
-        let (clients, url) = (clients.clone(), format!("{}/health", server.base));
-        let health: RequestFn = Arc::new(move |n| {
-            let (client, url) = (clients[n as usize % clients.len()].clone(), url.clone());
-            Box::pin(async move {
-                match client.get(&url).send().await {
-                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
-                    Err(_) => false,
-                }
-            })
-        });
-        println!("measuring the ceiling: GET /health, 64 closed-loop callers over {CONNECTIONS} connections, {closed_secs} s");
-        run_ceiling(health, 64, Duration::from_secs(closed_secs)).await
-    };
+    let ceiling = server.ceiling_over(&clients, Duration::from_secs(closed_secs)).await;
     let ceiling_rate = ceiling.achieved_rate();
     print_stream(&ceiling, ceiling_rate);
 
@@ -238,19 +225,6 @@ async fn wait_for_listener(server: &BenchServer) {
         assert!(Instant::now() < deadline, "the change listener never connected");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn clients(server: &BenchServer) -> Vec<reqwest::Client> {
-    let pem = std::fs::read(server.data_dir.join("tls/server.crt")).unwrap();
-    (0..CONNECTIONS)
-        .map(|_| {
-            reqwest::Client::builder()
-                .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap()
-        })
-        .collect()
 }
 
 /// `count` Active certificates with set-based SQL (a few jobs and audit rows come with the demo

@@ -100,6 +100,38 @@ impl BenchServer {
         super::load::run_ceiling(health, 64, duration).await
     }
 
+    /// `n` clients trusting the server's certificate, each with an HTTP/2 connection of its own, so
+    /// the load spreads over the server's workers as a fleet's many connections would.
+    pub fn clients(&self, n: usize) -> Vec<reqwest::Client> {
+        let pem = std::fs::read(self.data_dir.join("tls/server.crt")).unwrap();
+        (0..n)
+            .map(|_| {
+                reqwest::Client::builder()
+                    .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// The ceiling over `clients` (request `n` on client `n mod len`): `GET /health` from 64
+    /// closed-loop callers for `duration`, printed.
+    pub async fn ceiling_over(&self, clients: &[reqwest::Client], duration: Duration) -> super::load::StreamResult {
+        let (clients, url) = (clients.to_vec(), format!("{}/health", self.base));
+        let health: super::load::RequestFn = std::sync::Arc::new(move |n| {
+            let (client, url) = (clients[n as usize % clients.len()].clone(), url.clone());
+            Box::pin(async move {
+                match client.get(&url).send().await {
+                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                }
+            })
+        });
+        println!("measuring the ceiling: GET /health, 64 closed-loop callers, {} s", duration.as_secs());
+        super::load::run_ceiling(health, 64, duration).await
+    }
+
     /// `POST` (admin key) `path` with a JSON body; the status and the JSON answer.
     pub async fn admin_post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
         let response =
