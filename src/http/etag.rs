@@ -22,6 +22,14 @@ use sha2::{Digest, Sha256};
 use certctl_actors::etag_cache::Table;
 use certctl_actors::metrics::ETAG_REQUESTS_TOTAL;
 
+use certctl_actors::queries::certificate_list::Sort;
+use certctl_actors::queries::TimePage;
+use certctl_actors::DbQuery;
+use serde::Serialize;
+
+use super::cursor;
+use super::paging::PageRequest;
+use super::problem::ApiError;
 use super::AppState;
 use crate::auth::Caller;
 
@@ -78,6 +86,35 @@ pub fn revalidate(
     }
     metrics::counter!(ETAG_REQUESTS_TOTAL, "endpoint" => endpoint, "result" => "miss").increment(1);
     Revalidation::Fresh(Some(etag))
+}
+
+/// The whole answer of a cached list ordered by `(created_at, id)` (jobs, agents, discovered
+/// certificates): a 304 when `If-None-Match` still holds, else the page run as `query`, with its
+/// next cursor for `order` and its ETag.
+#[allow(clippy::too_many_arguments)]
+pub async fn time_list<Q, T>(
+    req: &HttpRequest,
+    state: &AppState,
+    caller: &Caller,
+    endpoint: &'static str,
+    tables: &[Table],
+    paging: &PageRequest,
+    order: Sort,
+    query: Q,
+) -> Result<HttpResponse, ApiError>
+where
+    Q: DbQuery<Output = TimePage<T>>,
+    T: Serialize + Send + 'static,
+{
+    let etag = match revalidate(req, state, caller, endpoint, tables) {
+        Revalidation::NotModified(response) => return Ok(response),
+        Revalidation::Fresh(etag) => etag,
+    };
+    let page = state.db.run(query).await?;
+    let next = cursor::encode_time_key(page.next, order);
+    let mut ok = HttpResponse::Ok();
+    headers(&mut ok, &etag);
+    Ok(ok.json(paging.page(page.items, next, page.total)))
 }
 
 /// Adds the ETag and `Cache-Control: private, no-cache` (store it, but revalidate every time)

@@ -31,7 +31,7 @@ use crate::auth::keys::{generate_agent_key, hash_key_hex};
 use crate::auth::{Admin, Caller};
 use crate::http::actor::Actor;
 use crate::http::cursor;
-use crate::http::etag::{self, revalidate, Revalidation};
+use crate::http::etag;
 use crate::http::json::{OptionalJson, ValidJson};
 use crate::http::paging::{one_of, PageRequest};
 use crate::http::problem::ApiError;
@@ -113,15 +113,7 @@ pub async fn list(
     let status = one_of("status", p.status, &AGENT_STATUSES)?;
     let filters = AgentFilters { status, os: p.os, version: p.version };
     let query = ListAgents { filters, window: cursor::time_window(&paging, ORDER)? };
-    let etag = match revalidate(&req, &state, &caller, "/api/v1/agents", &[Table::Agents]) {
-        Revalidation::NotModified(response) => return Ok(response),
-        Revalidation::Fresh(etag) => etag,
-    };
-    let page = state.db.run(query).await?;
-    let next = cursor::encode_time_key(page.next, ORDER);
-    let mut ok = HttpResponse::Ok();
-    etag::headers(&mut ok, &etag);
-    Ok(ok.json(paging.page(page.items, next, page.total)))
+    etag::time_list(&req, &state, &caller, "/api/v1/agents", &[Table::Agents], &paging, ORDER, query).await
 }
 
 /// `GET /api/v1/agents/{id}`

@@ -20,7 +20,7 @@ use super::path_id;
 use crate::auth::Caller;
 use crate::http::actor::Actor;
 use crate::http::cursor;
-use crate::http::etag::{self, revalidate, Revalidation};
+use crate::http::etag;
 use crate::http::json::ValidJson;
 use crate::http::paging::{one_of, rfc3339, PageRequest};
 use crate::http::problem::ApiError;
@@ -80,15 +80,17 @@ pub async fn list(
     let expiring_before = rfc3339("expiring_before", p.expiring_before.as_deref())?;
     let filters = DiscoveryFilters { agent_id: p.agent_id, status, expiring_before };
     let query = ListDiscovered { filters, window: cursor::time_window(&paging, ORDER)? };
-    let etag = match revalidate(&req, &state, &caller, "/api/v1/discovered-certificates", &[Table::Discovered]) {
-        Revalidation::NotModified(response) => return Ok(response),
-        Revalidation::Fresh(etag) => etag,
-    };
-    let page = state.db.run(query).await?;
-    let next = cursor::encode_time_key(page.next, ORDER);
-    let mut ok = HttpResponse::Ok();
-    etag::headers(&mut ok, &etag);
-    Ok(ok.json(paging.page(page.items, next, page.total)))
+    etag::time_list(
+        &req,
+        &state,
+        &caller,
+        "/api/v1/discovered-certificates",
+        &[Table::Discovered],
+        &paging,
+        ORDER,
+        query,
+    )
+    .await
 }
 
 /// `GET /api/v1/discovered-certificates/{id}`

@@ -13,7 +13,7 @@ use super::path_id;
 use crate::auth::Caller;
 use crate::http::actor::Actor;
 use crate::http::cursor;
-use crate::http::etag::{self, revalidate, Revalidation};
+use crate::http::etag;
 use crate::http::paging::{one_of, PageRequest};
 use crate::http::problem::ApiError;
 use crate::http::AppState;
@@ -54,15 +54,7 @@ pub async fn list(
         agent_id: p.agent_id,
     };
     let query = ListJobs { filters, window: cursor::time_window(&paging, ORDER)? };
-    let etag = match revalidate(&req, &state, &caller, "/api/v1/jobs", &[Table::Jobs]) {
-        Revalidation::NotModified(response) => return Ok(response),
-        Revalidation::Fresh(etag) => etag,
-    };
-    let page = state.db.run(query).await?;
-    let next = cursor::encode_time_key(page.next, ORDER);
-    let mut ok = HttpResponse::Ok();
-    etag::headers(&mut ok, &etag);
-    Ok(ok.json(paging.page(page.items, next, page.total)))
+    etag::time_list(&req, &state, &caller, "/api/v1/jobs", &[Table::Jobs], &paging, ORDER, query).await
 }
 
 /// `GET /api/v1/jobs/{id}`
