@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::json;
 
+use certctl_actors::etag_cache::Table;
+
 use crate::helpers::{base_args, cluster, settings_from, TestApp};
 use crate::renewal::run_loop;
 
@@ -19,6 +21,23 @@ async fn listening(app: &TestApp) {
     while !app.db.generations().listening() {
         assert!(started.elapsed() < Duration::from_secs(10), "the change listener never connected");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the listener has handled every notification committed so far, including the
+/// echoes of this server's own writes (which bump a generation a second time after the write's
+/// own bump). PostgreSQL delivers notifications in commit order, so once a marker sent now has
+/// bumped its table, everything committed before it has been handled too.
+async fn notifications_settled(app: &TestApp) {
+    let generations = app.db.generations();
+    let before = generations.get(Table::Discovered);
+    let admin = cluster().admin_client_for(&app.db_name).await;
+    // No time in the payload: the marker stays out of the lag histogram.
+    admin.batch_execute("NOTIFY certctl_changes, 'discovered_certificates'").await.unwrap();
+    let started = Instant::now();
+    while generations.get(Table::Discovered) == before {
+        assert!(started.elapsed() < Duration::from_secs(10), "the marker notification never arrived");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -136,6 +155,7 @@ async fn every_kind_of_change_renews_the_etag() {
         .await
         .unwrap();
     let (agent, key) = (registered["id"].as_str().unwrap(), registered["api_key"].as_str().unwrap());
+    notifications_settled(&app).await;
     let agents = etag_of(&app, "/api/v1/agents").await;
     let beat = app.client.post(app.url(&format!("/api/v1/agents/{agent}/heartbeat"))).bearer_auth(key).send().await;
     assert_eq!(beat.unwrap().status(), 204);
@@ -257,6 +277,7 @@ async fn sweeps_and_statements_that_change_nothing_keep_the_etags() {
     let app = TestApp::spawn().await;
     listening(&app).await;
     app.create_certificate("quiet").await;
+    notifications_settled(&app).await;
     let paths = ["/api/v1/certificates", "/api/v1/jobs", "/api/v1/audit", "/api/v1/agents"];
     let mut tags = Vec::new();
     for path in paths {
