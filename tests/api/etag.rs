@@ -1,15 +1,18 @@
 //! ETags on the five hot lists: 304 with no database query while nothing changed, 200 after every
 //! kind of change (the API, the dispatcher, a heartbeat flush, SQL typed by hand), across two
-//! servers on one database, and no 304 at all while the change listener is disconnected.
+//! servers on one database, and no 304 at all while the change listener is disconnected or its
+//! session has gone silent.
 
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::json;
 
+use certctl_actors::etag_cache::listener::{CONNECT_TIMEOUT, PROBE_INTERVAL, PROBE_TIMEOUT};
 use certctl_actors::etag_cache::Table;
 
-use crate::helpers::{base_args, cluster, settings_from, TestApp};
+use crate::freezing_proxy::FreezingProxy;
+use crate::helpers::{base_args, cluster, fresh_database, settings_from, TestApp};
 use crate::renewal::run_loop;
 
 const LISTS: [&str; 5] =
@@ -318,4 +321,46 @@ async fn compressed_and_plain_lists_share_their_weak_etag() {
         .unwrap();
     assert_eq!(again.status(), 304);
     assert_eq!(again.headers()["vary"], "accept-encoding", "the 304 varies as the 200 would");
+}
+
+#[actix_web::test]
+async fn a_listener_session_gone_silent_is_noticed_and_replaced() {
+    // The server reaches PostgreSQL through a proxy that can stop passing bytes without closing
+    // anything: no socket error, so only the listener's probe can notice.
+    let proxy = FreezingProxy::start().await;
+    let db_name = fresh_database().await;
+    let mut args = base_args(&db_name);
+    let at = args.iter().position(|arg| arg == "--database-url").unwrap() + 1;
+    args[at] = proxy.url_for(&db_name);
+    let app = TestApp::start(settings_from(args), db_name).await;
+    listening(&app).await;
+    let id = app.create_certificate("before-the-silence").await["id"].as_str().unwrap().to_string();
+    let tag = etag_of(&app, "/api/v1/certificates").await;
+
+    proxy.freeze();
+    let started = Instant::now();
+    while app.db.generations().listening() {
+        let limit = PROBE_INTERVAL * 2 + PROBE_TIMEOUT + Duration::from_secs(5);
+        assert!(started.elapsed() < limit, "a silent session was still trusted after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A change the silent session cannot report, made on a path of its own.
+    let renamed = cluster()
+        .admin_client_for(&app.db_name)
+        .await
+        .execute("UPDATE managed_certificates SET name = 'renamed-in-the-silence' WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    assert_eq!(renamed, 1);
+
+    proxy.thaw();
+    let started = Instant::now();
+    while !app.db.generations().listening() {
+        let limit = CONNECT_TIMEOUT * 2 + Duration::from_secs(5);
+        assert!(started.elapsed() < limit, "no new listener session {limit:?} after the path came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _, body) = get(&app, "/api/v1/certificates", Some(&tag)).await;
+    assert_eq!(status, 200, "a tag from before the silence is stale");
+    assert!(body.contains("renamed-in-the-silence"), "{body}");
 }

@@ -11,7 +11,8 @@
 //! deliver (a transaction-mode pooler). So the actor proves delivery: every [`PROBE_INTERVAL`] it
 //! notifies its own channel with a probe and expects the echo within [`PROBE_TIMEOUT`]; it trusts
 //! generations only after the first echo, and a missing one counts as a lost connection. TCP
-//! keepalives are also tightened on its session.
+//! keepalives are also tightened on its session, and a connection attempt that gets no answer
+//! within [`CONNECT_TIMEOUT`] is given up and retried.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,9 @@ const MAX_RETRY: Duration = Duration::from_secs(30);
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a probe's echo may take before the session counts as lost.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long connecting and `LISTEN` may take. A path that went silent can accept the TCP
+/// connection yet never answer the start-up; without a limit that attempt would wait forever.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The payload prefix of probes (never a table name).
 const PROBE: &str = "probe";
 
@@ -115,6 +119,12 @@ impl EtagCache {
             });
             client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
             Ok::<_, tokio_postgres::Error>((client, rx))
+        };
+        let work = async move {
+            match tokio::time::timeout(CONNECT_TIMEOUT, work).await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs())),
+            }
         };
         ctx.spawn(work.into_actor(self).map(|result, act, ctx| match result {
             Ok(_) if act.stopping => {}
