@@ -157,27 +157,27 @@ async fn short_lived_certificates_renew_by_themselves_on_schedule() {
         "500ms",
     ])
     .await;
-    // Six-second certificates (below what the profile API accepts, so straight into the table).
+    // Twelve-second certificates (below what the profile API accepts, so straight into the table).
     sql(&app)
         .await
         .batch_execute(
             "INSERT INTO certificate_profiles (id, name, max_ttl_seconds, allowed_ekus, allow_short_lived) \
-             VALUES ('prof-6s', 'Six seconds', 6, '[\"serverAuth\"]', true)",
+             VALUES ('prof-12s', 'Twelve seconds', 12, '[\"serverAuth\"]', true)",
         )
         .await
         .unwrap();
     let mut body = certificate_body("blink");
-    body["certificate_profile_id"] = json!("prof-6s");
+    body["certificate_profile_id"] = json!("prof-12s");
     let created: Value = app.post_certificate(&body).await.json().await.unwrap();
     let id = created["id"].as_str().unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let versions = loop {
         let versions = versions(&app, id).await;
         if versions.len() >= 3 {
             break versions;
         }
-        assert!(Instant::now() < deadline, "only {} versions after 30 s", versions.len());
+        assert!(Instant::now() < deadline, "only {} versions after 60 s", versions.len());
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let ca = local_ca(&app).await;
@@ -191,7 +191,7 @@ async fn short_lived_certificates_renew_by_themselves_on_schedule() {
         let (newer, older) = (&pair[0], &pair[1]);
         let renewed = time(newer, "created_at");
         assert!(renewed < time(older, "not_after"), "renewed before expiry: {pair:?}");
-        assert!(renewed > time(older, "created_at") + chrono::Duration::seconds(2), "not before a third of its life");
+        assert!(renewed > time(older, "created_at") + chrono::Duration::seconds(4), "not before a third of its life");
     }
 }
 
@@ -229,16 +229,18 @@ async fn retries_back_off_and_then_stop() {
     let (status, attempts, class, backoff) = job().await;
     assert_eq!((status.as_str(), attempts, class.as_deref()), ("Failed", 1, Some("internal")));
     assert!((900..1500).contains(&backoff.unwrap()), "first backoff is the policy's interval: {backoff:?}");
+    // The retry time is moved rather than waited for: a loaded machine may take longer than the
+    // one-second backoff to get from the write-back to the next tick.
+    db.batch_execute("UPDATE jobs SET retry_at = now() + interval '1 minute'").await.unwrap();
     assert_eq!(run_loop(&app, "job_retry").await["retried"], 0, "not before its retry time");
-
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    db.batch_execute("UPDATE jobs SET retry_at = now()").await.unwrap();
     assert_eq!(run_loop(&app, "job_retry").await["retried"], 1);
     run_loop(&app, "job_processor").await;
     let (_, attempts, _, backoff) = job().await;
     assert_eq!(attempts, 2);
     assert!((1900..2500).contains(&backoff.unwrap()), "the backoff doubles: {backoff:?}");
 
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    db.batch_execute("UPDATE jobs SET retry_at = now()").await.unwrap();
     assert_eq!(run_loop(&app, "job_retry").await["retried"], 1);
     run_loop(&app, "job_processor").await;
     let (status, attempts, _, backoff) = job().await;
@@ -298,14 +300,21 @@ async fn work_not_started_by_the_deadline_goes_back_to_pending() {
     assert_eq!(batch.enqueued, 4);
     let deadline = Instant::now() + Duration::from_millis(50);
     let stats = app.engine.dispatcher.send(certctl_actors::renewal::dispatcher::Dispatch { deadline }).await.unwrap();
-    assert_eq!((stats.claimed, stats.completed, stats.released), (4, 1, 3), "{stats:?}");
+    // Usually one issuance starts before the deadline; on a loaded machine the claim itself can
+    // outlast it, and then none does. Either way nothing starts after it.
+    assert_eq!(stats.claimed, 4, "{stats:?}");
+    assert!(stats.completed <= 1 && stats.completed + stats.released == 4, "{stats:?}");
     let rows = sql(&app)
         .await
         .query("SELECT status, attempts, count(*) FROM jobs GROUP BY 1, 2 ORDER BY 1", &[])
         .await
         .unwrap();
     let counts: Vec<(String, i32, i64)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
-    assert_eq!(counts, [("Completed".into(), 1, 1), ("Pending".into(), 0, 3)], "released without an attempt");
+    let mut expected = vec![("Pending".to_string(), 0, stats.released as i64)];
+    if stats.completed == 1 {
+        expected.insert(0, ("Completed".into(), 1, 1));
+    }
+    assert_eq!(counts, expected, "released without an attempt");
 }
 
 #[actix_web::test]
@@ -357,7 +366,14 @@ async fn two_replicas_on_one_database_never_duplicate_a_job() {
     let problem = assert_problem(refused, 409, "conflict").await;
     assert!(problem["detail"].as_str().unwrap().contains("another replica"), "{problem}");
     // When the leader's session dies, the other replica takes the loop over on its next tick.
-    db.batch_execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'").await.unwrap();
+    // Only this test's database (other tests run beside it on the cluster), and waiting until the
+    // session has really ended, not just until it was told to.
+    db.batch_execute(
+        "SELECT pg_terminate_backend(l.pid, 10000) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+         WHERE l.locktype = 'advisory' AND d.datname = current_database()",
+    )
+    .await
+    .unwrap();
     run_loop(&second, "renewal_scan").await;
 }
 
