@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use harness::load::{run_open, RequestFn, Stream};
 use harness::report::{print_stream, stream_json, verdicts, write_json, Threshold};
 use harness::sampler::rss_sampler;
+use harness::seed::Certificates;
 use harness::server::{BenchServer, KEY};
 use serde_json::json;
 
@@ -36,7 +37,20 @@ fn main() {
 async fn run(quick: bool, only: Option<String>, seeded: i64, contract_secs: u64, goal_secs: u64, ceiling_secs: u64) {
     println!("api_tier ({}): starting certctl-server", if quick { "quick" } else { "full" });
     let server = BenchServer::start(&[("CERTCTL_DATABASE_MAX_CONNS", "50")]).await;
-    seed(&server, seeded).await;
+    harness::seed::certificates(
+        &server,
+        seeded,
+        Certificates {
+            id_prefix: "seed",
+            name_prefix: "seed",
+            owner: "o-alice",
+            expires_at: "now() + (g % 90) * interval '1 day'",
+            renew_at: "now() + (g % 90) * interval '1 day' - interval '30 days'",
+            created_at: Some("now() - interval '1 day' + g * interval '1 millisecond'"),
+            vacuum: false,
+        },
+    )
+    .await;
 
     let client = server.client.clone();
     let base = server.base.clone();
@@ -134,32 +148,6 @@ async fn run(quick: bool, only: Option<String>, seeded: i64, contract_secs: u64,
         "phases": phases,
     });
     println!("JSON: {}", write_json("api_tier", &report).display());
-}
-
-/// Seeds `count` active certificates with set-based inserts, showing progress.
-async fn seed(server: &BenchServer, count: i64) {
-    let db = server.database().await;
-    let chunk = 20_000i64;
-    let started = Instant::now();
-    let mut from = 1i64;
-    while from <= count {
-        let to = (from + chunk - 1).min(count);
-        db.execute(
-            "INSERT INTO managed_certificates (id, name, common_name, sans, environment, owner_id, team_id, issuer_id, \
-             renewal_policy_id, status, expires_at, created_at, updated_at, renew_at) \
-             SELECT 'mc-seed-' || g, 'seed-' || g, 'seed-' || g || '.example.com', ARRAY['seed-' || g || '.example.com'], \
-                    'production', 'o-alice', 't-platform', 'iss-local', 'rp-standard', 'Active', \
-                    now() + (g % 90) * interval '1 day', now() - interval '1 day' + g * interval '1 millisecond', now(), \
-                    now() + (g % 90) * interval '1 day' - interval '30 days' \
-             FROM generate_series($1::bigint, $2::bigint) g ON CONFLICT DO NOTHING",
-            &[&from, &to],
-        )
-        .await
-        .expect("seeding certificates");
-        println!("  seeded {to}/{count} certificates ({:.1} s)", started.elapsed().as_secs_f64());
-        from = to + 1;
-    }
-    db.batch_execute("ANALYZE managed_certificates").await.expect("analyze");
 }
 
 fn create(client: &reqwest::Client, base: &str, phase: &'static str) -> RequestFn {

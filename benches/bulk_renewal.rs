@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use harness::load::{run_open, RequestFn, Stream};
 use harness::report::{print_stream, stream_json, verdicts, write_json, Threshold};
 use harness::sampler::rss_sampler;
+use harness::seed::Certificates;
 use harness::server::{BenchServer, KEY};
 use serde_json::json;
 
@@ -118,24 +119,24 @@ async fn run(quick: bool, secs: u64, ceiling_secs: u64) {
 /// with a team and owner of their own so the criteria match exactly them.
 async fn seed(server: &BenchServer, count: i64) {
     let db = server.database().await;
-    let started = Instant::now();
     db.batch_execute(
         "INSERT INTO owners (id, name, email, team_id) VALUES ('o-loadtest', 'Load test', 'load@example.test', 't-platform') \
          ON CONFLICT DO NOTHING",
     )
     .await
     .expect("seeding the owner");
-    db.execute(
-        "INSERT INTO managed_certificates (id, name, common_name, sans, environment, owner_id, team_id, issuer_id, \
-         renewal_policy_id, status, expires_at, renew_at) \
-         SELECT 'mc-bulk-' || g, 'loadtest-bulk-' || g, 'loadtest-bulk-' || g || '.example.com', \
-                ARRAY['loadtest-bulk-' || g || '.example.com'], 'production', 'o-loadtest', 't-platform', 'iss-local', \
-                'rp-standard', 'Active', now() + (1 + g % 30) * interval '1 day', now() + interval '400 days' \
-           FROM generate_series(1::bigint, $1::bigint) g ON CONFLICT DO NOTHING",
-        &[&count],
+    harness::seed::certificates(
+        server,
+        count,
+        Certificates {
+            id_prefix: "bulk",
+            name_prefix: "loadtest-bulk",
+            owner: "o-loadtest",
+            expires_at: "now() + (1 + g % 30) * interval '1 day'",
+            renew_at: "now() + interval '400 days'",
+            created_at: None,
+            vacuum: false,
+        },
     )
-    .await
-    .expect("seeding certificates");
-    db.batch_execute("ANALYZE managed_certificates").await.expect("analyze");
-    println!("  seeded {count} certificates ({:.1} s)", started.elapsed().as_secs_f64());
+    .await;
 }

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use harness::load::{run_ceiling, run_open, RequestFn, Stream};
 use harness::report::{print_stream, stream_json, verdicts, write_json, Threshold};
+use harness::seed::Certificates;
 use harness::server::{process_cpu, BenchServer, KEY};
 use serde_json::json;
 
@@ -44,7 +45,21 @@ fn main() {
 async fn run(quick: bool, certificates: i64, closed_secs: u64, open_secs: u64) {
     println!("list_revalidation ({}): starting certctl-server", if quick { "quick" } else { "full" });
     let server = BenchServer::start(&[]).await;
-    seed(&server, certificates).await;
+    // A few jobs and audit rows come with the demo fixtures; the lists page over them as they are.
+    harness::seed::certificates(
+        &server,
+        certificates,
+        Certificates {
+            id_prefix: "lr",
+            name_prefix: "revalidate",
+            owner: "o-alice",
+            expires_at: "now() + (1 + g % 90) * interval '1 day'",
+            renew_at: "now() + interval '400 days'",
+            created_at: None,
+            vacuum: true,
+        },
+    )
+    .await;
     wait_for_listener(&server).await;
     let clients = server.clients(CONNECTIONS);
 
@@ -225,24 +240,4 @@ async fn wait_for_listener(server: &BenchServer) {
         assert!(Instant::now() < deadline, "the change listener never connected");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// `count` Active certificates with set-based SQL (a few jobs and audit rows come with the demo
-/// fixtures; the lists page over them as they are).
-async fn seed(server: &BenchServer, count: i64) {
-    let db = server.database().await;
-    let started = Instant::now();
-    db.execute(
-        "INSERT INTO managed_certificates (id, name, common_name, sans, environment, owner_id, team_id, issuer_id, \
-         renewal_policy_id, status, expires_at, renew_at) \
-         SELECT 'mc-lr-' || g, 'revalidate-' || g, 'revalidate-' || g || '.example.com', \
-                ARRAY['revalidate-' || g || '.example.com'], 'production', 'o-alice', 't-platform', 'iss-local', \
-                'rp-standard', 'Active', now() + (1 + g % 90) * interval '1 day', now() + interval '400 days' \
-           FROM generate_series(1::bigint, $1::bigint) g ON CONFLICT DO NOTHING",
-        &[&count],
-    )
-    .await
-    .expect("seeding certificates");
-    db.batch_execute("VACUUM ANALYZE managed_certificates").await.expect("vacuum");
-    println!("  seeded {count} certificates ({:.1} s)", started.elapsed().as_secs_f64());
 }

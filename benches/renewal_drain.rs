@@ -18,6 +18,7 @@ use certctl_actors::crypto::key_algorithm::KeyAlgorithm;
 use certctl_actors::crypto::local_ca::{LeafRequest, LocalCa};
 use harness::report::write_json;
 use harness::sampler::rss_sampler;
+use harness::seed::Certificates;
 use harness::server::BenchServer;
 use serde_json::json;
 
@@ -35,7 +36,21 @@ async fn run(quick: bool, count: i64) {
     println!("  ceiling: {ceiling:.0} issuances/s (key generation + signing on every core, in process)");
 
     let server = BenchServer::start(&[("CERTCTL_KEYGEN_MODE", "server"), ("CERTCTL_SCHEDULER_ENABLED", "false")]).await;
-    seed(&server, count).await;
+    harness::seed::certificates(
+        &server,
+        count,
+        // All of them due.
+        Certificates {
+            id_prefix: "drain",
+            name_prefix: "drain",
+            owner: "o-alice",
+            expires_at: "now() + interval '20 days'",
+            renew_at: "now() - interval '1 minute'",
+            created_at: None,
+            vacuum: false,
+        },
+    )
+    .await;
     let db = server.database().await;
 
     let sampler = rss_sampler(server.pid());
@@ -108,25 +123,6 @@ async fn run(quick: bool, count: i64) {
         "goal_met": goal_met,
     });
     println!("JSON: {}", write_json("renewal_drain", &report).display());
-}
-
-/// `count` Active certificates whose `renew_at` has passed.
-async fn seed(server: &BenchServer, count: i64) {
-    let db = server.database().await;
-    let started = Instant::now();
-    db.execute(
-        "INSERT INTO managed_certificates (id, name, common_name, sans, environment, owner_id, team_id, issuer_id, \
-         renewal_policy_id, status, expires_at, renew_at) \
-         SELECT 'mc-drain-' || g, 'drain-' || g, 'drain-' || g || '.example.com', ARRAY['drain-' || g || '.example.com'], \
-                'production', 'o-alice', 't-platform', 'iss-local', 'rp-standard', 'Active', \
-                now() + interval '20 days', now() - interval '1 minute' \
-           FROM generate_series(1::bigint, $1::bigint) g",
-        &[&count],
-    )
-    .await
-    .expect("seeding certificates");
-    db.batch_execute("ANALYZE managed_certificates").await.expect("analyze");
-    println!("  seeded {count} due certificates ({:.1} s)", started.elapsed().as_secs_f64());
 }
 
 /// The dispatcher's in-flight gauge, from /metrics.

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use harness::report::write_json;
 use harness::sampler::rss_sampler;
+use harness::seed::Certificates;
 use harness::server::{rss_mib, BenchServer};
 use serde_json::json;
 
@@ -26,7 +27,21 @@ fn main() {
 async fn run(quick: bool, count: i64) {
     println!("renewal_scan ({}): {count} certificates, 1% due", if quick { "quick" } else { "full" });
     let server = BenchServer::start(&[("CERTCTL_SCHEDULER_ENABLED", "false")]).await;
-    seed(&server, count).await;
+    harness::seed::certificates(
+        &server,
+        count,
+        // Every hundredth due a minute ago, the others spread over a year.
+        Certificates {
+            id_prefix: "scan",
+            name_prefix: "scan",
+            owner: "o-alice",
+            expires_at: "now() + (30 + g % 365) * interval '1 day'",
+            renew_at: "CASE WHEN g % 100 = 0 THEN now() - interval '1 minute' ELSE now() + (1 + g % 365) * interval '1 day' END",
+            created_at: None,
+            vacuum: true,
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let rss_before = rss_mib(server.pid());
@@ -70,31 +85,4 @@ async fn run(quick: bool, count: i64) {
         "goal_met": goal_met,
     });
     println!("JSON: {}", write_json("renewal_scan", &report).display());
-}
-
-/// `count` Active certificates, every hundredth due a minute ago, the others spread over a year.
-async fn seed(server: &BenchServer, count: i64) {
-    let db = server.database().await;
-    let chunk = 100_000i64;
-    let started = Instant::now();
-    let mut from = 1i64;
-    while from <= count {
-        let to = (from + chunk - 1).min(count);
-        db.execute(
-            "INSERT INTO managed_certificates (id, name, common_name, sans, environment, owner_id, team_id, issuer_id, \
-             renewal_policy_id, status, expires_at, renew_at) \
-             SELECT 'mc-scan-' || g, 'scan-' || g, 'scan-' || g || '.example.com', ARRAY['scan-' || g || '.example.com'], \
-                    'production', 'o-alice', 't-platform', 'iss-local', 'rp-standard', 'Active', \
-                    now() + (30 + g % 365) * interval '1 day', \
-                    CASE WHEN g % 100 = 0 THEN now() - interval '1 minute' \
-                         ELSE now() + (1 + g % 365) * interval '1 day' END \
-               FROM generate_series($1::bigint, $2::bigint) g",
-            &[&from, &to],
-        )
-        .await
-        .expect("seeding certificates");
-        println!("  seeded {to}/{count} certificates ({:.1} s)", started.elapsed().as_secs_f64());
-        from = to + 1;
-    }
-    db.batch_execute("VACUUM ANALYZE managed_certificates").await.expect("vacuum analyze");
 }

@@ -8,6 +8,7 @@
 //! - [`server`]: the server process, its key and TLS client, and process statistics.
 //! - [`load`]: open-model streams and the closed-loop ceiling.
 //! - [`sampler`]: the server's peak RSS during a phase.
+//! - [`seed`]: managed certificates in set-based chunks.
 //! - [`report`]: verdicts against certctl's contract and our goal, text and JSON output.
 
 #![allow(dead_code)]
@@ -15,4 +16,5 @@
 pub mod load;
 pub mod report;
 pub mod sampler;
+pub mod seed;
 pub mod server;
