@@ -7,13 +7,12 @@
 //! - [`tls`]: the HTTPS certificate (configured or self-signed) and the rustls config.
 //! - [`auth`]: API keys (hashing, constant-time checks, first-start admin key) and the middleware.
 //! - [`http`]: routes, problem documents, request ids, JSON extraction, HTTP metrics.
-//! - [`renewal_engine`]: the sealing key, the CA source, the dispatcher and the scheduler loops.
-//! - [`startup`]: `Application::build(Settings)`, used by `main` and by the tests.
+//! - [`startup`]: `Application::build(Settings)`, used by `main` and by the tests; it starts the
+//!   engine (`certctl_actors::Engine::start`) from the settings.
 
 pub mod auth;
 pub mod embedded_postgres;
 pub mod http;
-pub mod renewal_engine;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;

@@ -1,8 +1,22 @@
 //! The error a query returns. Callers map each variant to a status; none of them carries driver
-//! text meant for a client, and `Unexpected` keeps the full cause chain for the logs.
+//! text meant for a client, and `Unexpected` keeps the full cause chain for the logs. Constraint
+//! violations arrive typed (the kind of row and the field, see `db::constraints`), so no caller
+//! needs to know a constraint's name.
 
 use deadpool_postgres::PoolError;
 use tokio_postgres::error::SqlState;
+
+use crate::db::constraints;
+
+/// A foreign key that refused a row: the field that named the missing row, and the rows that
+/// refer through this key (what still references a row whose delete it refused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForeignKey {
+    /// The request field (`owner_id`, `target_ids`).
+    pub field: &'static str,
+    /// The referring rows, in words (`certificates`).
+    pub child: &'static str,
+}
 
 /// Why a query did not produce its result.
 #[derive(Debug, thiserror::Error)]
@@ -17,18 +31,32 @@ pub enum DbError {
         #[source]
         source: Option<anyhow::Error>,
     },
-    /// A unique constraint refused the row (e.g. a duplicate certificate name).
-    #[error("unique constraint {constraint} violated")]
-    UniqueViolation { constraint: String },
-    /// A foreign key refused the row (e.g. an owner id that does not exist).
-    #[error("foreign key constraint {constraint} violated")]
-    ForeignKeyViolation { constraint: String },
-    /// A delete was refused because other rows still reference the row (RESTRICT).
-    #[error("still referenced through {constraint}")]
-    StillReferenced { constraint: String },
-    /// A check constraint refused the row.
-    #[error("check constraint {constraint} violated")]
-    CheckViolation { constraint: String },
+    /// A row of this kind with the same value exists (a duplicate certificate name, a taken id).
+    #[error("a {kind} with this {field} already exists")]
+    Duplicate {
+        /// The kind of row, in words (`certificate`, `renewal policy`).
+        kind: &'static str,
+        /// The value that is taken (`id`, `name`).
+        field: &'static str,
+    },
+    /// A second active issuance or renewal of one certificate (one may be active at a time).
+    #[error("the certificate already has an active issuance or renewal")]
+    RenewalActive,
+    /// The row refers to a row that does not exist (an owner id nobody has).
+    #[error("{} refers to a resource that does not exist", .0.field)]
+    ForeignKey(ForeignKey),
+    /// A delete was refused because other rows still refer to the row (RESTRICT).
+    #[error("it is still referenced by {by}")]
+    StillReferenced {
+        /// Which rows, in words (`certificates`, `owners`).
+        by: &'static str,
+    },
+    /// A value outside what a column accepts (a check constraint).
+    #[error("{field} is outside the accepted values")]
+    OutOfRange {
+        /// The request field.
+        field: &'static str,
+    },
     /// PostgreSQL refused a value (SQLSTATE class 22: out of range, invalid text…): bad input
     /// that validation did not catch, answered as a client error.
     #[error("the database refused a value")]
@@ -48,9 +76,9 @@ impl DbError {
     pub fn kind(&self) -> &'static str {
         match self {
             DbError::Unavailable { .. } => "unavailable",
-            DbError::UniqueViolation { .. } => "unique_violation",
-            DbError::ForeignKeyViolation { .. } => "foreign_key_violation",
-            DbError::CheckViolation { .. } => "check_violation",
+            DbError::Duplicate { .. } | DbError::RenewalActive => "unique_violation",
+            DbError::ForeignKey(_) => "foreign_key_violation",
+            DbError::OutOfRange { .. } => "check_violation",
             DbError::StillReferenced { .. } => "still_referenced",
             DbError::InvalidValue => "invalid_value",
             DbError::Unexpected(_) => "unexpected",
@@ -73,14 +101,14 @@ impl From<tokio_postgres::Error> for DbError {
                 DbError::Unexpected(anyhow::Error::new(e).context("query failed"))
             };
         };
-        let constraint = db.constraint().unwrap_or("unknown").to_owned();
+        let constraint = db.constraint().unwrap_or("unknown");
         let code = db.code();
         if *code == SqlState::UNIQUE_VIOLATION {
-            DbError::UniqueViolation { constraint }
+            constraints::unique(constraint)
         } else if *code == SqlState::FOREIGN_KEY_VIOLATION {
-            DbError::ForeignKeyViolation { constraint }
+            constraints::foreign_key(constraint)
         } else if *code == SqlState::CHECK_VIOLATION {
-            DbError::CheckViolation { constraint }
+            constraints::check(constraint)
         } else if code.code().starts_with("22") {
             tracing::debug!(error = %e, "value refused by the database");
             DbError::InvalidValue

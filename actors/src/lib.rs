@@ -1,6 +1,9 @@
 //! certctl-actors: the engine of certctl. It knows nothing about HTTP.
 //!
-//! - [`agents`]: the in-memory agent directory and the heartbeat aggregator actor.
+//! - [`engine`]: [`Engine::start`](engine::Engine::start), which starts every engine actor, and
+//!   the services the shell calls (one call per flow).
+//! - [`agents`]: the agent directory, registration and key look-ups, the heartbeat aggregator
+//!   actor, and the agents' work flows (CSRs, chain pickup, deployment reports).
 //! - [`audit_retention`]: the supervised actor that deletes expired audit events in batches.
 //! - [`certificate_writer`]: the supervised actor that batches certificate creations.
 //! - [`crypto`]: sealing secrets at rest, key algorithms, the local CA's signing.
@@ -8,7 +11,8 @@
 //!   component uses to send it typed query messages, migrations and database bootstrap.
 //! - [`domain`]: the domain types (certificates, API keys) and their validation rules.
 //! - [`queries`]: every SQL statement, one typed message per query, grouped by resource.
-//! - [`renewal`]: the renewal dispatcher actor (claims, issuance under a cap, batched write-back).
+//! - [`renewal`]: the renewal dispatcher actor (claims, issuance under a cap, batched write-back)
+//!   and the renewals asked for through the API.
 //! - [`scheduler`]: the periodic loops as supervised actors, one leader per loop across replicas.
 //! - [`secrets`]: the sealing key, derived from `CERTCTL_CONFIG_ENCRYPTION_KEY` and checked at start.
 //! - [`issuers`]: issuer connectors (the local CA) and the registry that builds them.
@@ -22,6 +26,7 @@ pub mod certificate_writer;
 pub mod crypto;
 pub mod db;
 pub mod domain;
+pub mod engine;
 pub mod error;
 pub mod etag_cache;
 pub mod issuers;
@@ -32,4 +37,5 @@ pub mod scheduler;
 pub mod secrets;
 
 pub use db::{Db, DbQuery};
+pub use engine::{Engine, EngineSettings};
 pub use error::DbError;

@@ -4,13 +4,10 @@
 //! command; a deployment on an external database refuses to start instead (someone else's
 //! database is no place to mint credentials silently) unless `CERTCTL_AUTH_TYPE=none`.
 
-use std::sync::Arc;
-
 use anyhow::{bail, Context as _};
 
-use certctl_actors::agents::directory::AgentDirectory;
+use certctl_actors::agents::registry::AgentRegistry;
 use certctl_actors::domain::api_key::ApiKeyRecord;
-use certctl_actors::queries::agents::LoadAgentDirectory;
 use certctl_actors::queries::api_keys::{InsertApiKey, ListApiKeys};
 use certctl_actors::Db;
 
@@ -21,18 +18,24 @@ use crate::settings::{AuthType, Settings};
 /// The name of the generated first admin key.
 pub const BOOTSTRAP_KEY_NAME: &str = "admin";
 
-/// Builds the authenticator, and returns the key it generated, if any; `base_url` and `cacert`
-/// go into the first-start banner.
-pub async fn authenticator(
+/// The API keys the server accepts, before the engine (and its agent registry) is running.
+pub enum Keys {
+    Store(KeyStore),
+    /// `CERTCTL_AUTH_TYPE=none`.
+    Disabled,
+}
+
+/// Builds the key store, and returns the key it generated, if any; `base_url` and `cacert` go
+/// into the first-start banner.
+pub async fn key_store(
     settings: &Settings,
     db: &Db,
-    agents: Arc<AgentDirectory>,
     base_url: &str,
     cacert: Option<&std::path::Path>,
-) -> anyhow::Result<(Authenticator, Option<String>)> {
+) -> anyhow::Result<(Keys, Option<String>)> {
     if settings.auth_type == AuthType::None {
         tracing::warn!("authentication is disabled (CERTCTL_AUTH_TYPE=none): anyone who can reach the server can change the inventory");
-        return Ok((Authenticator::Disabled, None));
+        return Ok((Keys::Disabled, None));
     }
     let mut store = KeyStore::default();
     for key in settings.configured_keys() {
@@ -59,14 +62,23 @@ pub async fn authenticator(
         print_banner(&key, base_url, cacert);
         generated = Some(key);
     }
-    let known = db.run(LoadAgentDirectory { since: None }).await.context("loading the agent directory")?;
-    agents.upsert(known.entries);
-    let bootstrap = settings.agent_bootstrap_token.as_ref().map(|t| hash_key(t.expose()));
-    if bootstrap.is_none() {
-        tracing::info!("CERTCTL_AGENT_BOOTSTRAP_TOKEN is not set: only admin keys can register agents");
+    Ok((Keys::Store(store), generated))
+}
+
+impl Keys {
+    /// The authenticator, once the engine's agent registry exists.
+    pub fn into_authenticator(self, agents: AgentRegistry, settings: &Settings) -> Authenticator {
+        let store = match self {
+            Keys::Disabled => return Authenticator::Disabled,
+            Keys::Store(store) => store,
+        };
+        let bootstrap = settings.agent_bootstrap_token.as_ref().map(|t| hash_key(t.expose()));
+        if bootstrap.is_none() {
+            tracing::info!("CERTCTL_AGENT_BOOTSTRAP_TOKEN is not set: only admin keys can register agents");
+        }
+        tracing::info!(keys = store.len(), agents = agents.known(), "authentication enabled");
+        Authenticator::ApiKeys { store, agents, bootstrap }
     }
-    tracing::info!(keys = store.len(), agents = agents.len(), "authentication enabled");
-    Ok((Authenticator::ApiKeys { store, agents, bootstrap, db: db.clone(), misses: Default::default() }, generated))
 }
 
 /// Prints the generated key once, on stdout, where an operator starting the server sees it.

@@ -21,10 +21,6 @@ pub struct Caller {
     pub bootstrap: bool,
 }
 
-/// The prefix of agent keys: the authenticator looks them up in the agent directory rather than
-/// among the API keys.
-pub const AGENT_KEY_PREFIX: &str = "cctl_agent_";
-
 struct StoredKey {
     hash: [u8; 32],
     caller: Caller,
@@ -49,11 +45,6 @@ pub fn hash_key_hex(key: &str) -> String {
 /// A new random key: `cctl_` and 32 random bytes in base64url (256 bits of entropy).
 pub fn generate_key() -> String {
     random_key("cctl_")
-}
-
-/// A new random agent key: [`AGENT_KEY_PREFIX`] and 32 random bytes in base64url.
-pub fn generate_agent_key() -> String {
-    random_key(AGENT_KEY_PREFIX)
 }
 
 fn random_key(prefix: &str) -> String {

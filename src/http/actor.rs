@@ -8,7 +8,7 @@ use futures_util::future::{ready, Ready};
 use certctl_actors::domain::audit::{ActorType, AuditActor};
 
 use super::problem::ApiError;
-use super::request_context::RequestId;
+use super::request_id::RequestId;
 use crate::auth::Caller;
 
 /// The acting principal of an API request.

@@ -9,8 +9,8 @@ use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
+use super::body_limit::BodyLimit;
 use super::problem::ApiError;
-use super::request_context::BodyLimit;
 
 /// A deserialized JSON request body.
 pub struct ValidJson<T>(pub T);

@@ -1,6 +1,8 @@
 //! HTTP: the app's routes and the pieces every handler shares.
 //!
-//! - [`request_context`]: request ids, spans, problem fallback, HTTP metrics (outermost middleware).
+//! - [`request_context`]: the outermost middleware: span, problem fallback, HTTP metrics.
+//! - [`request_id`]: request ids and the task-local current request.
+//! - [`body_limit`]: `CERTCTL_MAX_BODY_SIZE` in app data.
 //! - [`problem`]: [`problem::ApiError`] and its RFC 9457 rendering.
 //! - [`json`]: the `ValidJson<T>` body extractor.
 //! - [`actor`]: the `Actor` extractor (who acts, for audit rows).
@@ -8,17 +10,21 @@
 //! - [`etag`]: ETags and 304 revalidation for the hot lists, from table generations.
 //! - [`cursor`]: opaque keyset cursors.
 //! - [`paging`]: keyset and offset page requests, the list envelope, time parameters.
+//! - [`path_id`]: the `{id}` path segments, checked as extractors.
 //! - [`sparse`]: sparse fieldsets for certificates, written without a map round trip.
 //! - [`routes`]: one file per group of endpoints.
 
 pub mod actor;
 pub mod audit_read;
+pub mod body_limit;
 pub mod cursor;
 pub mod etag;
 pub mod json;
 pub mod paging;
+pub mod path_id;
 pub mod problem;
 pub mod request_context;
+pub mod request_id;
 pub mod routes;
 pub mod sparse;
 
@@ -26,29 +32,23 @@ use actix_web::middleware::from_fn;
 use actix_web::web;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use certctl_actors::agents::directory::AgentDirectory;
-use certctl_actors::agents::heartbeats::Heartbeats;
-use certctl_actors::certificate_writer::Writer;
 use certctl_actors::domain::resources::issuer::Issuer;
 use certctl_actors::domain::resources::owner::Owner;
 use certctl_actors::domain::resources::profile::Profile;
 use certctl_actors::domain::resources::renewal_policy::RenewalPolicy;
 use certctl_actors::domain::resources::target::Target;
 use certctl_actors::domain::resources::team::Team;
-use certctl_actors::Db;
-
-use crate::renewal_engine::RenewalEngine;
+use certctl_actors::{Db, Engine};
 
 use self::problem::ApiError;
 use crate::auth::require_api_key;
 
 /// State shared by every worker (built once, outside the `HttpServer::new` closure).
 pub struct AppState {
+    /// The database handle (the engine's).
     pub db: Db,
-    /// Batches certificate creations (`POST /api/v1/certificates`).
-    pub certificate_writer: Writer,
-    /// The renewal engine: issuer registry, dispatcher, scheduler loops.
-    pub engine: RenewalEngine,
+    /// The engine: its services, one call per flow.
+    pub engine: Engine,
     /// The effective settings, masked, for the admin config endpoint.
     pub effective_settings: Vec<(&'static str, String)>,
     /// The schema version this build expects (for `/ready`).
@@ -57,16 +57,6 @@ pub struct AppState {
     pub audit_reads: bool,
     /// Environment names certificates may carry (`CERTCTL_ENVIRONMENTS`).
     pub environments: Vec<String>,
-    /// Agents: the directory, the heartbeat buffer, work leases.
-    pub agents: AgentsState,
-}
-
-/// What the agent endpoints share.
-pub struct AgentsState {
-    pub directory: std::sync::Arc<AgentDirectory>,
-    pub heartbeats: Heartbeats,
-    /// `CERTCTL_AGENT_WORK_LEASE`.
-    pub work_lease: std::time::Duration,
 }
 
 /// The Prometheus handle, present in app data only when `/metrics` is served on this listener.
@@ -117,11 +107,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .route(web::get().to(routes::agents::get))
                         .route(web::delete().to(routes::agents::retire)),
                 )
-                .route("/agents/{id}/heartbeat", web::post().to(routes::agents::heartbeat))
-                .route("/agents/{id}/work", web::get().to(routes::agents::work))
-                .route("/agents/{id}/csr", web::post().to(routes::agents::submit_csr))
-                .route("/agents/{id}/certificates/{cert_id}", web::get().to(routes::agents::certificate))
-                .route("/agents/{id}/jobs/{job_id}/status", web::post().to(routes::agents::job_status))
+                .route("/agents/{id}/heartbeat", web::post().to(routes::agent_api::heartbeat))
+                .route("/agents/{id}/work", web::get().to(routes::agent_api::work))
+                .route("/agents/{id}/csr", web::post().to(routes::agent_api::submit_csr))
+                .route("/agents/{id}/certificates/{cert_id}", web::get().to(routes::agent_api::certificate))
+                .route("/agents/{id}/jobs/{job_id}/status", web::post().to(routes::agent_api::job_status))
                 .route("/agents/{id}/discoveries", web::post().to(routes::discovery::report))
                 .route("/discovered-certificates", web::get().to(routes::discovery::list))
                 .route("/discovered-certificates/{id}", web::get().to(routes::discovery::get))

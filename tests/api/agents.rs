@@ -148,7 +148,7 @@ async fn registering_a_name_that_is_taken_is_a_conflict() {
     let app = TestApp::spawn().await;
     register_agent(&app, "twin").await;
     let again = app.admin(Method::POST, "/api/v1/agents").json(&json!({"name": "twin"})).send().await.unwrap();
-    let problem = assert_problem(again, 409, "conflict").await;
+    let problem = assert_problem(again, 409, "already-exists").await;
     assert!(problem["detail"].as_str().unwrap().contains("name"), "{problem}");
     let db = sql(&app).await;
     let count: i64 = db.query_one("SELECT count(*) FROM agents WHERE name = 'twin'", &[]).await.unwrap().get(0);
@@ -683,7 +683,7 @@ async fn an_agent_installs_the_new_version_and_reports_it_with_its_fingerprint()
     assert!(deployed.is_some(), "the certificate records its deployment");
 
     let again = send_report(json!({"status": "Completed", "fingerprint": fingerprint})).await.unwrap();
-    assert_problem(again, 409, "conflict").await;
+    assert_problem(again, 409, "wrong-state").await;
 }
 
 #[actix_web::test]
@@ -817,7 +817,7 @@ async fn a_dismissed_certificate_cannot_be_triaged_again() {
     assert_eq!(dismissed["status"], "Dismissed");
     assert!(dismissed["dismissed_at"].is_string(), "{dismissed}");
 
-    assert_problem(app.admin(Method::POST, &dismiss).send().await.unwrap(), 409, "conflict").await;
+    assert_problem(app.admin(Method::POST, &dismiss).send().await.unwrap(), 409, "wrong-state").await;
     let claim = json!({
         "owner_id": "o-alice", "team_id": "t-platform", "issuer_id": "iss-local", "renewal_policy_id": "rp-standard"
     });
@@ -827,7 +827,7 @@ async fn a_dismissed_certificate_cannot_be_triaged_again() {
         .send()
         .await
         .unwrap();
-    assert_problem(claimed, 409, "conflict").await;
+    assert_problem(claimed, 409, "wrong-state").await;
     let fetched: Value = app.get(&format!("/api/v1/discovered-certificates/{id}")).await.json().await.unwrap();
     assert_eq!(fetched["status"], "Dismissed");
 }

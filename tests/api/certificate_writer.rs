@@ -1,5 +1,8 @@
 //! The certificate writer: concurrent creations are written in batches, and every caller still
-//! gets the answer a creation of its own would have given.
+//! gets the answer a creation of its own would have given. A batch writes every row with its target
+//! bindings and audit row and skips the rows whose id or name is taken; one bad reference refuses the
+//! whole batch statement; concurrent creations mixed with duplicates and bad references each get their
+//! own 201, 409 or 422.
 
 use certctl_actors::domain::audit::AuditActor;
 use certctl_actors::domain::certificate::NewCertificate;
@@ -41,7 +44,7 @@ async fn a_bad_reference_refuses_the_whole_batch_statement() {
     let mut orphan = creation("orphan");
     orphan.new.owner_id = "o-nobody".into();
     let refused = app.db.run(CreateCertificates { items: vec![creation("fine"), orphan] }).await;
-    assert!(matches!(refused, Err(DbError::ForeignKeyViolation { .. })), "{refused:?}");
+    assert!(matches!(refused, Err(DbError::ForeignKey(_))), "{refused:?}");
     let list: Value = app.get("/api/v1/certificates?q=fine").await.json().await.unwrap();
     assert_eq!(list["data"], json!([]), "nothing of the refused batch was kept");
 }
@@ -79,7 +82,7 @@ async fn concurrent_creations_each_get_their_own_answer() {
                 assert_eq!(json["name"], name.as_str(), "each caller gets its own certificate");
             }
             "dup" if *status == 201 => duplicates_created += 1,
-            "dup" => assert_eq!(json["type"], "urn:certctl:problem:conflict", "{json}"),
+            "dup" => assert_eq!(json["type"], "urn:certctl:problem:already-exists", "{json}"),
             _ => {
                 assert_eq!(*status, 422, "{name}: {json}");
                 assert_eq!(json["errors"][0]["field"], "owner_id", "{json}");

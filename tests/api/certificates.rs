@@ -1,4 +1,8 @@
-//! The certificate inventory: create, get, list with keyset pages, update, archive.
+//! The certificate inventory: create (client-chosen ids kept, duplicate names a 409, missing
+//! references a 422 naming the field, every invalid field reported at once), get, list with keyset
+//! pages and filters, partial update, archive (the record kept and frozen), bulk reassignment, names
+//! stored in canonical form, environments from `CERTCTL_ENVIRONMENTS`, and a certificate's versions
+//! newest first in pages.
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -31,14 +35,14 @@ async fn a_client_chosen_id_is_kept() {
     assert_eq!(created["id"], "mc-web-prod");
     let mut again = certificate_body("web-2");
     again["id"] = json!("mc-web-prod");
-    assert_problem(app.post_certificate(&again).await, 409, "conflict").await;
+    assert_problem(app.post_certificate(&again).await, 409, "already-exists").await;
 }
 
 #[actix_web::test]
 async fn duplicate_names_are_a_409_problem() {
     let app = TestApp::spawn().await;
     app.create_certificate("dup").await;
-    let body = assert_problem(app.post_certificate(&certificate_body("dup")).await, 409, "conflict").await;
+    let body = assert_problem(app.post_certificate(&certificate_body("dup")).await, 409, "already-exists").await;
     assert!(body["detail"].as_str().unwrap().contains("name"));
 }
 
@@ -144,7 +148,7 @@ async fn archiving_keeps_the_record_and_freezes_it() {
     assert_eq!(fetched["status"], "Archived");
 
     let response = app.admin(Method::PUT, &path).json(&json!({"environment": "staging"})).send().await.unwrap();
-    assert_problem(response, 409, "conflict").await;
+    assert_problem(response, 409, "wrong-state").await;
 }
 
 #[actix_web::test]

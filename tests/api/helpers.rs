@@ -180,8 +180,8 @@ pub struct TestApp {
     pub handle: ServerHandle,
     pub metrics_port: Option<u16>,
     pub retention: actix::Addr<certctl_actors::audit_retention::AuditRetention>,
-    /// The renewal engine: scheduler loops, dispatcher, issuer registry.
-    pub engine: certctl::renewal_engine::RenewalEngine,
+    /// The engine: its actors and services.
+    pub engine: certctl_actors::Engine,
     /// The heartbeat aggregator (tests flush it instead of waiting for its timer).
     pub heartbeats: certctl_actors::agents::heartbeats::Heartbeats,
     /// The server's data dir (scratch), removed with the app.
@@ -251,9 +251,9 @@ impl TestApp {
         let db = app.db();
         let handle = app.handle();
         let metrics_port = app.metrics_port();
-        let retention = app.audit_retention();
-        let engine = app.renewal_engine();
-        let heartbeats = app.heartbeats();
+        let engine = app.engine();
+        let retention = engine.audit_retention().clone();
+        let heartbeats = engine.heartbeats().clone();
         actix_web::rt::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
         TestApp { address, client, db_name, db, handle, metrics_port, retention, engine, heartbeats, data_dir }

@@ -1,5 +1,9 @@
-//! Jobs and certificate operations over HTTP: renew now, the job list, cancel and retry, revoke,
-//! export, and the bulk operations over more than 10,000 matches.
+//! Jobs and certificate operations over HTTP: renew now (202 with `Location`, 409 for a second one,
+//! an issued certificate renewed on request), the job list with filters in keyset and offset pages,
+//! cancel and retry with their 409s and audit rows (a retry gives a fresh allowance of attempts),
+//! revoke (the revocation row, the certificate's jobs ended, bad and malformed reasons), PEM export,
+//! the bulk operations (bulk renew with a dry run, bulk revoke) over more than 10,000 matches, and
+//! archiving or revoking that ends renewals for good.
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -36,7 +40,8 @@ async fn renewing_now_enqueues_one_job_and_refuses_a_second() {
     assert_eq!(location, format!("/api/v1/jobs/{}", job["id"].as_str().unwrap()));
 
     let again =
-        assert_problem(post(&app, &format!("/api/v1/certificates/{id}/renew"), None).await, 409, "conflict").await;
+        assert_problem(post(&app, &format!("/api/v1/certificates/{id}/renew"), None).await, 409, "renewal-active")
+            .await;
     assert!(again["detail"].as_str().unwrap().contains(job["id"].as_str().unwrap()), "{again}");
     assert_problem(post(&app, "/api/v1/certificates/mc-nope/renew", None).await, 404, "not-found").await;
     assert_problem(app.get("/api/v1/jobs/job-nope").await, 404, "not-found").await;
@@ -96,13 +101,13 @@ async fn cancel_and_retry_follow_the_job_states() {
     assert_eq!(cancelled["status"], "Cancelled");
     let certificate: Value = app.get(&format!("/api/v1/certificates/{id}")).await.json().await.unwrap();
     assert_eq!(certificate["status"], "Pending", "never issued, so back to Pending");
-    assert_problem(post(&app, &format!("/api/v1/jobs/{job_id}/cancel"), None).await, 409, "conflict").await;
+    assert_problem(post(&app, &format!("/api/v1/jobs/{job_id}/cancel"), None).await, 409, "wrong-state").await;
 
     let retried: Value = post(&app, &format!("/api/v1/jobs/{job_id}/retry"), None).await.json().await.unwrap();
     assert_eq!(retried["status"], "Pending", "{retried}");
     let allowance = retried["max_attempts"].as_i64().unwrap() - retried["attempts"].as_i64().unwrap();
     assert_eq!(allowance, 4, "a fresh set of attempts from the policy (3 retries): {retried}");
-    assert_problem(post(&app, &format!("/api/v1/jobs/{job_id}/retry"), None).await, 409, "conflict").await;
+    assert_problem(post(&app, &format!("/api/v1/jobs/{job_id}/retry"), None).await, 409, "wrong-state").await;
 
     let audit: Value = app.get(&format!("/api/v1/audit?resource_id={job_id}")).await.json().await.unwrap();
     let actions: Vec<&str> = audit["data"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
@@ -128,10 +133,10 @@ async fn revoking_records_the_serial_and_ends_the_certificates_jobs() {
     assert_eq!(row.get::<_, String>(0), revoked["serial_number"].as_str().unwrap());
     assert!(row.get::<_, bool>(1), "a local issuer's revocation record is its own state");
 
-    assert_problem(post(&app, &format!("/api/v1/certificates/{id}/revoke"), None).await, 409, "conflict").await;
-    assert_problem(post(&app, &format!("/api/v1/certificates/{id}/renew"), None).await, 409, "conflict").await;
+    assert_problem(post(&app, &format!("/api/v1/certificates/{id}/revoke"), None).await, 409, "wrong-state").await;
+    assert_problem(post(&app, &format!("/api/v1/certificates/{id}/renew"), None).await, 409, "wrong-state").await;
     let fresh = app.create_certificate("fresh").await["id"].as_str().unwrap().to_string();
-    assert_problem(post(&app, &format!("/api/v1/certificates/{fresh}/revoke"), None).await, 409, "conflict").await;
+    assert_problem(post(&app, &format!("/api/v1/certificates/{fresh}/revoke"), None).await, 409, "wrong-state").await;
     let bad = post(&app, &format!("/api/v1/certificates/{fresh}/revoke"), Some(json!({"reason": "because"}))).await;
     assert_problem(bad, 422, "validation-failed").await;
     let malformed = app
@@ -238,6 +243,6 @@ async fn archiving_or_revoking_ends_renewals_for_good() {
     let job: Value = app.get(&format!("/api/v1/jobs/{job_id}")).await.json().await.unwrap();
     assert_eq!(job["status"], "Cancelled", "archiving cancels the active renewal: {job}");
     let refused =
-        assert_problem(post(&app, &format!("/api/v1/jobs/{job_id}/retry"), None).await, 409, "conflict").await;
+        assert_problem(post(&app, &format!("/api/v1/jobs/{job_id}/retry"), None).await, 409, "wrong-state").await;
     assert!(refused["detail"].as_str().unwrap().contains("Archived"), "{refused}");
 }

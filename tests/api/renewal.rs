@@ -1,5 +1,17 @@
 //! The renewal engine end to end: scan → dispatcher → local CA → version rows, through the admin
-//! run-now endpoint (and, in one test, the loops' own timers); chains checked with `openssl verify`.
+//! run-now endpoint (and, in one test, the loops' own timers); chains checked with `openssl verify`
+//! against `GET /issuers/{id}/ca`. Test servers start with `CERTCTL_SCHEDULER_ENABLED=false` and a
+//! fixed `CERTCTL_CONFIG_ENCRYPTION_KEY`. Covered: a new certificate issued, with one deployment
+//! job per bound target and its server-generated key stored sealed; the local CA created once,
+//! stored sealed and shared by a second server on the same database; unknown and unusable issuers
+//! as problems; agent key generation leaving the job `AwaitingCSR`; twelve-second certificates
+//! renewing by themselves on the loops' timers, each before the previous expires and not before a
+//! third of its life; retries backing off (the policy's interval, doubled) and stopping after
+//! `max_retries` + 1 attempts; a request the issuer refuses failing at once for good; claims not
+//! started by the deadline going back to `Pending`; two replicas on one database never duplicating
+//! a job; the profile deciding the key type, the common name always a SAN; manual policies read by
+//! the scan once, policy changes moving `renew_at`; a sub-CA from files, and a bad pair stopping
+//! start-up; an issuer's renewal window (ARI) overriding the policy.
 
 use std::time::{Duration, Instant};
 
@@ -122,7 +134,7 @@ async fn unknown_and_unusable_issuers_are_problems() {
     let acme = json!({"name": "ACME", "type": "acme", "config": {"directory_url": "https://acme.example/dir"}});
     let created = app.admin(Method::POST, "/api/v1/issuers").json(&acme).send().await.unwrap();
     let id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-    let problem = assert_problem(app.get(&format!("/api/v1/issuers/{id}/ca")).await, 409, "conflict").await;
+    let problem = assert_problem(app.get(&format!("/api/v1/issuers/{id}/ca")).await, 409, "issuer-unusable").await;
     assert!(problem["detail"].as_str().unwrap().contains("cannot issue"), "{problem}");
     assert_problem(app.admin(Method::POST, "/api/v1/admin/scheduler/nope/run").send().await.unwrap(), 404, "not-found")
         .await;
@@ -299,7 +311,7 @@ async fn work_not_started_by_the_deadline_goes_back_to_pending() {
         .unwrap();
     assert_eq!(batch.enqueued, 4);
     let deadline = Instant::now() + Duration::from_millis(50);
-    let stats = app.engine.dispatcher.send(certctl_actors::renewal::dispatcher::Dispatch { deadline }).await.unwrap();
+    let stats = app.engine.dispatcher().send(certctl_actors::renewal::dispatcher::Dispatch { deadline }).await.unwrap();
     // Usually one issuance starts before the deadline; on a loaded machine the claim itself can
     // outlast it, and then none does. Either way nothing starts after it.
     assert_eq!(stats.claimed, 4, "{stats:?}");
@@ -345,7 +357,7 @@ async fn two_replicas_on_one_database_never_duplicate_a_job() {
 
     // Both dispatchers drain the queue at once.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let send = |app: &TestApp| app.engine.dispatcher.send(certctl_actors::renewal::dispatcher::Dispatch { deadline });
+    let send = |app: &TestApp| app.engine.dispatcher().send(certctl_actors::renewal::dispatcher::Dispatch { deadline });
     let (a, b) = futures_util::future::join(send(&first), send(&second)).await;
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.completed + b.completed, 200, "{a:?} {b:?}");
@@ -363,7 +375,7 @@ async fn two_replicas_on_one_database_never_duplicate_a_job() {
     // One leader per loop: the replica that ticks first keeps the scan, the other is told so.
     run_loop(&first, "renewal_scan").await;
     let refused = second.admin(Method::POST, "/api/v1/admin/scheduler/renewal_scan/run").send().await.unwrap();
-    let problem = assert_problem(refused, 409, "conflict").await;
+    let problem = assert_problem(refused, 409, "not-leader").await;
     assert!(problem["detail"].as_str().unwrap().contains("another replica"), "{problem}");
     // When the leader's session dies, the other replica takes the loop over on its next tick.
     // Only this test's database (other tests run beside it on the cluster), and waiting until the

@@ -1,5 +1,9 @@
-//! Teams, owners and renewal policies: CRUD with audit rows, referential checks as 409/422
-//! problems, filters and keyset pages.
+//! The reference resources (teams, owners, renewal policies, issuers, profiles, targets): CRUD with
+//! an audit row per change, duplicate names and ids as 409s, missing references as 422s and
+//! deleting what is still referenced as a 409, renewal policy defaults and ranges, filters and
+//! keyset pages (owners and audit events paged exactly over 100,000 rows), bad bodies as problems,
+//! issuer secrets kept out of answers and the audit trail, profile checks, and binding certificates
+//! to targets (`target_ids`, `/deployments`).
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -46,12 +50,13 @@ async fn a_team_goes_through_its_whole_life_with_an_audit_row_per_change() {
 #[actix_web::test]
 async fn duplicate_names_and_ids_are_conflicts() {
     let app = TestApp::spawn().await;
-    let problem = assert_problem(post(&app, "/api/v1/teams", json!({"name": "Platform"})).await, 409, "conflict").await;
+    let problem =
+        assert_problem(post(&app, "/api/v1/teams", json!({"name": "Platform"})).await, 409, "already-exists").await;
     assert_eq!(problem["detail"], "a team with this name already exists");
     let problem = assert_problem(
         post(&app, "/api/v1/teams", json!({"id": "t-platform", "name": "Other"})).await,
         409,
-        "conflict",
+        "already-exists",
     )
     .await;
     assert_eq!(problem["detail"], "a team with this id already exists");
@@ -69,19 +74,25 @@ async fn references_to_missing_resources_are_422_and_deleting_referenced_ones_40
     assert_eq!(problem["errors"][0]["field"], "team_id");
 
     // t-platform has owners (o-alice); o-alice owns a certificate.
-    let problem =
-        assert_problem(app.admin(Method::DELETE, "/api/v1/teams/t-security").send().await.unwrap(), 409, "conflict")
-            .await;
+    let problem = assert_problem(
+        app.admin(Method::DELETE, "/api/v1/teams/t-security").send().await.unwrap(),
+        409,
+        "still-referenced",
+    )
+    .await;
     assert!(problem["detail"].as_str().unwrap().contains("owners"), "{problem}");
     app.create_certificate("owned").await;
-    let problem =
-        assert_problem(app.admin(Method::DELETE, "/api/v1/owners/o-alice").send().await.unwrap(), 409, "conflict")
-            .await;
+    let problem = assert_problem(
+        app.admin(Method::DELETE, "/api/v1/owners/o-alice").send().await.unwrap(),
+        409,
+        "still-referenced",
+    )
+    .await;
     assert!(problem["detail"].as_str().unwrap().contains("certificates"), "{problem}");
     let problem = assert_problem(
         app.admin(Method::DELETE, "/api/v1/renewal-policies/rp-standard").send().await.unwrap(),
         409,
-        "conflict",
+        "still-referenced",
     )
     .await;
     assert!(problem["detail"].as_str().unwrap().contains("certificates"));
@@ -234,7 +245,7 @@ async fn profiles_check_algorithms_lifetimes_and_usages_and_refuse_deletion_in_u
     body["certificate_profile_id"] = created["id"].clone();
     assert_eq!(app.post_certificate(&body).await.status(), 201);
     let path = format!("/api/v1/profiles/{}", created["id"].as_str().unwrap());
-    assert_problem(app.admin(Method::DELETE, &path).send().await.unwrap(), 409, "conflict").await;
+    assert_problem(app.admin(Method::DELETE, &path).send().await.unwrap(), 409, "still-referenced").await;
 }
 
 #[actix_web::test]
@@ -268,7 +279,8 @@ async fn certificates_bind_to_targets_through_target_ids() {
 
     // A bound target cannot be deleted; replacing the set unbinds it.
     let target_path = format!("/api/v1/targets/{target_id}");
-    let problem = assert_problem(app.admin(Method::DELETE, &target_path).send().await.unwrap(), 409, "conflict").await;
+    let problem =
+        assert_problem(app.admin(Method::DELETE, &target_path).send().await.unwrap(), 409, "still-referenced").await;
     assert!(problem["detail"].as_str().unwrap().contains("certificates"));
     let updated: Value = app
         .admin(Method::PUT, &path)

@@ -50,7 +50,7 @@ impl AgentDirectory {
     /// Adds or updates agents (a retirement is never undone by a stale row). What is already
     /// known as it is is skipped under the read lock, so a refresh that finds nothing new never
     /// blocks the request threads reading the directory.
-    pub fn upsert(&self, entries: impl IntoIterator<Item = DirectoryEntry>) {
+    pub(crate) fn upsert(&self, entries: impl IntoIterator<Item = DirectoryEntry>) {
         let changed: Vec<DirectoryEntry> = {
             let maps = self.maps.read().unwrap_or_else(|e| e.into_inner());
             entries
@@ -75,7 +75,7 @@ impl AgentDirectory {
     }
 
     /// Marks an agent retired.
-    pub fn retire(&self, id: &str) {
+    pub(crate) fn retire(&self, id: &str) {
         let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
         if let Some(hash) = maps.by_id.get(id).copied() {
             if let Some(known) = maps.by_hash.get_mut(&hash) {

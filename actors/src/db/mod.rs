@@ -6,12 +6,14 @@
 //!   on its own arbiter thread, share the one pool so the actor is not a single-thread bottleneck.
 //! - [`Db`]: the cheap, cloneable handle components hold; it spreads messages over the instances.
 //! - [`pool`]: pool construction and the warm/prune maintenance the actor's timer performs.
+//! - [`constraints`]: constraint names turned into typed errors (kind of row, field).
 //! - [`tls`]: the rustls connector for PostgreSQL connections (verification settings).
 //! - [`bootstrap`]: what runs on a dedicated connection before the pool starts: database
 //!   creation, migrations under an advisory lock, seed data.
 
 pub mod actor;
 pub mod bootstrap;
+pub mod constraints;
 pub mod pool;
 pub mod tls;
 

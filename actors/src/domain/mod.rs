@@ -2,6 +2,7 @@
 //!
 //! - [`certificate`]: managed certificates (certctl's `ManagedCertificate`), create and patch inputs.
 //! - [`agent`]: agents, their host details and registration input.
+//! - [`agent_work`]: what agents send about their work (CSRs, deployment reports).
 //! - [`api_key`]: API key records as stored (hash only).
 //! - [`audit`]: audit events, the acting principal, and request-summary redaction.
 //! - [`names`]: DNS names (IDNA), IP and e-mail names, normalized for storage.
@@ -14,6 +15,7 @@
 //! - [`validation`]: field-level validation errors shared by every input type.
 
 pub mod agent;
+pub mod agent_work;
 pub mod api_key;
 pub mod audit;
 pub mod certificate;

@@ -30,6 +30,21 @@ pub enum CaSource {
     Files { cert_pem: String, parents_pem: String, key_pem: String },
 }
 
+impl CaSource {
+    /// A sub-CA from a certificate file (the CA first, then any chain above it) and its key
+    /// file, both PEM, checked now as a usable CA; the error says why not.
+    pub fn from_files(cert_pem: &str, key_pem: &str) -> Result<CaSource, String> {
+        let end = "-----END CERTIFICATE-----";
+        let split = cert_pem.find(end).map(|i| i + end.len()).unwrap_or(cert_pem.len());
+        let (first, parents) = cert_pem.split_at(split);
+        let first = format!("{}\n", first.trim());
+        let parents = parents.trim();
+        let parents = if parents.is_empty() { String::new() } else { format!("{parents}\n") };
+        LocalCa::from_pem(&first, key_pem, &parents).map_err(|e| e.to_string())?;
+        Ok(CaSource::Files { cert_pem: first, parents_pem: parents, key_pem: key_pem.to_string() })
+    }
+}
+
 /// A connector and when it was built.
 type Built = (Instant, Arc<dyn Issuer>);
 

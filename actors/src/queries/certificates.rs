@@ -12,7 +12,7 @@ use crate::domain::audit::{redact, AuditActor};
 use crate::domain::certificate::{Certificate, CertificatePatch, CertificateStatus, NewCertificate};
 use crate::domain::resources::target::Target;
 use crate::domain::resources::Resource;
-use crate::error::DbError;
+use crate::error::{DbError, ForeignKey};
 use crate::etag_cache::Table;
 
 /// The audit trail's `resource_type` for certificates.
@@ -353,10 +353,10 @@ impl DbQuery for BulkReassign {
         let row = client.query_one(&stmt, &params).await?;
         // Missing owner or team: refused like the foreign key would, even when no row changed.
         if !row.try_get::<_, bool>(2)? {
-            return Err(DbError::ForeignKeyViolation { constraint: "managed_certificates_owner_id_fkey".into() });
+            return Err(DbError::ForeignKey(ForeignKey { field: "owner_id", child: "certificates" }));
         }
         if !row.try_get::<_, bool>(3)? {
-            return Err(DbError::ForeignKeyViolation { constraint: "managed_certificates_team_id_fkey".into() });
+            return Err(DbError::ForeignKey(ForeignKey { field: "team_id", child: "certificates" }));
         }
         let matched: i64 = row.try_get(0)?;
         let reassigned: i64 = row.try_get(1)?;

@@ -188,7 +188,7 @@ impl DbQuery for RetryJob {
                 Some(job) => JobChange::WrongStatus(job.status),
             }),
             Err(e) => match DbError::from(e) {
-                DbError::UniqueViolation { .. } => Ok(JobChange::AlreadyActive),
+                DbError::RenewalActive => Ok(JobChange::AlreadyActive),
                 other => Err(other),
             },
         }

@@ -208,7 +208,7 @@ impl<R: Resource> DbQuery for DeleteResource<R> {
         match client.query_opt(&stmt, &params).await {
             Ok(row) => Ok(row.is_some()),
             Err(e) => Err(match DbError::from(e) {
-                DbError::ForeignKeyViolation { constraint } => DbError::StillReferenced { constraint },
+                DbError::ForeignKey(key) => DbError::StillReferenced { by: key.child },
                 other => other,
             }),
         }

@@ -9,16 +9,15 @@ use serde_json::json;
 use certctl_actors::domain::revocation::RevocationReason;
 use certctl_actors::domain::validation::Violations;
 use certctl_actors::queries::certificate_ops::{
-    BulkCriteria, BulkRenew, BulkRevoke, CurrentChain, RenewOutcome, RequestRenewal, RevokeCertificate, RevokeOutcome,
+    BulkCriteria, BulkRevoke, CurrentChain, RenewOutcome, RevokeCertificate, RevokeOutcome,
 };
-use certctl_actors::renewal::dispatcher::Wake;
 
-use super::path_id;
 use crate::auth::Admin;
 use crate::http::actor::Actor;
 use crate::http::json::{OptionalJson, ValidJson};
 use crate::http::paging::rfc3339;
-use crate::http::problem::ApiError;
+use crate::http::path_id::Id;
+use crate::http::problem::{ApiError, Conflict};
 use crate::http::AppState;
 
 /// Largest number of explicit ids one bulk request may name (criteria match any number).
@@ -30,22 +29,22 @@ fn not_found(id: &str) -> ApiError {
 
 /// `POST /api/v1/certificates/{id}/renew`: 202 with the job; 409 when one is already active.
 #[tracing::instrument(skip_all, fields(certificate_id))]
-pub async fn renew(state: web::Data<AppState>, actor: Actor, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let id = path_id(id.into_inner())?;
+pub async fn renew(state: web::Data<AppState>, actor: Actor, id: Id) -> Result<HttpResponse, ApiError> {
+    let id = id.0;
     tracing::Span::current().record("certificate_id", id.as_str());
-    match state.db.run(RequestRenewal { certificate_id: id.clone(), actor: actor.0 }).await? {
+    match state.engine.renewals().renew(&id, actor.0).await? {
         RenewOutcome::Enqueued(job) => {
-            metrics::counter!(certctl_actors::metrics::RENEWALS_REQUESTED_TOTAL, "trigger" => "api").increment(1);
-            state.engine.dispatcher.do_send(Wake);
             Ok(HttpResponse::Accepted().insert_header((header::LOCATION, format!("/api/v1/jobs/{}", job.id))).json(job))
         }
         RenewOutcome::NotFound => Err(not_found(&id)),
-        RenewOutcome::NotRenewable(status) => Err(ApiError::Conflict(format!(
-            "certificate {id} is {status}; archived and revoked certificates are not renewed"
-        ))),
-        RenewOutcome::AlreadyActive(job) => {
-            Err(ApiError::Conflict(format!("certificate {id} already has an active renewal: job {job}")))
-        }
+        RenewOutcome::NotRenewable(status) => Err(ApiError::Conflict(
+            Conflict::WrongState,
+            format!("certificate {id} is {status}; archived and revoked certificates are not renewed"),
+        )),
+        RenewOutcome::AlreadyActive(job) => Err(ApiError::Conflict(
+            Conflict::RenewalActive,
+            format!("certificate {id} already has an active renewal: job {job}"),
+        )),
     }
 }
 
@@ -74,10 +73,10 @@ fn reason(value: Option<&str>, field: &str) -> Result<RevocationReason, ApiError
 pub async fn revoke(
     state: web::Data<AppState>,
     actor: Actor,
-    id: web::Path<String>,
+    id: Id,
     body: OptionalJson<RevokeBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path_id(id.into_inner())?;
+    let id = id.0;
     tracing::Span::current().record("certificate_id", id.as_str());
     let body = body.0.unwrap_or_default();
     let reason = reason(body.reason.as_deref(), "reason")?;
@@ -86,17 +85,20 @@ pub async fn revoke(
             "certificate_id": id, "serial_number": serial_number, "reason": reason.as_str(), "revoked_at": revoked_at
         }))),
         RevokeOutcome::NotFound => Err(not_found(&id)),
-        RevokeOutcome::NeverIssued => {
-            Err(ApiError::Conflict(format!("certificate {id} was never issued; nothing to revoke")))
+        RevokeOutcome::NeverIssued => Err(ApiError::Conflict(
+            Conflict::WrongState,
+            format!("certificate {id} was never issued; nothing to revoke"),
+        )),
+        RevokeOutcome::NotRevocable(status) => {
+            Err(ApiError::Conflict(Conflict::WrongState, format!("certificate {id} is {status}")))
         }
-        RevokeOutcome::NotRevocable(status) => Err(ApiError::Conflict(format!("certificate {id} is {status}"))),
     }
 }
 
 /// `GET /api/v1/certificates/{id}/export/pem`: the current chain (leaf first), as a PEM file.
 #[tracing::instrument(skip_all, fields(certificate_id))]
-pub async fn export_pem(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let id = path_id(id.into_inner())?;
+pub async fn export_pem(state: web::Data<AppState>, id: Id) -> Result<HttpResponse, ApiError> {
+    let id = id.0;
     tracing::Span::current().record("certificate_id", id.as_str());
     let (name, chain) =
         state.db.run(CurrentChain { certificate_id: id.clone() }).await?.ok_or_else(|| not_found(&id))?;
@@ -198,12 +200,7 @@ pub async fn bulk_renew(
         });
     }
     let criteria = criteria(&body)?;
-    let result = state.db.run(BulkRenew { criteria, dry_run: body.dry_run, actor: actor.0 }).await?;
-    if !body.dry_run && result.total_done > 0 {
-        metrics::counter!(certctl_actors::metrics::RENEWALS_REQUESTED_TOTAL, "trigger" => "bulk")
-            .increment(result.total_done as u64);
-        state.engine.dispatcher.do_send(Wake);
-    }
+    let result = state.engine.renewals().renew_matching(criteria, body.dry_run, actor.0).await?;
     Ok(HttpResponse::Ok().json(json!({
         "total_matched": result.total_matched,
         "total_enqueued": result.total_done,

@@ -15,7 +15,6 @@ use certctl_actors::queries::certificates::{
 };
 use certctl_actors::queries::versions::ListVersions;
 
-use super::path_id;
 use crate::auth::Caller;
 use crate::http::actor::Actor;
 use crate::http::audit_read::audit_read;
@@ -23,7 +22,8 @@ use crate::http::cursor;
 use crate::http::etag::{self, revalidate, Revalidation};
 use crate::http::json::ValidJson;
 use crate::http::paging::{rfc3339, PageRequest};
-use crate::http::problem::ApiError;
+use crate::http::path_id::Id;
+use crate::http::problem::{ApiError, Conflict};
 use crate::http::sparse::{FieldSet, Sparse};
 use crate::http::AppState;
 use certctl_actors::domain::validation::{is_valid_id, Violations};
@@ -97,7 +97,7 @@ pub async fn create(
     let mut new = body.0;
     new.normalize();
     new.validate(&state.environments).map_err(ApiError::Validation)?;
-    let created = state.certificate_writer.create(CreateCertificate { new, actor: actor.0 }).await?;
+    let created = state.engine.certificates().create(CreateCertificate { new, actor: actor.0 }).await?;
     tracing::info!(certificate_id = %created.id, "certificate created");
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/certificates/{}", created.id)))
@@ -174,8 +174,8 @@ pub async fn list(
 
 /// `GET /api/v1/certificates/{id}`.
 #[tracing::instrument(skip_all, fields(certificate_id))]
-pub async fn get(state: web::Data<AppState>, actor: Actor, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let id = path_id(id.into_inner())?;
+pub async fn get(state: web::Data<AppState>, actor: Actor, id: Id) -> Result<HttpResponse, ApiError> {
+    let id = id.0;
     tracing::Span::current().record("certificate_id", id.as_str());
     let certificate = state.db.run(GetCertificate { id: id.clone() }).await?.ok_or_else(|| not_found(&id))?;
     audit_read(&state, actor.0, "certificate", "read", &id, serde_json::json!({})).await?;
@@ -187,10 +187,10 @@ pub async fn get(state: web::Data<AppState>, actor: Actor, id: web::Path<String>
 pub async fn update(
     state: web::Data<AppState>,
     actor: Actor,
-    id: web::Path<String>,
+    id: Id,
     body: ValidJson<CertificatePatch>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path_id(id.into_inner())?;
+    let id = id.0;
     tracing::Span::current().record("certificate_id", id.as_str());
     let mut patch = body.0;
     patch.normalize();
@@ -204,20 +204,17 @@ pub async fn update(
     match state.db.run(UpdateCertificate { id: id.clone(), patch, actor: actor.0 }).await? {
         ChangeOutcome::Changed(certificate) => Ok(HttpResponse::Ok().json(certificate)),
         ChangeOutcome::NotFound => Err(not_found(&id)),
-        ChangeOutcome::Archived => {
-            Err(ApiError::Conflict(format!("certificate {id} is archived and can no longer be changed")))
-        }
+        ChangeOutcome::Archived => Err(ApiError::Conflict(
+            Conflict::WrongState,
+            format!("certificate {id} is archived and can no longer be changed"),
+        )),
     }
 }
 
 /// `DELETE /api/v1/certificates/{id}`: archives the certificate (status `Archived`); 204.
 #[tracing::instrument(skip_all, fields(certificate_id))]
-pub async fn archive(
-    state: web::Data<AppState>,
-    actor: Actor,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = path_id(id.into_inner())?;
+pub async fn archive(state: web::Data<AppState>, actor: Actor, id: Id) -> Result<HttpResponse, ApiError> {
+    let id = id.0;
     tracing::Span::current().record("certificate_id", id.as_str());
     match state.db.run(ArchiveCertificate { id: id.clone(), actor: actor.0 }).await? {
         ChangeOutcome::NotFound => Err(not_found(&id)),
@@ -230,8 +227,8 @@ pub async fn archive(
 
 /// `GET /api/v1/certificates/{id}/deployments`: the targets the certificate is bound to.
 #[tracing::instrument(skip_all, fields(certificate_id))]
-pub async fn deployments(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let id = path_id(id.into_inner())?;
+pub async fn deployments(state: web::Data<AppState>, id: Id) -> Result<HttpResponse, ApiError> {
+    let id = id.0;
     tracing::Span::current().record("certificate_id", id.as_str());
     let targets =
         state.db.run(CertificateTargets { certificate_id: id.clone() }).await?.ok_or_else(|| not_found(&id))?;
@@ -308,10 +305,10 @@ pub struct VersionParams {
 pub async fn versions(
     state: web::Data<AppState>,
     actor: Actor,
-    id: web::Path<String>,
+    id: Id,
     params: web::Query<VersionParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path_id(id.into_inner())?;
+    let id = id.0;
     tracing::Span::current().record("certificate_id", id.as_str());
     let params = params.into_inner();
     let limit = PageRequest::parse(params.limit, None, None, None, None)?.size();

@@ -16,14 +16,14 @@ use certctl_actors::queries::discovery::{
     DiscoveryFilters, GetDiscovered, ListDiscovered, RecordDiscoveryScan, TriageDiscovered,
 };
 
-use super::path_id;
 use crate::auth::Caller;
 use crate::http::actor::Actor;
 use crate::http::cursor;
 use crate::http::etag;
 use crate::http::json::ValidJson;
 use crate::http::paging::{one_of, rfc3339, PageRequest};
-use crate::http::problem::ApiError;
+use crate::http::path_id::Id;
+use crate::http::problem::{ApiError, Conflict};
 use crate::http::AppState;
 use certctl_actors::etag_cache::Table;
 
@@ -35,10 +35,10 @@ const ORDER: Sort = Sort { key: SortKey::CreatedAt, descending: false };
 pub async fn report(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    id: Id,
     body: ValidJson<DiscoveryReport>,
 ) -> Result<HttpResponse, ApiError> {
-    let agent = super::agents::acting_agent(&state, &caller, id.into_inner())?;
+    let agent = super::agent_api::acting_agent(&state, &caller, &id)?;
     tracing::Span::current().record("agent_id", &*agent);
     let mut report = body.0;
     report.validate().map_err(ApiError::Validation)?;
@@ -94,8 +94,8 @@ pub async fn list(
 }
 
 /// `GET /api/v1/discovered-certificates/{id}`
-pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let id = path_id(id.into_inner())?;
+pub async fn get(state: web::Data<AppState>, id: Id) -> Result<HttpResponse, ApiError> {
+    let id = id.0;
     let found = state.db.run(GetDiscovered { id: id.clone() }).await?.ok_or_else(|| not_found(&id))?;
     Ok(HttpResponse::Ok().json(found))
 }
@@ -126,16 +126,16 @@ pub struct ClaimBody {
 pub async fn claim(
     state: web::Data<AppState>,
     actor: Actor,
-    id: web::Path<String>,
+    id: Id,
     body: ValidJson<ClaimBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path_id(id.into_inner())?;
+    let id = id.0;
     let found = state.db.run(GetDiscovered { id: id.clone() }).await?.ok_or_else(|| not_found(&id))?;
     if found.status != "Unmanaged" {
-        return Err(ApiError::Conflict(format!(
-            "discovered certificate {id} is {}; only Unmanaged ones are claimed",
-            found.status
-        )));
+        return Err(ApiError::Conflict(
+            Conflict::WrongState,
+            format!("discovered certificate {id} is {}; only Unmanaged ones are claimed", found.status),
+        ));
     }
     let b = body.0;
     let common_name = if found.common_name.is_empty() {
@@ -159,31 +159,30 @@ pub async fn claim(
     };
     new.normalize();
     new.validate(&state.environments).map_err(ApiError::Validation)?;
-    let created = state.certificate_writer.create(CreateCertificate { new, actor: actor.0.clone() }).await?;
+    let created = state.engine.certificates().create(CreateCertificate { new, actor: actor.0.clone() }).await?;
     let triaged = TriageDiscovered { id: id.clone(), managed_certificate_id: Some(created.id.clone()), actor: actor.0 };
     let updated = state.db.run(triaged).await?.ok_or_else(|| {
-        ApiError::Conflict(format!(
-            "discovered certificate {id} was triaged meanwhile; managed certificate {} was created anyway",
-            created.id
-        ))
+        ApiError::Conflict(
+            Conflict::ChangedMeanwhile,
+            format!(
+                "discovered certificate {id} was triaged meanwhile; managed certificate {} was created anyway",
+                created.id
+            ),
+        )
     })?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "discovered": updated, "certificate": created })))
 }
 
 /// `POST /api/v1/discovered-certificates/{id}/dismiss`
-pub async fn dismiss(
-    state: web::Data<AppState>,
-    actor: Actor,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = path_id(id.into_inner())?;
+pub async fn dismiss(state: web::Data<AppState>, actor: Actor, id: Id) -> Result<HttpResponse, ApiError> {
+    let id = id.0;
     match state.db.run(TriageDiscovered { id: id.clone(), managed_certificate_id: None, actor: actor.0 }).await? {
         Some(updated) => Ok(HttpResponse::Ok().json(updated)),
         None => match state.db.run(GetDiscovered { id: id.clone() }).await? {
-            Some(found) => Err(ApiError::Conflict(format!(
-                "discovered certificate {id} is {}; only Unmanaged ones are dismissed",
-                found.status
-            ))),
+            Some(found) => Err(ApiError::Conflict(
+                Conflict::WrongState,
+                format!("discovered certificate {id} is {}; only Unmanaged ones are dismissed", found.status),
+            )),
             None => Err(not_found(&id)),
         },
     }

@@ -4,24 +4,23 @@
 use actix_web::{web, HttpResponse};
 use certctl_actors::issuers::ErrorClass;
 
-use super::path_id;
-use crate::http::problem::ApiError;
+use crate::http::path_id::Id;
+use crate::http::problem::{ApiError, Conflict};
 use crate::http::AppState;
 
 #[tracing::instrument(skip_all, fields(issuer_id))]
-pub async fn ca(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let id = path_id(id.into_inner())?;
+pub async fn ca(state: web::Data<AppState>, id: Id) -> Result<HttpResponse, ApiError> {
+    let id = id.0;
     tracing::Span::current().record("issuer_id", id.as_str());
-    let issuer = state
+    let chain = state
         .engine
-        .registry
-        .lookup(&id)
+        .issuer_ca_chain(&id)
         .await
         .map_err(|failure| match failure.class {
             // Disabled, or a type that cannot issue yet: the request is fine, the issuer's state is not.
-            ErrorClass::Validation => ApiError::Conflict(failure.message),
+            ErrorClass::Validation => ApiError::Conflict(Conflict::IssuerUnusable, failure.message),
             _ => ApiError::Internal(anyhow::anyhow!(failure.message)),
         })?
         .ok_or_else(|| ApiError::NotFound(format!("no issuer has id {id:?}")))?;
-    Ok(HttpResponse::Ok().content_type("application/x-pem-file").body(issuer.ca_chain_pem()))
+    Ok(HttpResponse::Ok().content_type("application/x-pem-file").body(chain))
 }

@@ -6,16 +6,15 @@ use serde::Deserialize;
 
 use certctl_actors::domain::job::{JOB_STATUSES, JOB_TYPES};
 use certctl_actors::queries::certificate_list::{Sort, SortKey};
-use certctl_actors::queries::jobs::{CancelJob, GetJob, JobChange, JobFilters, ListJobs, RetryJob};
-use certctl_actors::renewal::dispatcher::Wake;
+use certctl_actors::queries::jobs::{CancelJob, GetJob, JobChange, JobFilters, ListJobs};
 
-use super::path_id;
 use crate::auth::Caller;
 use crate::http::actor::Actor;
 use crate::http::cursor;
 use crate::http::etag;
 use crate::http::paging::{one_of, PageRequest};
-use crate::http::problem::ApiError;
+use crate::http::path_id::Id;
+use crate::http::problem::{ApiError, Conflict};
 use crate::http::AppState;
 use certctl_actors::etag_cache::Table;
 
@@ -59,8 +58,8 @@ pub async fn list(
 
 /// `GET /api/v1/jobs/{id}`
 #[tracing::instrument(skip_all, fields(job_id))]
-pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let id = path_id(id.into_inner())?;
+pub async fn get(state: web::Data<AppState>, id: Id) -> Result<HttpResponse, ApiError> {
+    let id = id.0;
     tracing::Span::current().record("job_id", id.as_str());
     let job = state.db.run(GetJob { id: id.clone() }).await?.ok_or_else(|| not_found(&id))?;
     Ok(HttpResponse::Ok().json(job))
@@ -68,42 +67,45 @@ pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<Ht
 
 /// `POST /api/v1/jobs/{id}/cancel`: Pending, awaiting, Running, or failed with a retry planned.
 #[tracing::instrument(skip_all, fields(job_id))]
-pub async fn cancel(state: web::Data<AppState>, actor: Actor, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let id = path_id(id.into_inner())?;
+pub async fn cancel(state: web::Data<AppState>, actor: Actor, id: Id) -> Result<HttpResponse, ApiError> {
+    let id = id.0;
     tracing::Span::current().record("job_id", id.as_str());
     match state.db.run(CancelJob { id: id.clone(), actor: actor.0 }).await? {
         JobChange::Changed(job) => Ok(HttpResponse::Ok().json(job)),
         JobChange::NotFound => Err(not_found(&id)),
-        JobChange::WrongStatus(status) => Err(ApiError::Conflict(format!(
+        JobChange::WrongStatus(status) => Err(ApiError::Conflict(
+            Conflict::WrongState,
+            format!(
             "job {id} is {status}; only Pending, AwaitingCSR, AwaitingApproval, Running, or Failed jobs with a retry \
              planned can be cancelled"
-        ))),
+        ),
+        )),
         JobChange::AlreadyActive | JobChange::CertificateClosed(_) => {
-            Err(ApiError::Conflict(format!("job {id} cannot be cancelled now")))
+            Err(ApiError::Conflict(Conflict::WrongState, format!("job {id} cannot be cancelled now")))
         }
     }
 }
 
 /// `POST /api/v1/jobs/{id}/retry`: a Failed or Cancelled issuance or renewal, queued again now.
 #[tracing::instrument(skip_all, fields(job_id))]
-pub async fn retry(state: web::Data<AppState>, actor: Actor, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let id = path_id(id.into_inner())?;
+pub async fn retry(state: web::Data<AppState>, actor: Actor, id: Id) -> Result<HttpResponse, ApiError> {
+    let id = id.0;
     tracing::Span::current().record("job_id", id.as_str());
-    match state.db.run(RetryJob { id: id.clone(), actor: actor.0 }).await? {
-        JobChange::Changed(job) => {
-            state.engine.dispatcher.do_send(Wake);
-            Ok(HttpResponse::Ok().json(job))
-        }
+    match state.engine.renewals().retry_job(&id, actor.0).await? {
+        JobChange::Changed(job) => Ok(HttpResponse::Ok().json(job)),
         JobChange::NotFound => Err(not_found(&id)),
-        JobChange::WrongStatus(status) => Err(ApiError::Conflict(format!(
-            "job {id} is {status}; only Failed or Cancelled issuance and renewal jobs can be retried"
-        ))),
-        JobChange::AlreadyActive => Err(ApiError::Conflict(format!(
-            "the certificate of job {id} already has an active issuance or renewal; retry that one instead"
-        ))),
-        JobChange::CertificateClosed(status) => {
-            Err(ApiError::Conflict(format!("the certificate of job {id} is {status}; it is not renewed any more")))
-        }
+        JobChange::WrongStatus(status) => Err(ApiError::Conflict(
+            Conflict::WrongState,
+            format!("job {id} is {status}; only Failed or Cancelled issuance and renewal jobs can be retried"),
+        )),
+        JobChange::AlreadyActive => Err(ApiError::Conflict(
+            Conflict::RenewalActive,
+            format!("the certificate of job {id} already has an active issuance or renewal; retry that one instead"),
+        )),
+        JobChange::CertificateClosed(status) => Err(ApiError::Conflict(
+            Conflict::WrongState,
+            format!("the certificate of job {id} is {status}; it is not renewed any more"),
+        )),
     }
 }
 

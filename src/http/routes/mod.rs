@@ -10,10 +10,12 @@
 //! - [`resources`]: generic CRUD for teams, owners, renewal policies, issuers, profiles, targets.
 //! - [`scheduler`]: `POST /api/v1/admin/scheduler/{loop}/run`, one tick now.
 //! - [`issuer_ca`]: `GET /api/v1/issuers/{id}/ca`, an issuer's CA chain as PEM.
-//! - [`agents`]: agent registration, list, retirement, and the agents' own endpoints (heartbeat,
-//!   work, CSR, certificate pickup, job status).
+//! - [`agents`]: agent registration, list, one agent, retirement (operators).
+//! - [`agent_api`]: the agents' own endpoints (heartbeat, work, CSR, certificate pickup, job
+//!   status).
 //! - [`audit`]: `/api/v1/audit` (keyset pages, filters) and `/api/v1/audit/{id}`.
 
+pub mod agent_api;
 pub mod agents;
 pub mod audit;
 pub mod certificate_ops;
@@ -26,17 +28,3 @@ pub mod meta;
 pub mod metrics;
 pub mod resources;
 pub mod scheduler;
-
-use super::problem::ApiError;
-use certctl_actors::domain::validation::is_valid_id;
-
-/// Checks an `{id}` path segment.
-pub fn path_id(raw: String) -> Result<String, ApiError> {
-    if is_valid_id(&raw) {
-        Ok(raw)
-    } else {
-        Err(ApiError::InvalidPath(
-            "ids are 1 to 128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit".into(),
-        ))
-    }
-}

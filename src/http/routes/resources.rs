@@ -14,12 +14,12 @@ use certctl_actors::domain::resources::Resource;
 use certctl_actors::queries::certificate_list::{Sort, SortCursor, SortValue};
 use certctl_actors::queries::resources::{CreateResource, DeleteResource, GetResource, ListResources, UpdateResource};
 
-use super::path_id;
 use crate::http::actor::Actor;
 use crate::http::audit_read::audit_read;
 use crate::http::cursor;
 use crate::http::json::ValidJson;
 use crate::http::paging::PageRequest;
+use crate::http::path_id::Id;
 use crate::http::problem::ApiError;
 use crate::http::AppState;
 
@@ -121,12 +121,8 @@ async fn create<R: Resource>(
 }
 
 /// `GET <path>/{id}`.
-async fn get<R: Resource>(
-    state: web::Data<AppState>,
-    actor: Actor,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = path_id(id.into_inner())?;
+async fn get<R: Resource>(state: web::Data<AppState>, actor: Actor, id: Id) -> Result<HttpResponse, ApiError> {
+    let id = id.0;
     let resource = state.db.run(GetResource::<R>::new(id.clone())).await?.ok_or_else(|| not_found::<R>(&id))?;
     audit_read(&state, actor.0, R::KIND, "read", &id, serde_json::json!({})).await?;
     Ok(HttpResponse::Ok().json(resource))
@@ -136,10 +132,10 @@ async fn get<R: Resource>(
 async fn update<R: Resource>(
     state: web::Data<AppState>,
     actor: Actor,
-    id: web::Path<String>,
+    id: Id,
     body: ValidJson<R::Patch>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path_id(id.into_inner())?;
+    let id = id.0;
     let patch = body.0;
     R::validate_patch(&patch).map_err(ApiError::Validation)?;
     if serde_json::to_value(&patch).is_ok_and(|v| v.as_object().is_some_and(|o| o.is_empty())) {
@@ -155,12 +151,8 @@ async fn update<R: Resource>(
 }
 
 /// `DELETE <path>/{id}`: 204; 409 while other resources still reference it.
-async fn delete<R: Resource>(
-    state: web::Data<AppState>,
-    actor: Actor,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = path_id(id.into_inner())?;
+async fn delete<R: Resource>(state: web::Data<AppState>, actor: Actor, id: Id) -> Result<HttpResponse, ApiError> {
+    let id = id.0;
     if state.db.run(DeleteResource::<R> { id: id.clone(), actor: actor.0, kind: PhantomData }).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {

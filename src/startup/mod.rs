@@ -2,16 +2,17 @@
 //! used by `main` and by the tests alike.
 //!
 //! Order: database (the embedded cluster when no URL is given) → migrations and seed on a dedicated
-//! connection → pool and DB actors → the renewal engine's checks (sealing key against the
-//! database, CA files) → TLS → listener → API keys (first-start admin key) → the actors on this
-//! arbiter (audit retention, certificate writer, renewal dispatcher, scheduler loops, heartbeat
-//! aggregator, ETag cache), started after
-//! the steps expected to fail → HTTP server (and the separate metrics listener when
-//! configured). Shutdown drains HTTP, releases the scheduler's loop locks, flushes the heartbeat
-//! buffer, stops the DB actors and the embedded cluster.
+//! connection → pool and DB actors → TLS → the API and metrics listeners bound → API keys
+//! (first-start admin key) → the engine's settings (sealing passphrase, CA files) →
+//! `Engine::start` (its own checks, then every engine actor) → HTTP server. Everything expected to
+//! fail comes before the engine's actors start. Shutdown drains HTTP, then `Engine::shutdown`
+//! (loop locks released, heartbeats flushed), then the DB actors and the embedded cluster stop.
+//!
+//! - [`engine_settings`]: the engine's settings from the server's.
+
+mod engine_settings;
 
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -19,22 +20,16 @@ use actix_web::middleware::{from_fn, Compress};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context as _;
 
-use actix::Addr;
-use certctl_actors::agents::directory::AgentDirectory;
-use certctl_actors::agents::heartbeats::{HeartbeatAggregator, HeartbeatSettings, Heartbeats};
-use certctl_actors::audit_retention::{AuditRetention, RetentionSettings};
-use certctl_actors::certificate_writer::Writer;
 use certctl_actors::db::bootstrap;
 use certctl_actors::db::{build_pool, DbTlsSettings, PoolSettings};
-use certctl_actors::etag_cache::EtagCache;
-use certctl_actors::Db;
+use certctl_actors::{Db, Engine};
 
-use crate::auth::bootstrap::authenticator;
+use crate::auth::bootstrap::key_store;
 use crate::embedded_postgres::{EmbeddedOptions, EmbeddedPostgres, DB_NAME};
+use crate::http::body_limit::BodyLimit;
 use crate::http::problem::ApiError;
-use crate::http::request_context::{request_context, BodyLimit};
-use crate::http::{self, AgentsState, AppState, MetricsEndpoint};
-use crate::renewal_engine::{self, RenewalEngine};
+use crate::http::request_context::request_context;
+use crate::http::{self, AppState, MetricsEndpoint};
 use crate::settings::Settings;
 use crate::{telemetry, tls};
 
@@ -46,11 +41,7 @@ pub struct Application {
     server: Server,
     metrics_server: Option<Server>,
     db: Db,
-    retention: Addr<AuditRetention>,
-    engine: RenewalEngine,
-    heartbeats: Heartbeats,
-    /// Kept so the ETag cache actor lives as long as the server.
-    _etag_cache: Addr<EtagCache>,
+    engine: Engine,
     embedded: Option<EmbeddedPostgres>,
     generated_admin_key: Option<String>,
     signals: ShutdownSignals,
@@ -100,7 +91,6 @@ impl Application {
         let listener_connection = (pool_config.clone(), pg_tls.clone());
         let pool = build_pool(pool_config, pg_tls, &pool_settings)?;
         let db = Db::start(pool, pool_settings, settings.database_actor_count());
-        let engine_parts = renewal_engine::prepare(&settings, &db).await?;
 
         let tls = if settings.server_tls {
             let for_tls = settings.clone();
@@ -120,6 +110,12 @@ impl Application {
             )
         })?;
         set_nodelay(&listener);
+        let metrics_listener = match settings.metrics_addr {
+            Some(addr) => {
+                Some(TcpListener::bind(addr).with_context(|| format!("cannot listen on CERTCTL_METRICS_ADDR={addr}"))?)
+            }
+            None => None,
+        };
         let port = listener.local_addr()?.port();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url_host = match settings.server_host.parse::<std::net::IpAddr>() {
@@ -129,48 +125,20 @@ impl Application {
         };
         let base_url = format!("{scheme}://{url_host}:{port}");
         let cacert = tls.as_ref().filter(|t| t.self_signed).map(|t| t.cert_path.clone());
-        let agent_directory = Arc::new(AgentDirectory::default());
-        let (auth, generated_admin_key) =
-            authenticator(&settings, &db, agent_directory.clone(), &base_url, cacert.as_deref()).await?;
+        let (keys, generated_admin_key) = key_store(&settings, &db, &base_url, cacert.as_deref()).await?;
+        let engine_settings = engine_settings::engine_settings(&settings, listener_connection)?;
 
-        // Actors on this arbiter start only now that nothing else can fail: an actor started
-        // before a failed build would be polled after the runtime is gone.
-        let retention = {
-            let db = db.clone();
-            let retention = RetentionSettings::new(settings.audit_retention_days, settings.audit_retention_interval);
-            actix::Supervisor::start(move |_| AuditRetention::new(db, retention))
-        };
-        let certificate_writer = Writer::start(db.clone());
-        let engine = renewal_engine::start(engine_parts, &settings, &db);
-        let etag_cache = {
-            let (generations, (config, tls)) = (db.generations().clone(), listener_connection);
-            actix::Supervisor::start(move |_| EtagCache::new(generations, config, tls))
-        };
-        let heartbeats = HeartbeatAggregator::start(
-            db.clone(),
-            agent_directory.clone(),
-            HeartbeatSettings {
-                flush_interval: settings.heartbeat_flush_interval,
-                flush_batch: settings.heartbeat_flush_batch as usize,
-                capacity: settings.heartbeat_buffer_max as usize,
-            },
-        );
-        // Let them run `started` (arming their timers) now, inside the runtime, even if a later
-        // step (binding the metrics listener) fails and the build returns an error.
-        tokio::task::yield_now().await;
+        // The engine's actors start only now that nothing else can fail: an actor started before
+        // a failed build would be polled after the runtime is gone.
+        let engine = Engine::start(db.clone(), engine_settings).await?;
+        let auth = keys.into_authenticator(engine.agents().clone(), &settings);
         let state = web::Data::new(AppState {
             db: db.clone(),
-            certificate_writer,
             engine: engine.clone(),
             effective_settings: settings.effective(),
             expected_schema_version: bootstrap::expected_schema_version(),
             audit_reads: settings.audit_reads,
             environments: settings.environments.0.clone(),
-            agents: AgentsState {
-                directory: agent_directory,
-                heartbeats: heartbeats.clone(),
-                work_lease: settings.agent_work_lease,
-            },
         });
         let auth = web::Data::new(auth);
         let body_limit = web::Data::new(BodyLimit(settings.max_body_size));
@@ -204,10 +172,9 @@ impl Application {
         }
         .run();
 
-        let (metrics_server, metrics_port) = match settings.metrics_addr {
-            Some(addr) => {
-                let listener =
-                    TcpListener::bind(addr).with_context(|| format!("cannot listen on CERTCTL_METRICS_ADDR={addr}"))?;
+        let (metrics_server, metrics_port) = match metrics_listener {
+            Some(listener) => {
+                let addr = listener.local_addr()?;
                 let metrics_port = listener.local_addr()?.port();
                 let endpoint = web::Data::new(MetricsEndpoint(prometheus));
                 let server = HttpServer::new(move || {
@@ -235,10 +202,7 @@ impl Application {
             server,
             metrics_server,
             db,
-            retention,
             engine,
-            heartbeats,
-            _etag_cache: etag_cache,
             embedded,
             generated_admin_key,
             signals,
@@ -265,19 +229,9 @@ impl Application {
         self.db.clone()
     }
 
-    /// The audit retention actor (tests ask it for a pass instead of waiting for its timer).
-    pub fn audit_retention(&self) -> Addr<AuditRetention> {
-        self.retention.clone()
-    }
-
-    /// The renewal engine (tests run scheduler ticks and reach the issuer registry through it).
-    pub fn renewal_engine(&self) -> RenewalEngine {
+    /// The engine (tests reach its actors and services through it).
+    pub fn engine(&self) -> Engine {
         self.engine.clone()
-    }
-
-    /// The heartbeat aggregator's handle (tests flush it instead of waiting for its timer).
-    pub fn heartbeats(&self) -> Heartbeats {
-        self.heartbeats.clone()
     }
 
     /// The admin key generated on this start, if one was (it was also printed).
@@ -299,17 +253,7 @@ impl Application {
     /// actors and the embedded cluster in order. Fails if the embedded cluster could not be kept
     /// running.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Application {
-            server,
-            metrics_server,
-            db,
-            engine,
-            heartbeats,
-            _etag_cache: etag_cache,
-            mut embedded,
-            mut signals,
-            ..
-        } = self;
+        let Application { server, metrics_server, db, engine, mut embedded, mut signals, .. } = self;
         let handle = server.handle();
         let metrics_handle = metrics_server.as_ref().map(Server::handle);
         if let Some(metrics_server) = metrics_server {
@@ -344,20 +288,12 @@ impl Application {
             }
         };
         upkeep.abort();
-        // Another replica takes the loops over on its next tick instead of waiting for this
-        // session to time out.
-        engine.scheduler.release_leadership().await;
-        // Beats accepted before the stop reach the database before the pool closes.
-        match heartbeats.flush_all().await {
-            Ok(written) => tracing::info!(written, "heartbeats flushed at shutdown"),
-            Err(e) => {
-                tracing::warn!(error = %e, waiting = heartbeats.waiting(), "heartbeats could not be flushed at shutdown")
-            }
-        }
         if let Some(metrics_handle) = metrics_handle {
             metrics_handle.stop(true).await;
         }
-        let _ = etag_cache.send(certctl_actors::etag_cache::Shutdown).await;
+        // Another replica takes the loops over on its next tick; beats accepted before the stop
+        // reach the database before the pool closes.
+        engine.shutdown().await;
         db.stop();
         if let Some(mut cluster) = embedded.take() {
             let _ = tokio::task::spawn_blocking(move || cluster.stop()).await;

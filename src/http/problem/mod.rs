@@ -2,6 +2,10 @@
 //! stable `type` URN per kind, a `title`, the `status`, a useful `detail`, the request path as
 //! `instance`, and the `request_id`; validation errors list the offending fields. Clients never
 //! see a driver's or pool's error text; the logs get the full cause chain.
+//!
+//! - [`Conflict`]: the kinds of 409, each with a slug of its own.
+//! - `engine_errors`: the engine's typed errors (`DbError`) as problems.
+//! - [`fallback`]: bare error statuses from actix (404, 405, 413…) turned into problems.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -9,9 +13,13 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use certctl_actors::domain::validation::FieldError;
-use certctl_actors::DbError;
 
-use super::request_context::current_request;
+use super::request_id::current_request;
+pub use conflict::Conflict;
+
+mod conflict;
+mod engine_errors;
+pub mod fallback;
 
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +52,8 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
-    #[error("{0}")]
-    Conflict(String),
+    #[error("{1}")]
+    Conflict(Conflict, String),
     #[error("{0}")]
     Gone(String),
     #[error("{detail}")]
@@ -92,7 +100,7 @@ impl ApiError {
             ApiError::Validation(_) => ("validation-failed", "Validation failed"),
             ApiError::Unauthorized(_) => ("unauthorized", "Authentication required"),
             ApiError::Forbidden(_) => ("forbidden", "Forbidden"),
-            ApiError::Conflict(_) => ("conflict", "Conflict"),
+            ApiError::Conflict(kind, _) => kind.slug_and_title(),
             ApiError::Gone(_) => ("gone", "Gone"),
             ApiError::Unavailable { .. } => ("service-unavailable", "Service unavailable"),
             ApiError::Status { status } => match status.as_u16() {
@@ -125,82 +133,6 @@ impl ApiError {
     }
 }
 
-impl From<DbError> for ApiError {
-    fn from(e: DbError) -> Self {
-        match e {
-            DbError::Unavailable { reason, .. } => ApiError::Unavailable {
-                detail: format!("the database is unavailable ({reason}); retry shortly"),
-                retry_after_secs: 2,
-            },
-            DbError::UniqueViolation { constraint } => ApiError::Conflict(unique_detail(&constraint)),
-            DbError::StillReferenced { constraint } => ApiError::Conflict(referenced_detail(&constraint)),
-            DbError::ForeignKeyViolation { constraint } => ApiError::Validation(vec![foreign_key_field(&constraint)]),
-            DbError::CheckViolation { constraint } => ApiError::Validation(vec![FieldError {
-                field: constraint.rsplit('_').nth(1).unwrap_or("body").to_string(),
-                message: "is outside the accepted values".into(),
-            }]),
-            DbError::InvalidValue => ApiError::InvalidValue,
-            DbError::Unexpected(e) => ApiError::Internal(e),
-        }
-    }
-}
-
-/// "… already exists" from a unique constraint's name (`<table>_pkey`, `<table>_name_key`…).
-fn unique_detail(constraint: &str) -> String {
-    let what = if constraint.ends_with("_pkey") {
-        "id"
-    } else if constraint.ends_with("_name_key") {
-        "name"
-    } else {
-        return format!("a resource with the same unique value already exists ({constraint})");
-    };
-    if constraint == "deployment_targets_name_key" {
-        return "a target with this name already exists for this agent".into();
-    }
-    let kind = match constraint.split('_').next() {
-        Some("managed") => "certificate",
-        Some("teams") => "team",
-        Some("owners") => "owner",
-        Some("renewal") => "renewal policy",
-        Some("issuers") => "issuer",
-        Some("certificate") => "certificate profile",
-        Some("deployment") => "target",
-        Some("agents") => "agent",
-        _ => "resource",
-    };
-    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
-    format!("{article} {kind} with this {what} already exists")
-}
-
-/// Names what still references a row a delete was refused for (`<child table>_<column>_fkey`).
-fn referenced_detail(constraint: &str) -> String {
-    let by =
-        if constraint.starts_with("managed_certificates_") || constraint.starts_with("certificate_target_mappings_") {
-            "certificates"
-        } else if constraint.starts_with("owners_") {
-            "owners"
-        } else {
-            "other resources"
-        };
-    format!("it is still referenced by {by}; reassign or delete those first")
-}
-
-/// Maps `<table>_<column>_fkey` to the request field that referenced a missing resource.
-fn foreign_key_field(constraint: &str) -> FieldError {
-    if constraint == "certificate_target_mappings_target_id_fkey" {
-        return FieldError { field: "target_ids".into(), message: "lists a target that does not exist".into() };
-    }
-    let column = constraint
-        .strip_suffix("_fkey")
-        .and_then(|rest| {
-            ["owner_id", "team_id", "issuer_id", "renewal_policy_id", "certificate_profile_id", "agent_id"]
-                .into_iter()
-                .find(|c| rest.ends_with(c))
-        })
-        .unwrap_or("body");
-    FieldError { field: column.to_string(), message: "refers to a resource that does not exist".into() }
-}
-
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -216,7 +148,7 @@ impl ResponseError for ApiError {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(..) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Status { status } => *status,

@@ -1,0 +1,192 @@
+//! The engine as one value: [`Engine::start`] checks what can fail (the sealing key against the
+//! database, the agent directory's first load) and then starts every engine actor on the current
+//! arbiter — audit retention, the certificate writer, the renewal dispatcher, the scheduler
+//! loops, the heartbeat aggregator and the ETag cache — and hands out the services the shell
+//! calls, one call per flow. [`Engine::shutdown`] gives up the loops' locks, flushes the
+//! heartbeat buffer and closes the notification session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use anyhow::Context as _;
+
+use crate::agents::directory::AgentDirectory;
+use crate::agents::heartbeats::{HeartbeatAggregator, HeartbeatSettings, Heartbeats};
+use crate::agents::registry::AgentRegistry;
+use crate::agents::work::AgentWork;
+use crate::audit_retention::{AuditRetention, RetentionSettings};
+use crate::certificate_writer::Writer;
+use crate::db::{Db, PgConnector};
+use crate::etag_cache::EtagCache;
+use crate::issuers::registry::{CaSource, IssuerRegistry};
+use crate::issuers::IssueFailure;
+use crate::queries::agents::LoadAgentDirectory;
+use crate::renewal::dispatcher::{DispatcherSettings, RenewalDispatcher};
+use crate::renewal::requests::Renewals;
+use crate::scheduler::loops::{Scheduler, SchedulerSettings};
+use crate::secrets::{open_sealing_key, SecretsError};
+
+/// Everything the engine needs from the settings. `Debug` never shows the passphrase.
+pub struct EngineSettings {
+    /// `CERTCTL_CONFIG_ENCRYPTION_KEY` (or the embedded set-up's key file).
+    pub sealing_passphrase: String,
+    /// Where local issuers get their CA.
+    pub ca_source: CaSource,
+    pub audit_retention: RetentionSettings,
+    pub dispatcher: DispatcherSettings,
+    pub scheduler: SchedulerSettings,
+    pub heartbeats: HeartbeatSettings,
+    /// `CERTCTL_AGENT_WORK_LEASE`.
+    pub agent_work_lease: Duration,
+    /// The session the ETag cache listens on: the pool's connection settings and TLS.
+    pub notification_session: (tokio_postgres::Config, PgConnector),
+}
+
+impl std::fmt::Debug for EngineSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineSettings")
+            .field("sealing_passphrase", &"***")
+            .field("ca_source", &self.ca_source)
+            .field("dispatcher", &self.dispatcher)
+            .field("scheduler", &self.scheduler)
+            .field("heartbeats", &self.heartbeats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The running engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    db: Db,
+    writer: Writer,
+    issuers: Arc<IssuerRegistry>,
+    dispatcher: Addr<RenewalDispatcher>,
+    scheduler: Scheduler,
+    agents: AgentRegistry,
+    work: AgentWork,
+    heartbeats: Heartbeats,
+    renewals: Renewals,
+    retention: Addr<AuditRetention>,
+    etag_cache: Addr<EtagCache>,
+}
+
+impl Engine {
+    /// Checks the sealing key and loads the agent directory, then starts every engine actor on
+    /// the current arbiter. Nothing is started when a check fails.
+    pub async fn start(db: Db, settings: EngineSettings) -> anyhow::Result<Engine> {
+        let EngineSettings {
+            sealing_passphrase,
+            ca_source,
+            audit_retention,
+            dispatcher: dispatcher_settings,
+            scheduler: scheduler_settings,
+            heartbeats: heartbeat_settings,
+            agent_work_lease,
+            notification_session,
+        } = settings;
+        let sealing = open_sealing_key(&db, &sealing_passphrase).await.map_err(|e| match e {
+            SecretsError::Db(e) => anyhow::Error::new(e).context("reading the sealing parameters"),
+            other => anyhow::anyhow!("{other}"),
+        })?;
+        let directory = Arc::new(AgentDirectory::default());
+        let known = db.run(LoadAgentDirectory { since: None }).await.context("loading the agent directory")?;
+        directory.upsert(known.entries);
+
+        let retention = {
+            let db = db.clone();
+            actix::Supervisor::start(move |_| AuditRetention::new(db, audit_retention))
+        };
+        let writer = Writer::start(db.clone());
+        let issuers = IssuerRegistry::new(db.clone(), sealing.clone(), ca_source);
+        let dispatcher = {
+            let (db, issuers, sealing) = (db.clone(), issuers.clone(), sealing.clone());
+            actix::Supervisor::start(move |_| RenewalDispatcher::new(db, issuers, sealing, dispatcher_settings))
+        };
+        let scheduler = Scheduler::start(db.clone(), dispatcher.clone(), &scheduler_settings);
+        let heartbeats = HeartbeatAggregator::start(db.clone(), directory.clone(), heartbeat_settings);
+        let etag_cache = {
+            let (generations, (config, tls)) = (db.generations().clone(), notification_session);
+            actix::Supervisor::start(move |_| EtagCache::new(generations, config, tls))
+        };
+        // Let the actors run `started` (arming their timers) now, inside the runtime.
+        tokio::task::yield_now().await;
+        Ok(Engine {
+            agents: AgentRegistry::new(db.clone(), directory),
+            work: AgentWork::new(db.clone(), dispatcher.clone(), sealing, agent_work_lease),
+            renewals: Renewals::new(db.clone(), dispatcher.clone()),
+            db,
+            writer,
+            issuers,
+            dispatcher,
+            scheduler,
+            heartbeats,
+            retention,
+            etag_cache,
+        })
+    }
+
+    /// The database handle.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Certificate creations (batched by the certificate writer).
+    pub fn certificates(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// Agent registration, retirement and key look-ups.
+    pub fn agents(&self) -> &AgentRegistry {
+        &self.agents
+    }
+
+    /// The agents' work flows.
+    pub fn agent_work(&self) -> &AgentWork {
+        &self.work
+    }
+
+    /// The heartbeat buffer.
+    pub fn heartbeats(&self) -> &Heartbeats {
+        &self.heartbeats
+    }
+
+    /// Renewals asked for through the API.
+    pub fn renewals(&self) -> &Renewals {
+        &self.renewals
+    }
+
+    /// The scheduler loops (run one now, their names).
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+
+    /// The renewal dispatcher (tests drive rounds through it).
+    pub fn dispatcher(&self) -> &Addr<RenewalDispatcher> {
+        &self.dispatcher
+    }
+
+    /// The audit retention actor (tests ask it for a pass instead of waiting for its timer).
+    pub fn audit_retention(&self) -> &Addr<AuditRetention> {
+        &self.retention
+    }
+
+    /// The PEM chain an issuer's certificates chain to (a local issuer's CA is created on first
+    /// use); `None` when there is no such issuer, a `validation` failure when it cannot be used.
+    pub async fn issuer_ca_chain(&self, issuer_id: &str) -> Result<Option<String>, IssueFailure> {
+        Ok(self.issuers.lookup(issuer_id).await?.map(|issuer| issuer.ca_chain_pem()))
+    }
+
+    /// Stops the engine's work for a clean exit: another replica takes the loops over at its
+    /// next tick, beats accepted so far reach the database, and the notification session closes.
+    pub async fn shutdown(&self) {
+        self.scheduler.release_leadership().await;
+        match self.heartbeats.flush_all().await {
+            Ok(written) => tracing::info!(written, "heartbeats flushed at shutdown"),
+            Err(e) => {
+                tracing::warn!(error = %e, waiting = self.heartbeats.waiting(), "heartbeats could not be flushed at shutdown")
+            }
+        }
+        let _ = self.etag_cache.send(crate::etag_cache::Shutdown).await;
+    }
+}

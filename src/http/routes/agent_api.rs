@@ -1,0 +1,177 @@
+//! What agents call, under `/api/v1/agents/{id}/…`: heartbeat, work, CSR, certificate pickup and
+//! deployment reports. Each handler decodes, makes one engine call and encodes its outcome.
+//!
+//! Agent keys reach only their own agent's paths (checked by the auth middleware); an admin key
+//! may act for any agent that exists and is not retired. Heartbeats never touch the database on
+//! the request path: they go into the heartbeat aggregator's buffer.
+
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+
+use certctl_actors::agents::work::{CsrOutcome, Pickup, ReportOutcome};
+use certctl_actors::domain::agent::HostInfo;
+use certctl_actors::domain::agent_work::{CsrSubmission, StatusReport};
+use certctl_actors::domain::validation::Violations;
+
+use super::agents::not_found;
+use crate::auth::Caller;
+use crate::http::actor::Actor;
+use crate::http::json::{OptionalJson, ValidJson};
+use crate::http::path_id::{CertId, Id, JobId};
+use crate::http::problem::{ApiError, Conflict};
+use crate::http::AppState;
+
+/// The agent a request acts as: the caller's own (checked by the middleware), or for an admin key
+/// the agent in the path, which must exist and not be retired.
+pub(super) fn acting_agent(state: &AppState, caller: &Caller, id: &Id) -> Result<Arc<str>, ApiError> {
+    let id = &id.0;
+    if let Some(own) = caller.agent_id.as_ref().filter(|own| ***own == **id) {
+        return Ok(own.clone());
+    }
+    // Only an admin acts for an agent: another key could otherwise get certificates issued for
+    // keys it chose, or take an agent's work.
+    if !caller.admin {
+        return Err(ApiError::Forbidden(format!(
+            "only agent {id}'s own key or an admin key may use its agent endpoints"
+        )));
+    }
+    match state.engine.agents().by_id(id) {
+        Some(agent) if agent.retired => Err(ApiError::Gone(format!("agent {id} is retired"))),
+        Some(agent) => Ok(agent.id),
+        None => Err(not_found(id)),
+    }
+}
+
+/// `POST /api/v1/agents/{id}/heartbeat` (`{version, hostname, os, architecture, ip_address}`,
+/// every field and the body itself optional): 204 at once; the beat is written within
+/// `CERTCTL_HEARTBEAT_FLUSH_INTERVAL`. 503 with `Retry-After` when the buffer is full.
+pub async fn heartbeat(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: Id,
+    body: OptionalJson<HostInfo>,
+) -> Result<HttpResponse, ApiError> {
+    let agent = acting_agent(&state, &caller, &id)?;
+    let host = body.0.unwrap_or_default();
+    let mut violations = Violations::default();
+    host.check(&mut violations);
+    violations.into_result().map_err(ApiError::Validation)?;
+    tracing::debug!(agent_id = %agent, "heartbeat");
+    state.engine.heartbeats().record(agent, chrono::Utc::now(), host).map_err(|_| ApiError::Unavailable {
+        detail: "the heartbeat buffer is full while the database catches up; retry shortly".into(),
+        retry_after_secs: 1,
+    })?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /api/v1/agents/{id}/work`: the agent's due deployments (now Running, leased to it) and
+/// the renewals waiting for its CSR (leased to it, so no other agent of the certificate makes a
+/// key), as `{jobs, count}`.
+#[tracing::instrument(skip_all, fields(agent_id = %id.0))]
+pub async fn work(state: web::Data<AppState>, caller: Caller, id: Id) -> Result<HttpResponse, ApiError> {
+    let agent = acting_agent(&state, &caller, &id)?;
+    let jobs = state.engine.agent_work().claim(&agent).await?;
+    if !jobs.is_empty() {
+        tracing::info!(agent_id = %agent, jobs = jobs.len(), "work handed to agent");
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "count": jobs.len(), "jobs": jobs })))
+}
+
+/// `POST /api/v1/agents/{id}/csr` (`{certificate_id, job_id, csr_pem}`): the CSR for the
+/// certificate's AwaitingCSR job, checked and handed to the dispatcher, which issues. 202 with the
+/// job; fetch the chain from `/certificates/{certificate_id}`.
+#[tracing::instrument(skip_all, fields(agent_id = %id.0))]
+pub async fn submit_csr(
+    state: web::Data<AppState>,
+    caller: Caller,
+    actor: Actor,
+    id: Id,
+    body: ValidJson<CsrSubmission>,
+) -> Result<HttpResponse, ApiError> {
+    let agent = acting_agent(&state, &caller, &id)?;
+    let (certificate_id, job_id) = (body.0.certificate_id.clone(), body.0.job_id.clone());
+    match state.engine.agent_work().submit_csr(&agent, body.0, actor.0).await? {
+        CsrOutcome::Accepted(job) => Ok(HttpResponse::Accepted().json(job)),
+        CsrOutcome::Invalid(errors) => Err(ApiError::Validation(errors)),
+        CsrOutcome::NoJob => Err(ApiError::NotFound(format!(
+            "no issuance or renewal job{} of certificate {certificate_id} for a target of agent {agent}",
+            job_id.as_deref().map(|j| format!(" {j}")).unwrap_or_default()
+        ))),
+        CsrOutcome::NotAwaitingCsr { job_id, status } => Err(ApiError::Conflict(
+            Conflict::WrongState,
+            format!("job {job_id} is {status}; a CSR is only accepted while it is AwaitingCSR"),
+        )),
+        CsrOutcome::LeasedToAnotherAgent { job_id } => {
+            Err(ApiError::Conflict(Conflict::LeasedToAnotherAgent, format!("job {job_id} is leased to another agent")))
+        }
+        CsrOutcome::ChangedMeanwhile { job_id } => Err(ApiError::Conflict(
+            Conflict::ChangedMeanwhile,
+            format!("job {job_id} left AwaitingCSR or was leased to another agent meanwhile"),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateParams {
+    version_id: Option<String>,
+}
+
+/// `GET /api/v1/agents/{id}/certificates/{cert_id}[?version_id=]`: the newest issued version (or
+/// the one named) of a certificate bound to one of the agent's targets, with its PEM chain, and the
+/// private key when the server generated it (`CERTCTL_KEYGEN_MODE=server`; audited).
+#[tracing::instrument(skip_all, fields(agent_id = %id.0, certificate_id = %certificate_id.0))]
+pub async fn certificate(
+    state: web::Data<AppState>,
+    caller: Caller,
+    actor: Actor,
+    id: Id,
+    certificate_id: CertId,
+    params: web::Query<CertificateParams>,
+) -> Result<HttpResponse, ApiError> {
+    let agent = acting_agent(&state, &caller, &id)?;
+    let certificate_id = certificate_id.0;
+    let version_id = params.into_inner().version_id;
+    match state.engine.agent_work().pick_up(&agent, &certificate_id, version_id, actor.0).await? {
+        Pickup::Chain(chain) => Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(chain)),
+        Pickup::Invalid(_) => Err(ApiError::InvalidQuery("version_id must be a version id such as cv-0193…".into())),
+        Pickup::NotIssued => Err(ApiError::NotFound(format!(
+            "certificate {certificate_id} has no issued version for a target of agent {agent} (yet)"
+        ))),
+    }
+}
+
+/// `POST /api/v1/agents/{id}/jobs/{job_id}/status` (`{status, error, fingerprint}`): ends one of
+/// the agent's Running deployment jobs as Completed (with the deployed fingerprint, which must be
+/// the version's) or Failed. Any other transition is a 409.
+#[tracing::instrument(skip_all, fields(agent_id = %id.0, job_id = %job_id.0))]
+pub async fn job_status(
+    state: web::Data<AppState>,
+    caller: Caller,
+    actor: Actor,
+    id: Id,
+    job_id: JobId,
+    body: ValidJson<StatusReport>,
+) -> Result<HttpResponse, ApiError> {
+    let agent = acting_agent(&state, &caller, &id)?;
+    let job_id = job_id.0;
+    match state.engine.agent_work().report_deployment(&agent, &job_id, body.0, actor.0).await? {
+        ReportOutcome::Recorded(job) => Ok(HttpResponse::Ok().json(job)),
+        ReportOutcome::Invalid(errors) => Err(ApiError::Validation(errors)),
+        ReportOutcome::NoJob => Err(ApiError::NotFound(format!("agent {agent} has no job {job_id}"))),
+        ReportOutcome::NotReportable { job_type, status } => Err(ApiError::Conflict(
+            Conflict::WrongState,
+            format!(
+                "job {job_id} is a {job_type} job in status {status}; agents report only on Running deployment jobs \
+                 (Running → Completed | Failed)"
+            ),
+        )),
+        ReportOutcome::ChangedMeanwhile => Err(ApiError::Conflict(
+            Conflict::ChangedMeanwhile,
+            format!("job {job_id} is no longer Running under this attempt (its lease may have run out)"),
+        )),
+    }
+}
