@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use certctl::settings::{self, Command};
 use certctl::startup::Application;
 use certctl::telemetry;
+use certctl_actors::error::cause_chain;
 
 /// mimalloc instead of glibc's malloc: the list and create paths allocate many small strings per
 /// row, and glibc's free-list upkeep (`malloc_consolidate`, `unlink_chunk`) was the server's
@@ -37,7 +38,7 @@ fn main() -> ExitCode {
         let app = match Application::build(cli.settings).await {
             Ok(app) => app,
             Err(e) => {
-                tracing::error!(error.cause_chain = ?e, "start-up failed");
+                tracing::error!(error.cause_chain = %cause_chain(e.as_ref()), "start-up failed");
                 eprintln!("certctl-server: start-up failed: {e:#}");
                 return ExitCode::from(1);
             }

@@ -41,7 +41,9 @@ pub fn init_tracing(level: LogLevel, format: LogFormat) {
         Ok(extra) => extra.split(',').filter_map(|d| d.trim().parse().ok()).fold(filter, EnvFilter::add_directive),
         Err(_) => filter,
     };
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: a journal or a log file gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = match format {
         // The span list carries every enclosing span's fields, so a DB query's log line still
         // has the request_id of the HTTP request it serves.

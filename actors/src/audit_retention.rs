@@ -63,7 +63,7 @@ impl AuditRetention {
         ctx.spawn(pass.into_actor(self).map(|result, act, _| {
             act.running = false;
             if let Err(e) = result {
-                tracing::warn!(error.cause_chain = ?e, "audit retention pass failed; the next tick retries");
+                tracing::warn!(error.cause_chain = %crate::error::cause_chain(&e), "audit retention pass failed; the next tick retries");
             }
         }));
     }

@@ -118,7 +118,8 @@ async fn write(db: Db, batch: Vec<Pending>) {
             join_all(singles).await;
         }
         Err(DbError::Unavailable { reason, source }) => {
-            tracing::warn!(error.cause_chain = ?source, size = replies.len(), "certificate batch not written: {reason}");
+            let cause = source.as_ref().map(|e| crate::error::cause_chain(e.as_ref())).unwrap_or_default();
+            tracing::warn!(error.cause_chain = %cause, size = replies.len(), "certificate batch not written: {reason}");
             for reply in replies {
                 let _ = reply.send(Err(DbError::unavailable(reason)));
             }

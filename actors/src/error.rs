@@ -8,6 +8,23 @@ use tokio_postgres::error::SqlState;
 
 use crate::db::constraints;
 
+/// An error and its causes as one line (`outer: inner: innermost`), for logs: never a backtrace,
+/// which `Debug` of an `anyhow::Error` adds when `RUST_BACKTRACE` is set.
+pub fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        // anyhow's context layers repeat their inner message in some adapters; skip exact repeats.
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        next = cause.source();
+    }
+    line
+}
+
 /// A foreign key that refused a row: the field that named the missing row, and the rows that
 /// refer through this key (what still references a row whose delete it refused).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,6 +11,7 @@
 //! - [`cursor`]: opaque keyset cursors.
 //! - [`paging`]: keyset and offset page requests, the list envelope, time parameters.
 //! - [`path_id`]: the `{id}` path segments, checked as extractors.
+//! - [`query`]: query strings: a route's parameters, and a list's paging plus its filters.
 //! - [`sparse`]: sparse fieldsets for certificates, written without a map round trip.
 //! - [`routes`]: one file per group of endpoints.
 
@@ -23,6 +24,7 @@ pub mod json;
 pub mod paging;
 pub mod path_id;
 pub mod problem;
+pub mod query;
 pub mod request_context;
 pub mod request_id;
 pub mod routes;
@@ -40,7 +42,6 @@ use certctl_actors::domain::resources::target::Target;
 use certctl_actors::domain::resources::team::Team;
 use certctl_actors::{Db, Engine};
 
-use self::problem::ApiError;
 use crate::auth::require_api_key;
 
 /// State shared by every worker (built once, outside the `HttpServer::new` closure).
@@ -65,8 +66,7 @@ pub struct MetricsEndpoint(pub PrometheusHandle);
 /// Registers every route. Public: `/health`, `/ready`, `/metrics` (when on this listener),
 /// `/api/v1/version`, `/api/v1/auth/info`. Everything else under `/api/v1` needs a key.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::InvalidQuery(e.to_string()).into()))
-        .route("/health", web::get().to(routes::health::health))
+    cfg.route("/health", web::get().to(routes::health::health))
         .route("/ready", web::get().to(routes::health::ready))
         .route("/metrics", web::get().to(routes::metrics::metrics))
         .route("/api/v1/version", web::get().to(routes::meta::version))

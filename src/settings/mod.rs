@@ -22,6 +22,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub use parsers::{DatabaseUrl, Environments, NamedKey};
 pub use secret::Secret;
 
+/// How durations are written, shown at the end of `--help`.
+const DURATION_SYNTAX: &str = "Durations are numbers with units, which may be combined: 250ms, 30s, 5m, 1h30m, 24h \
+     (units: ms, s, m, h, d). Loop intervals, timeouts and leases are at least 100ms. Booleans are true or false.";
+
 /// The command line: settings plus an optional subcommand.
 #[derive(Parser, Debug)]
 #[command(
@@ -31,7 +35,9 @@ pub use secret::Secret;
     about = "certctl: certificate lifecycle control plane",
     long_about = "certctl keeps the inventory of X.509 certificates in PostgreSQL, renews them before \
                   they expire and hands them to agents. Every setting below is read from its CERTCTL_* \
-                  environment variable; a flag of the same name overrides it."
+                  environment variable; a flag of the same name overrides it.",
+    after_help = DURATION_SYNTAX,
+    after_long_help = DURATION_SYNTAX
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -216,7 +222,8 @@ pub struct Settings {
     #[arg(long, env = "CERTCTL_CA_KEY_PATH")]
     pub ca_key_path: Option<PathBuf>,
 
-    /// Key type of generated local CAs (an issuer's config may name its own as key_algorithm).
+    /// Key type of generated local CAs (an issuer's config may name its own as key_algorithm):
+    /// ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096 or ed25519.
     #[arg(long, env = "CERTCTL_CA_KEY_ALGORITHM", default_value = "ecdsa-p256", value_parser = parsers::key_algorithm)]
     pub ca_key_algorithm: KeyAlgorithm,
 
@@ -225,7 +232,8 @@ pub struct Settings {
     #[arg(long, env = "CERTCTL_KEYGEN_MODE", default_value = "agent", value_parser = parsers::keygen_mode)]
     pub keygen_mode: KeygenMode,
 
-    /// Key type of server-generated leaf keys.
+    /// Key type of server-generated leaf keys: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072,
+    /// rsa-4096 or ed25519 (a profile's allowed_key_algorithms may pick another).
     #[arg(long, env = "CERTCTL_KEYGEN_ALGORITHM", default_value = "ecdsa-p256", value_parser = parsers::key_algorithm)]
     pub keygen_algorithm: KeyAlgorithm,
 
@@ -416,7 +424,13 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    // `--help` names each variable but not its current value: an empty one would read
+    // `[env: CERTCTL_X=]`, and `config` shows the effective values, secrets masked.
+    let command = <Cli as clap::CommandFactory>::command().mut_args(|arg| arg.hide_env_values(true));
+    let parsed = command
+        .try_get_matches_from(args)
+        .and_then(|matches| <Cli as clap::FromArgMatches>::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
             e.exit()
@@ -425,4 +439,25 @@ where
     };
     cli.settings.validate().map_err(|e| format!("certctl-server: {e}"))?;
     Ok(cli)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The help text as `--help` prints it.
+    fn help() -> String {
+        let mut command = <Cli as clap::CommandFactory>::command().mut_args(|arg| arg.hide_env_values(true));
+        command.render_long_help().to_string()
+    }
+
+    #[test]
+    fn help_names_the_accepted_key_types_and_the_duration_syntax() {
+        let text = help().split_whitespace().collect::<Vec<_>>().join(" ");
+        for algorithm in KeyAlgorithm::ALL {
+            assert!(text.contains(algorithm.as_str()), "--help lists {algorithm}");
+        }
+        assert!(text.contains("1h30m") && text.contains("units: ms, s, m, h, d"), "the duration syntax");
+        assert!(!text.contains("=]"), "no empty env values");
+    }
 }

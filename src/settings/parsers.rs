@@ -69,6 +69,25 @@ pub fn duration(value: &str) -> Result<Duration, String> {
         .map_err(|_| "expected a duration such as 250ms, 30s, 5m or 1h30m".to_string())
 }
 
+/// A duration in the form `--help` and the defaults use (`250ms`, `30s`, `5m`, `1h30m`, `24h`), so
+/// `config` prints what an operator would type. Sub-millisecond parts are dropped.
+pub fn format_duration(d: Duration) -> String {
+    let millis = d.as_millis();
+    if millis == 0 {
+        return "0s".into();
+    }
+    let (hours, rest) = (millis / 3_600_000, millis % 3_600_000);
+    let (minutes, rest) = (rest / 60_000, rest % 60_000);
+    let (seconds, millis) = (rest / 1000, rest % 1000);
+    let mut out = String::new();
+    for (value, unit) in [(hours, "h"), (minutes, "m"), (seconds, "s"), (millis, "ms")] {
+        if value > 0 {
+            out.push_str(&format!("{value}{unit}"));
+        }
+    }
+    out
+}
+
 /// A duration of at least 100 ms (a loop interval or a lease of zero would spin or expire at
 /// once).
 pub fn positive_duration(value: &str) -> Result<Duration, String> {
@@ -167,8 +186,13 @@ pub fn legacy_keys(value: &str) -> Result<Secret<Vec<NamedKey>>, String> {
 }
 
 /// Variables whose values are never printed, not even when rejected.
-pub const SECRET_VARS: [&str; 4] =
-    ["CERTCTL_DATABASE_URL", "CERTCTL_API_KEYS_NAMED", "CERTCTL_AUTH_SECRET", "CERTCTL_CONFIG_ENCRYPTION_KEY"];
+pub const SECRET_VARS: [&str; 5] = [
+    "CERTCTL_DATABASE_URL",
+    "CERTCTL_API_KEYS_NAMED",
+    "CERTCTL_AUTH_SECRET",
+    "CERTCTL_CONFIG_ENCRYPTION_KEY",
+    "CERTCTL_AGENT_BOOTSTRAP_TOKEN",
+];
 
 /// Renders a clap error as one line: `invalid CERTCTL_X="value": what is accepted`.
 pub fn one_line(error: &clap::Error) -> String {
@@ -232,6 +256,14 @@ pub fn keygen_mode(value: &str) -> Result<certctl_actors::renewal::dispatcher::K
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_print_as_they_are_typed() {
+        for text in ["250ms", "30s", "5m", "1h30m", "24h", "720h", "1m30s", "2s500ms"] {
+            assert_eq!(format_duration(duration(text).unwrap()), text);
+        }
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+    }
 
     #[test]
     fn durations_accept_go_style_values() {

@@ -48,8 +48,36 @@ pub struct Application {
 }
 
 impl Application {
-    /// Starts the database side, binds the listeners and builds the HTTP server.
+    /// Starts the database side, binds the listeners and builds the HTTP server. When a first
+    /// start fails (the data directory did not exist before it), the embedded cluster is stopped
+    /// and the data directory removed, so the next attempt starts from nothing rather than from
+    /// half a set-up.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let data_dir = settings.data_dir.clone();
+        let first_start = !data_dir.exists();
+        let mut cluster = None;
+        let built = Self::assemble(settings, &mut cluster).await;
+        if built.is_err() {
+            if let Some(mut cluster) = cluster.take() {
+                let _ = tokio::task::spawn_blocking(move || cluster.stop()).await;
+            }
+            if first_start && data_dir.exists() {
+                match std::fs::remove_dir_all(&data_dir) {
+                    Ok(()) => {
+                        tracing::info!(path = %data_dir.display(), "removed the data directory this failed first start made")
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %data_dir.display(), error = %e, "could not remove the data directory this failed first start made")
+                    }
+                }
+            }
+        }
+        built
+    }
+
+    /// [`Application::build`] itself; the embedded cluster, once started, is kept in `cluster`
+    /// so a failure can stop it.
+    async fn assemble(settings: Settings, cluster: &mut Option<EmbeddedPostgres>) -> anyhow::Result<Application> {
         let signals = ShutdownSignals::install();
         let prometheus = telemetry::metrics_handle();
         let patience = settings.database_connect_timeout;
@@ -62,8 +90,8 @@ impl Application {
             .await
             .context("the PostgreSQL TLS set-up task failed")??;
 
-        let (embedded, base_config) = match &settings.database_url {
-            Some(url) => (None, url.config.clone()),
+        let base_config = match &settings.database_url {
+            Some(url) => url.config.clone(),
             None => {
                 let mut options = EmbeddedOptions::new(&settings.data_dir);
                 options.bin_dir = settings.postgres_bin_dir.clone();
@@ -72,9 +100,10 @@ impl Application {
                 let embedded = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(options))
                     .await
                     .context("the embedded PostgreSQL start-up task failed")??;
-                bootstrap::ensure_database(&embedded.connect_config("postgres"), &pg_tls, DB_NAME, patience).await?;
-                let config = embedded.connect_config(DB_NAME);
-                (Some(embedded), config)
+                let (admin, config) = (embedded.connect_config("postgres"), embedded.connect_config(DB_NAME));
+                *cluster = Some(embedded);
+                bootstrap::ensure_database(&admin, &pg_tls, DB_NAME, patience).await?;
+                config
             }
         };
 
@@ -194,6 +223,7 @@ impl Application {
             None => (None, None),
         };
 
+        let embedded = cluster.take();
         tracing::info!(address = %base_url, tls = scheme == "https", embedded_database = embedded.is_some(), "certctl server listening");
         Ok(Application {
             port,

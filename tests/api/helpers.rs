@@ -21,8 +21,8 @@ const TEMPLATE: &str = "certctl_template";
 /// Where the shared cluster lives and how to reach it as a superuser.
 pub struct Cluster {
     admin: tokio_postgres::Config,
-    /// Keeps the embedded cluster alive for the whole test process.
-    _embedded: Option<EmbeddedPostgres>,
+    /// The embedded cluster, alive for the whole test process and stopped when it exits.
+    embedded: std::sync::Mutex<Option<EmbeddedPostgres>>,
 }
 
 impl Cluster {
@@ -71,13 +71,63 @@ impl Cluster {
 }
 
 /// A short path under /tmp that every user can traverse (the cluster may run as `postgres`).
+/// Every scratch dir is this process's and is removed when it exits (see [`clean_up_at_exit`]).
 pub fn scratch_dir(tag: &str) -> PathBuf {
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registers a plain `extern "C"` function with no arguments, as atexit expects.
+    AT_EXIT.call_once(|| unsafe {
+        libc::atexit(clean_up_at_exit);
+    });
     let dir =
         std::env::temp_dir().join(format!("certctl-{tag}-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("creating a scratch dir");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod scratch dir");
     dir
+}
+
+/// Runs when the test process exits: stops the shared cluster, waits for the other clusters the
+/// tests started (already told to stop) to be gone, then removes this process's scratch dirs, so
+/// a run leaves nothing in /tmp. `CERTCTL_TEST_KEEP_SCRATCH=1` keeps them for a post-mortem.
+extern "C" fn clean_up_at_exit() {
+    if let Some(cluster) = CLUSTER.get() {
+        if let Some(mut embedded) = cluster.embedded.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            embedded.stop();
+        }
+    }
+    if std::env::var_os("CERTCTL_TEST_KEEP_SCRATCH").is_some() {
+        return;
+    }
+    let prefix = format!("-{}-", std::process::id());
+    let ours: Vec<PathBuf> = std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().strip_prefix("certctl-").is_some_and(|rest| rest.contains(&prefix)))
+        .map(|e| e.path())
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let running = |dir: &PathBuf| walk(dir, 3).iter().any(|p| p.file_name().is_some_and(|n| n == "postmaster.pid"));
+    while ours.iter().any(running) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for dir in ours {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Files under `dir`, `depth` levels deep at most.
+fn walk(dir: &std::path::Path, depth: usize) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() && depth > 0 {
+            found.extend(walk(&path, depth - 1));
+        } else {
+            found.push(path);
+        }
+    }
+    found
 }
 
 /// Removes scratch dirs left by test processes that are gone.
@@ -101,11 +151,10 @@ fn remove_stale_scratch_dirs() {
 
 /// The process-wide cluster, started on first use.
 pub fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
         if let Ok(url) = std::env::var("CERTCTL_TEST_DATABASE_URL") {
             let admin: tokio_postgres::Config = url.parse().expect("CERTCTL_TEST_DATABASE_URL is not a PostgreSQL URL");
-            return Cluster { admin, _embedded: None };
+            return Cluster { admin, embedded: Default::default() };
         }
         remove_stale_scratch_dirs();
         let mut options = EmbeddedOptions::new(scratch_dir("cluster"));
@@ -116,9 +165,12 @@ pub fn cluster() -> &'static Cluster {
         }
         let embedded = EmbeddedPostgres::start(options).expect("starting the test cluster");
         let admin = embedded.connect_config("postgres");
-        Cluster { admin, _embedded: Some(embedded) }
+        Cluster { admin, embedded: std::sync::Mutex::new(Some(embedded)) }
     })
 }
+
+/// The shared cluster, once started.
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 
 /// Creates the migrated template once per process.
 async fn ensure_template() {

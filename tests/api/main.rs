@@ -13,6 +13,7 @@ mod config;
 mod database_tls;
 mod embedded;
 mod etag;
+mod first_use;
 mod freezing_proxy;
 mod health;
 mod helpers;

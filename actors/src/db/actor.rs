@@ -143,10 +143,10 @@ impl<Q: DbQuery> Handler<Envelope<Q>> for DbActor {
                 };
                 match &result {
                     Err(e @ DbError::Unexpected(_)) => {
-                        tracing::error!(error.cause_chain = ?e, "query failed");
+                        tracing::error!(error.cause_chain = %crate::error::cause_chain(e), "query failed");
                     }
                     Err(e @ DbError::Unavailable { .. }) => {
-                        tracing::warn!(error.cause_chain = ?e, queued_ms = queued.as_millis() as u64, "database unavailable");
+                        tracing::warn!(error.cause_chain = %crate::error::cause_chain(e), queued_ms = queued.as_millis() as u64, "database unavailable");
                     }
                     Err(e) => tracing::debug!(error = %e, "query refused by a constraint"),
                     Ok(_) => {}

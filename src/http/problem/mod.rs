@@ -13,6 +13,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use certctl_actors::domain::validation::FieldError;
+use certctl_actors::error::cause_chain;
 
 use super::request_id::current_request;
 pub use conflict::Conflict;
@@ -158,7 +159,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         if let ApiError::Internal(e) = self {
-            tracing::error!(error.cause_chain = ?e, "request failed with an internal error");
+            tracing::error!(error.cause_chain = %cause_chain(e.as_ref()), "request failed with an internal error");
         }
         let status = self.status_code();
         let (slug, title) = self.kind();

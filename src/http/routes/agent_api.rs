@@ -22,6 +22,7 @@ use crate::http::actor::Actor;
 use crate::http::json::{OptionalJson, ValidJson};
 use crate::http::path_id::{CertId, Id, JobId};
 use crate::http::problem::{ApiError, Conflict};
+use crate::http::query::{Query, QueryFields};
 use crate::http::AppState;
 
 /// The agent a request acts as: the caller's own (checked by the middleware), or for an admin key
@@ -120,6 +121,10 @@ pub struct CertificateParams {
     version_id: Option<String>,
 }
 
+impl QueryFields for CertificateParams {
+    const FIELDS: &'static [&'static str] = &["version_id"];
+}
+
 /// `GET /api/v1/agents/{id}/certificates/{cert_id}[?version_id=]`: the newest issued version (or
 /// the one named) of a certificate bound to one of the agent's targets, with its PEM chain, and the
 /// private key when the server generated it (`CERTCTL_KEYGEN_MODE=server`; audited).
@@ -130,11 +135,11 @@ pub async fn certificate(
     actor: Actor,
     id: Id,
     certificate_id: CertId,
-    params: web::Query<CertificateParams>,
+    params: Query<CertificateParams>,
 ) -> Result<HttpResponse, ApiError> {
     let agent = acting_agent(&state, &caller, &id)?;
     let certificate_id = certificate_id.0;
-    let version_id = params.into_inner().version_id;
+    let version_id = params.0.version_id;
     match state.engine.agent_work().pick_up(&agent, &certificate_id, version_id, actor.0).await? {
         Pickup::Chain(chain) => Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(chain)),
         Pickup::Invalid(_) => Err(ApiError::InvalidQuery("version_id must be a version id such as cv-0193…".into())),

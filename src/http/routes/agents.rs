@@ -16,9 +16,10 @@ use crate::http::actor::Actor;
 use crate::http::cursor;
 use crate::http::etag;
 use crate::http::json::ValidJson;
-use crate::http::paging::{one_of, PageRequest};
+use crate::http::paging::one_of;
 use crate::http::path_id::Id;
 use crate::http::problem::ApiError;
+use crate::http::query::{ListQuery, Query, QueryFields};
 use crate::http::AppState;
 
 /// Oldest first, the order of the agent list and its cursors.
@@ -57,14 +58,13 @@ pub async fn register(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
-    limit: Option<i64>,
-    cursor: Option<String>,
-    page: Option<i64>,
-    per_page: Option<i64>,
-    include_total: Option<bool>,
     status: Option<String>,
     os: Option<String>,
     version: Option<String>,
+}
+
+impl QueryFields for ListParams {
+    const FIELDS: &'static [&'static str] = &["status", "os", "version"];
 }
 
 /// `GET /api/v1/agents?status=&os=&version=&limit=&cursor=`
@@ -73,10 +73,9 @@ pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
-    params: web::Query<ListParams>,
+    query: ListQuery<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let p = params.into_inner();
-    let paging = PageRequest::parse(p.limit, p.cursor, p.page, p.per_page, p.include_total)?;
+    let (paging, p) = (query.paging, query.params);
     let status = one_of("status", p.status, &AGENT_STATUSES)?;
     let filters = AgentFilters { status, os: p.os, version: p.version };
     let query = ListAgents { filters, window: cursor::time_window(&paging, ORDER)? };
@@ -96,6 +95,10 @@ pub struct RetireParams {
     reason: Option<String>,
 }
 
+impl QueryFields for RetireParams {
+    const FIELDS: &'static [&'static str] = &["reason"];
+}
+
 /// `DELETE /api/v1/agents/{id}[?reason=]` (admin): retires the agent. Its key is refused from
 /// now on (410), its open deployment jobs are cancelled, CSR jobs it held are freed.
 #[tracing::instrument(skip_all, fields(agent_id = %id.0))]
@@ -104,9 +107,9 @@ pub async fn retire(
     _admin: Admin,
     actor: Actor,
     id: Id,
-    params: web::Query<RetireParams>,
+    params: Query<RetireParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let reason = params.into_inner().reason.unwrap_or_default();
+    let reason = params.0.reason.unwrap_or_default();
     match state.engine.agents().retire(&id.0, reason, actor.0).await? {
         Retirement::Done(agent, cancelled_jobs) => {
             tracing::info!(agent_id = %id.0, cancelled_jobs, "agent retired");

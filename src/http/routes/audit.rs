@@ -2,7 +2,7 @@
 //! by its id.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use certctl_actors::queries::audit::{AuditFilter, GetAuditEvent, ListAuditEvents};
 
@@ -15,18 +15,13 @@ use crate::http::cursor;
 use crate::http::etag::{self, revalidate, Revalidation};
 use crate::http::paging::{rfc3339, PageRequest};
 use crate::http::problem::ApiError;
+use crate::http::query::{ListQuery, QueryFields};
 use crate::http::AppState;
 
 /// Query parameters of the audit list.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
-    limit: Option<i64>,
-    cursor: Option<String>,
-    /// certctl's offset paging (answers `total`).
-    page: Option<i64>,
-    per_page: Option<i64>,
-    include_total: Option<bool>,
     actor: Option<String>,
     action: Option<String>,
     resource_type: Option<String>,
@@ -37,6 +32,10 @@ pub struct ListParams {
     until: Option<String>,
 }
 
+impl QueryFields for ListParams {
+    const FIELDS: &'static [&'static str] = &["actor", "action", "resource_type", "resource_id", "since", "until"];
+}
+
 /// `GET /api/v1/audit?actor=&action=&resource_type=&resource_id=&since=&until=&limit=&cursor=`
 #[tracing::instrument(skip_all)]
 pub async fn list(
@@ -44,11 +43,9 @@ pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
     actor: Actor,
-    params: web::Query<ListParams>,
+    query: ListQuery<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let p = params.into_inner();
-    let summary = serde_json::to_value(&p).unwrap_or_default();
-    let paging = PageRequest::parse(p.limit, p.cursor.clone(), p.page, p.per_page, p.include_total)?;
+    let (paging, p, summary) = (query.paging, query.params, query.raw);
     let filter = AuditFilter {
         since: rfc3339("since", p.since.as_deref())?,
         until: rfc3339("until", p.until.as_deref())?,

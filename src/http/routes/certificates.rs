@@ -3,7 +3,7 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use certctl_actors::domain::certificate::{CertificatePatch, CertificateStatus, NewCertificate};
 use certctl_actors::queries::certificate_list::{
@@ -24,24 +24,16 @@ use crate::http::json::ValidJson;
 use crate::http::paging::{rfc3339, PageRequest};
 use crate::http::path_id::Id;
 use crate::http::problem::{ApiError, Conflict};
+use crate::http::query::{ListQuery, NoParams, QueryFields};
 use crate::http::sparse::{FieldSet, Sparse};
 use crate::http::AppState;
 use certctl_actors::domain::validation::{is_valid_id, Violations};
 use certctl_actors::etag_cache::Table;
 
-/// Query parameters of the list endpoint (serialized as the audited-read summary).
-#[derive(Debug, Deserialize, Serialize)]
+/// Query parameters of the list endpoint besides paging.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
-    /// Keyset page size, 1 to 1000 (default 50).
-    limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// certctl's offset paging: page number (from 1) and page size (1 to 1000); answers `total`.
-    page: Option<i64>,
-    per_page: Option<i64>,
-    /// Also count the matches in keyset mode.
-    include_total: Option<bool>,
     status: Option<String>,
     environment: Option<String>,
     owner_id: Option<String>,
@@ -57,6 +49,23 @@ pub struct ListParams {
     sort: Option<String>,
     /// Sparse fieldset: `fields=id,name,status`.
     fields: Option<String>,
+}
+
+impl QueryFields for ListParams {
+    const FIELDS: &'static [&'static str] = &[
+        "status",
+        "environment",
+        "owner_id",
+        "team_id",
+        "issuer_id",
+        "profile_id",
+        "expires_before",
+        "expires_after",
+        "updated_after",
+        "q",
+        "sort",
+        "fields",
+    ];
 }
 
 fn id_filter(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
@@ -111,9 +120,9 @@ pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
     actor: Actor,
-    params: web::Query<ListParams>,
+    query: ListQuery<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let p = params.into_inner();
+    let (request, p, raw) = (query.paging, query.params, query.raw);
     let status = p
         .status
         .as_deref()
@@ -138,7 +147,6 @@ pub async fn list(
     };
     let sort = parse_sort(p.sort.as_deref())?;
     let fields = p.fields.as_deref().map(FieldSet::parse).transpose()?;
-    let request = PageRequest::parse(p.limit, p.cursor.clone(), p.page, p.per_page, p.include_total)?;
     let paging = match &request {
         PageRequest::Keyset { limit, cursor, .. } => {
             Paging::Keyset { after: cursor.as_deref().map(|c| cursor::decode(c, sort)).transpose()?, limit: *limit }
@@ -156,7 +164,7 @@ pub async fn list(
         Revalidation::Fresh(etag) => etag,
     };
     let result = state.db.run(ListCertificates { filters, sort, paging, with_total: request.with_total() }).await?;
-    let details = serde_json::json!({ "query": serde_json::to_value(&p).unwrap_or_default() });
+    let details = serde_json::json!({ "query": raw });
     audit_read(&state, actor.0, "certificate", "list", "*", details).await?;
 
     let next_cursor = result.next.as_ref().map(cursor::encode);
@@ -292,28 +300,22 @@ pub async fn bulk_reassign(
     })))
 }
 
-/// Query parameters of the versions list.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VersionParams {
-    limit: Option<i64>,
-    cursor: Option<String>,
-}
-
 /// `GET /api/v1/certificates/{id}/versions`: issued versions, newest first, in keyset pages.
 #[tracing::instrument(skip_all, fields(certificate_id))]
 pub async fn versions(
     state: web::Data<AppState>,
     actor: Actor,
     id: Id,
-    params: web::Query<VersionParams>,
+    query: ListQuery<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.0;
     tracing::Span::current().record("certificate_id", id.as_str());
-    let params = params.into_inner();
-    let limit = PageRequest::parse(params.limit, None, None, None, None)?.size();
+    let (limit, cursor_value) = match query.paging {
+        PageRequest::Keyset { limit, cursor, include_total: false } => (limit, cursor),
+        _ => return Err(ApiError::InvalidQuery("versions are paged with limit and cursor only".into())),
+    };
     let order = Sort { key: SortKey::CreatedAt, descending: true };
-    let before = match params.cursor.as_deref().map(|c| cursor::decode(c, order)).transpose()? {
+    let before = match cursor_value.as_deref().map(|c| cursor::decode(c, order)).transpose()? {
         Some(SortCursor { value: SortValue::Time(t), id, .. }) => Some((t, id)),
         Some(_) => return Err(ApiError::InvalidQuery("cursor is not for this list".into())),
         None => None,

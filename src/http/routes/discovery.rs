@@ -21,9 +21,10 @@ use crate::http::actor::Actor;
 use crate::http::cursor;
 use crate::http::etag;
 use crate::http::json::ValidJson;
-use crate::http::paging::{one_of, rfc3339, PageRequest};
+use crate::http::paging::{one_of, rfc3339};
 use crate::http::path_id::Id;
 use crate::http::problem::{ApiError, Conflict};
+use crate::http::query::{ListQuery, QueryFields};
 use crate::http::AppState;
 use certctl_actors::etag_cache::Table;
 
@@ -56,14 +57,13 @@ pub async fn report(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
-    limit: Option<i64>,
-    cursor: Option<String>,
-    page: Option<i64>,
-    per_page: Option<i64>,
-    include_total: Option<bool>,
     agent_id: Option<String>,
     status: Option<String>,
     expiring_before: Option<String>,
+}
+
+impl QueryFields for ListParams {
+    const FIELDS: &'static [&'static str] = &["agent_id", "status", "expiring_before"];
 }
 
 /// `GET /api/v1/discovered-certificates?agent_id=&status=&expiring_before=&limit=&cursor=`
@@ -72,10 +72,9 @@ pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
-    params: web::Query<ListParams>,
+    query: ListQuery<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let p = params.into_inner();
-    let paging = PageRequest::parse(p.limit, p.cursor, p.page, p.per_page, p.include_total)?;
+    let (paging, p) = (query.paging, query.params);
     let status = one_of("status", p.status, &DISCOVERY_STATUSES)?;
     let expiring_before = rfc3339("expiring_before", p.expiring_before.as_deref())?;
     let filters = DiscoveryFilters { agent_id: p.agent_id, status, expiring_before };

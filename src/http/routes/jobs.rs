@@ -12,9 +12,10 @@ use crate::auth::Caller;
 use crate::http::actor::Actor;
 use crate::http::cursor;
 use crate::http::etag;
-use crate::http::paging::{one_of, PageRequest};
+use crate::http::paging::one_of;
 use crate::http::path_id::Id;
 use crate::http::problem::{ApiError, Conflict};
+use crate::http::query::{ListQuery, QueryFields};
 use crate::http::AppState;
 use certctl_actors::etag_cache::Table;
 
@@ -24,16 +25,15 @@ const ORDER: Sort = Sort { key: SortKey::CreatedAt, descending: true };
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
-    limit: Option<i64>,
-    cursor: Option<String>,
-    page: Option<i64>,
-    per_page: Option<i64>,
-    include_total: Option<bool>,
     status: Option<String>,
     #[serde(rename = "type")]
     job_type: Option<String>,
     certificate_id: Option<String>,
     agent_id: Option<String>,
+}
+
+impl QueryFields for ListParams {
+    const FIELDS: &'static [&'static str] = &["status", "type", "certificate_id", "agent_id"];
 }
 
 /// `GET /api/v1/jobs?status=&type=&certificate_id=&agent_id=&limit=&cursor=`
@@ -42,10 +42,9 @@ pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
-    params: web::Query<ListParams>,
+    query: ListQuery<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let p = params.into_inner();
-    let paging = PageRequest::parse(p.limit, p.cursor, p.page, p.per_page, p.include_total)?;
+    let (paging, p) = (query.paging, query.params);
     let filters = JobFilters {
         status: one_of("status", p.status, &JOB_STATUSES)?,
         job_type: one_of("type", p.job_type, &JOB_TYPES)?,

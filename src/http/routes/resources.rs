@@ -21,6 +21,7 @@ use crate::http::json::ValidJson;
 use crate::http::paging::PageRequest;
 use crate::http::path_id::Id;
 use crate::http::problem::ApiError;
+use crate::http::query::{ListQuery, QueryFields};
 use crate::http::AppState;
 
 /// Registers the five routes of resource `R` under `path` (e.g. `/teams`).
@@ -33,54 +34,50 @@ pub fn routes<R: Resource>(cfg: &mut web::ServiceConfig, path: &str) {
     );
 }
 
-/// Parses an integer parameter (its range is checked by `PageRequest::parse`).
-fn number(name: &str, value: &str) -> Result<i64, ApiError> {
-    value.parse().map_err(|_| ApiError::InvalidQuery(format!("{name} must be an integer (got {value:?})")))
-}
-
 fn not_found<R: Resource>(id: &str) -> ApiError {
     ApiError::NotFound(format!("no {} with id {id}", R::KIND.replace('_', " ")))
+}
+
+/// A resource list's own parameters: `q` and the resource's filters.
+pub struct ResourceFilters<R>(BTreeMap<String, String>, PhantomData<R>);
+
+impl<'de, R> serde::Deserialize<'de> for ResourceFilters<R> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        BTreeMap::deserialize(deserializer).map(|map| ResourceFilters(map, PhantomData))
+    }
+}
+
+impl<R: Resource> QueryFields for ResourceFilters<R> {
+    fn accepts(name: &str) -> bool {
+        name == "q" || R::FILTERS.iter().any(|(filter, _)| *filter == name)
+    }
+
+    fn accepted() -> Vec<&'static str> {
+        std::iter::once("q").chain(R::FILTERS.iter().map(|(name, _)| *name)).collect()
+    }
 }
 
 /// `GET <path>?limit=&cursor=&q=&<filters>`: creation order, oldest first.
 async fn list<R: Resource>(
     state: web::Data<AppState>,
     actor: Actor,
-    query: web::Query<BTreeMap<String, String>>,
+    query: ListQuery<ResourceFilters<R>>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = query.into_inner();
-    let summary = serde_json::json!({ "query": &query });
+    let summary = serde_json::json!({ "query": &query.raw });
+    let (request, params) = (query.paging, query.params.0);
     let mut filters = Vec::new();
-    let (mut limit, mut cursor_value, mut name_prefix) = (None, None, None);
-    let (mut page, mut per_page, mut include_total) = (None, None, None);
-    for (key, value) in query {
+    let mut name_prefix = None;
+    for (key, value) in params {
         match key.as_str() {
-            "limit" => limit = Some(number("limit", &value)?),
-            "page" => page = Some(number("page", &value)?),
-            "per_page" => per_page = Some(number("per_page", &value)?),
-            "include_total" => {
-                include_total = Some(
-                    value.parse().map_err(|_| ApiError::InvalidQuery("include_total must be true or false".into()))?,
-                )
-            }
-            "cursor" => cursor_value = Some(value),
             "q" => name_prefix = Some(value).filter(|v| !v.is_empty()),
             other => match R::FILTERS.iter().find(|(name, _)| *name == other) {
                 // Types are stored lower-case; accept certctl's capitalised names in filters too.
                 Some((_, "type")) => filters.push(("type", normalize_type(value))),
                 Some((_, column)) => filters.push((*column, value)),
-                None => {
-                    let mut accepted = vec!["limit", "cursor", "page", "per_page", "include_total", "q"];
-                    accepted.extend(R::FILTERS.iter().map(|(name, _)| *name));
-                    return Err(ApiError::InvalidQuery(format!(
-                        "unknown parameter {other:?}; accepted: {}",
-                        accepted.join(", ")
-                    )));
-                }
+                None => {}
             },
         }
     }
-    let request = PageRequest::parse(limit, cursor_value, page, per_page, include_total)?;
     let after = match &request {
         PageRequest::Keyset { cursor: Some(c), .. } => match cursor::decode(c, Sort::default())? {
             SortCursor { value: SortValue::Time(t), id, .. } => Some((t, id)),
