@@ -1,6 +1,7 @@
 //! Scenario `api_tier`, the reference harness' first tier: certificate creation
 //! (`POST /api/v1/certificates`) and list pages (`GET /api/v1/certificates?limit=50`) at constant
-//! rates over a seeded inventory, against the real server binary (embedded PostgreSQL, TLS on).
+//! rates over a seeded inventory (set-based inserts), against the real server binary (embedded
+//! PostgreSQL, TLS on).
 //!
 //! Two phases after the ceiling (`GET /health` at maximum rate):
 //! - **contract**: certctl's load test: 50 creates/s + 50 lists/s; thresholds create p95 < 2 s
@@ -8,9 +9,11 @@
 //! - **goal**: ours on this 2-core machine with the load generator beside the server: lists at
 //!   2,000/s with p99 < 5 ms, creations at 3,000/s sustained, 0 errors.
 //!
-//! `cargo bench --bench api_tier` (full: 100,000 seeded certificates, contract 300 s, goal 60 s)
-//! or `cargo bench --bench api_tier -- --quick` (10,000 certificates, 5 s phases). Thresholds are
-//! reported, never asserted. Results: text on stdout, JSON under `$CARGO_TARGET_TMPDIR/bench-results/`.
+//! `cargo bench --bench api_tier` (full: 100,000 seeded certificates, contract 300 s, goal 60 s) or
+//! `cargo bench --bench api_tier -- --quick` (10,000 certificates, 5 s phases); `-- --only goal` or
+//! `-- --only contract` runs one phase. Thresholds are reported, never asserted. Results: text on
+//! stdout, JSON under `$CARGO_TARGET_TMPDIR/bench-results/`; discussed in
+//! docs/operator/benchmarks.md.
 
 mod harness;
 

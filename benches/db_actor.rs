@@ -1,10 +1,12 @@
 //! Is the DB actor a bottleneck? Measures point reads (`get_certificate`) and 50-row pages
 //! (`list_certificates`) through the DB actor with 1, 2 and 4 instances, against the same queries
 //! run straight on the pool (the ceiling the actor can at best match), over a real embedded
-//! PostgreSQL. Reports throughput, p50/p99 latency and the ratio to the direct ceiling.
+//! PostgreSQL. Reports throughput, p50/p99 latency and the ratio to the direct ceiling: the
+//! reasoning behind the `CERTCTL_DATABASE_ACTORS` default.
 //!
-//! `cargo bench --bench db_actor` (5 s per case) or `cargo bench --bench db_actor -- --quick`
-//! (1 s per case). Results: a table on stdout and JSON in `$CARGO_TARGET_TMPDIR/db_actor.json`.
+//! `cargo bench --bench db_actor` (5 s per case) or `cargo bench --bench db_actor -- --quick` (1 s
+//! per case). Results: a table on stdout and JSON in `$CARGO_TARGET_TMPDIR/db_actor.json`;
+//! discussed in docs/operator/benchmarks.md.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,6 @@
 //! Reporting: per-stream numbers, verdicts against certctl's threshold contract and our goal,
 //! ratios to the ceiling measured in the same run, server CPU and RSS; text on stdout and a JSON
-//! file per run.
+//! file per run under `$CARGO_TARGET_TMPDIR/bench-results/`.
 
 use serde_json::{json, Value};
 

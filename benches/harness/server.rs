@@ -1,5 +1,9 @@
-//! The server under test: a real `certctl-server` process on a scratch data dir, and the
-//! statistics of it and its PostgreSQL.
+//! The server under test: a real `certctl-server` process on a scratch data dir (embedded
+//! PostgreSQL, TLS on), with every `CERTCTL_*` variable of the bench's own environment passed on
+//! and overriding the scenario's settings; and the statistics of it and its PostgreSQL. Also the
+//! reqwest HTTP/2 client trusting the server's certificate, `clients(n)` for load spread over
+//! several connections, the `/health` ceiling (also over those clients: `ceiling_over`), admin
+//! requests, a connection to the server's own database, and CPU and RSS from `/proc`.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,12 @@
 //! The real `certctl-agent` binary against a real server over HTTPS (the server's self-signed
-//! certificate pinned with `--ca-bundle`): it registers with the bootstrap token, heartbeats,
-//! answers a renewal with its own key and CSR, installs the issued certificate into a file
-//! target, runs the reload command, rolls back when the reload fails, and stops when retired.
+//! certificate pinned with `--ca-bundle`): it registers with the bootstrap token (its key file 0600),
+//! heartbeats (reaching the database through the aggregator's flush), answers a renewal with its own
+//! key and CSR, installs the issued certificate into a file target (certificate, chain, full chain
+//! and key, the key 0600; the chain checked with `openssl verify`), runs the reload command, finds the
+//! installed certificate in its own discovery scan, rolls back when the reload fails (the previous
+//! files restored, the job Failed), installs the key the server made under server key generation
+//! (the hand-over audited), stops with exit code 3 when retired, and refuses a plain-HTTP server and a
+//! missing key.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

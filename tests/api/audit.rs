@@ -1,5 +1,8 @@
-//! The audit trail: a row for every mutation, in the same transaction; append-only; readable
-//! through the API with filters and keyset pages; reads audited only when asked; retention.
+//! The audit trail: one row for every mutation, written in the same statement as the change, with
+//! its actor and request id, and none for a refused mutation; append-only (rows cannot be changed or
+//! deleted); readable through the API newest first with filters and keyset pages, and by its own id;
+//! reads audited only when asked (`CERTCTL_AUDIT_READS`); retention deleting only expired events, in
+//! batches.
 
 use reqwest::Method;
 use serde_json::{json, Value};

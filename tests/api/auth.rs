@@ -1,4 +1,6 @@
-//! Authentication: missing, wrong, non-admin and admin keys, and CERTCTL_AUTH_TYPE=none.
+//! Authentication: missing (401 with `WWW-Authenticate`), wrong and malformed keys, the `Bearer`
+//! scheme name in any case, non-admin keys (reads, but 403 on admin routes) and admin keys (the
+//! masked config), `auth/check` naming the caller, and `CERTCTL_AUTH_TYPE=none`.
 
 use reqwest::Method;
 use serde_json::Value;

@@ -1,4 +1,8 @@
-//! Every kind of bad input answers a 4xx problem document carrying the request id.
+//! Every kind of bad input answers a 4xx problem document carrying the request id: malformed JSON,
+//! unknown and missing fields, wrong types (naming the field), control characters in tags (a 422, not
+//! a 500), bodies that are not JSON (415) or too large (413), bad path ids and query parameters
+//! (out-of-range limits and cursors, unknown parameters), wrong methods (405) and unknown routes
+//! (404). A sane `X-Request-ID` is honoured and echoed, an insane one replaced.
 
 use reqwest::Method;
 use serde_json::json;

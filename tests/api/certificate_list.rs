@@ -1,5 +1,7 @@
-//! The certificate list: filters, sorts with keyset pages in each order, sparse fields, and
-//! certctl's page/per_page with totals — with no silent caps.
+//! The certificate list: filters (combined, and `q` with its wildcards taken literally), sorts with
+//! keyset pages walked through in each order, sparse fields, and certctl's page/per_page with totals —
+//! with no silent caps (out-of-range or mixed paging is a 400); and 100,000 certificates paged
+//! exactly in both modes.
 
 use serde_json::{json, Value};
 

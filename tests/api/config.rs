@@ -1,5 +1,9 @@
-//! Settings: invalid values stop start-up with one line naming the variable; `config` masks
-//! secrets; an external database without keys is refused.
+//! Settings: invalid values stop start-up with one line naming the variable and what is accepted;
+//! rejected secrets are not echoed; missing PostgreSQL binaries say how to fix it; TLS paths come in
+//! pairs; `config` masks secrets; `--help` lists every variable with its default; an external database
+//! without keys, or without `CERTCTL_CONFIG_ENCRYPTION_KEY`, is refused. And
+//! `sigint_drains_and_stops_the_embedded_cluster`, which runs the real binary, sends SIGINT and checks
+//! exit code 0 and a clean cluster stop.
 
 use std::process::Command;
 

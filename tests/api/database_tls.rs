@@ -1,5 +1,8 @@
 //! TLS to an external PostgreSQL: a real cluster that accepts TCP connections only over TLS, with
-//! a certificate from a test CA.
+//! a certificate from a test CA. The server connects with verification and
+//! `CERTCTL_DATABASE_TLS_CA_PATH`, refuses to start on the untrusted certificate without it, and
+//! connects encrypted with `CERTCTL_DATABASE_TLS_VERIFY=false`. These tests start their own cluster,
+//! so they need the PostgreSQL server binaries even with `CERTCTL_TEST_DATABASE_URL`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;

@@ -1,5 +1,7 @@
-//! The embedded PostgreSQL: first start, restart reusing data, a cluster that dies, an orphaned
-//! cluster from a killed server, and a second server on the same data dir.
+//! The embedded PostgreSQL: first start (a cluster and an admin key) and a restart reusing both, a
+//! second server on the same data dir refused, a killed `postgres` restarted with the server
+//! recovering, and an orphaned cluster from a killed server shut down before a new one starts. These
+//! tests start clusters of their own, so they always need the PostgreSQL server binaries.
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;

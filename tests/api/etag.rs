@@ -1,7 +1,12 @@
-//! ETags on the five hot lists: 304 with no database query while nothing changed, 200 after every
-//! kind of change (the API, the dispatcher, a heartbeat flush, SQL typed by hand), across two
-//! servers on one database, and no 304 at all while the change listener is disconnected or its
-//! session has gone silent.
+//! ETags on the five hot lists: 304 with no database query while nothing changed (the DB handle's
+//! query count unchanged), `If-None-Match` with lists of tags, weak tags and `*`, and 200 after every
+//! kind of change (an API write and its audit row, the dispatcher's write-back, a heartbeat flush, SQL
+//! typed by hand) within a second, also across two servers and two server processes on one database.
+//! No 304 at all while the change listener is disconnected or its session has gone silent behind
+//! `freezing_proxy.rs` (noticed by the missing probe echo and replaced once the path is back, every
+//! old tag stale afterwards); sweeps and statements that change nothing keep the tags; read auditing
+//! bypasses the cache; compressed and plain answers share their weak tag. Tests wait for the echoes of
+//! the server's own writes before taking tags.
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,5 @@
-//! Liveness, readiness and version.
+//! Liveness, readiness and version: `/health` without a key, `/ready` with the schema version and
+//! a 503 problem while the database is down, and the public version endpoint.
 
 use crate::helpers::{assert_problem, TestApp};
 use serde_json::Value;

@@ -1,4 +1,5 @@
-//! Migrations: versioned, applied once, and safe when two replicas start together.
+//! Migrations: versioned, applied once (a current schema applies nothing), and safe when two
+//! replicas start together.
 
 use std::time::Duration;
 

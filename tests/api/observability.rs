@@ -1,4 +1,5 @@
-//! Metrics: pool, HTTP and DB-query series are exposed; CERTCTL_METRICS_ADDR moves /metrics.
+//! Metrics: pool, HTTP and DB-query series are exposed; CERTCTL_METRICS_ADDR moves /metrics to a
+//! listener of its own, off the API port.
 
 use reqwest::Method;
 

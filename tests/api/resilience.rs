@@ -1,5 +1,6 @@
-//! Failures that must not take the server down: the database going away, pool exhaustion, and a
-//! supervised actor restarting.
+//! Failures that must not take the server down: the database going away (503, recovery without a
+//! restart), pool exhaustion (503 instead of hanging), and a supervised actor restarting (a
+//! recycled DB actor keeps serving).
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,5 @@
-//! HTTPS with the self-signed certificate the server makes on first start.
+//! HTTPS with the self-signed certificate the server makes on first start, which clients can pin
+//! (and which `openssl verify` accepts for itself).
 
 use std::time::Duration;
 
