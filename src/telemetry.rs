@@ -36,7 +36,10 @@ pub fn init_tracing(level: LogLevel, format: LogFormat) {
     };
     // The setting is the level for everything; RUST_LOG, when set, adds per-module directives
     // on top (e.g. RUST_LOG=tokio_postgres=debug).
-    let filter = EnvFilter::new(level);
+    // The HTTP/1 parser logs every malformed request it refuses (an over-long head, a bad request
+    // line) at ERROR: client mistakes, answered with a bare 400/431, that would drown real errors.
+    let filter =
+        EnvFilter::new(level).add_directive("actix_http::h1::dispatcher=off".parse().expect("a valid directive"));
     let filter = match std::env::var("RUST_LOG") {
         Ok(extra) => extra.split(',').filter_map(|d| d.trim().parse().ok()).fold(filter, EnvFilter::add_directive),
         Err(_) => filter,

@@ -39,7 +39,7 @@ pub async fn key_store(
     }
     let mut store = KeyStore::default();
     for key in settings.configured_keys() {
-        store.add_plain(&key.name, &key.key, key.admin);
+        store.add_plain(&key.name, &key.key, key.admin, key.read_only);
     }
     let stored = db.run(ListApiKeys).await.context("loading the stored API keys")?;
     for record in &stored {
@@ -49,7 +49,7 @@ pub async fn key_store(
     if store.is_empty() {
         if !settings.embedded_database() {
             bail!(
-                "no API keys: set CERTCTL_API_KEYS_NAMED=name:key[:admin] (keys of 16+ characters), \
+                "no API keys: set CERTCTL_API_KEYS_NAMED=name:key[:admin|:read] (keys of 16+ characters), \
                  or CERTCTL_AUTH_TYPE=none to run without authentication"
             );
         }
@@ -90,7 +90,7 @@ fn print_banner(key: &str, base_url: &str, cacert: Option<&std::path::Path>) {
          \x20 API key: {key}\n\n\
          Try it:\n\n\
          \x20 curl {cacert}-H \"Authorization: Bearer {key}\" {base_url}/api/v1/certificates\n\n\
-         Configure your own keys with CERTCTL_API_KEYS_NAMED=name:key[:admin].\n\
+         Configure your own keys with CERTCTL_API_KEYS_NAMED=name:key[:admin|:read].\n\
          ================================================================================\n"
     );
 }

@@ -8,11 +8,14 @@ use subtle::ConstantTimeEq;
 
 use certctl_actors::domain::api_key::ApiKeyRecord;
 
-/// Who is calling: the key's name and whether it is an admin key.
+/// Who is calling: the key's name and what it may do.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Caller {
     pub name: String,
+    /// An admin key: everything.
     pub admin: bool,
+    /// A read-only key: `GET` and `HEAD` only.
+    pub read_only: bool,
     /// False when authentication is disabled and the caller is anonymous.
     pub authenticated: bool,
     /// Set for an agent's own key: the agent's id (the key is confined to its endpoints).
@@ -56,10 +59,10 @@ fn random_key(prefix: &str) -> String {
 
 impl KeyStore {
     /// Adds a key by its plaintext (configured keys).
-    pub fn add_plain(&mut self, name: &str, key: &str, admin: bool) {
+    pub fn add_plain(&mut self, name: &str, key: &str, admin: bool, read_only: bool) {
         self.keys.push(StoredKey {
             hash: hash_key(key),
-            caller: Caller { name: name.to_string(), admin, authenticated: true, ..Caller::default() },
+            caller: Caller { name: name.to_string(), admin, read_only, authenticated: true, ..Caller::default() },
         });
     }
 
@@ -115,7 +118,7 @@ mod tests {
     #[test]
     fn keys_authenticate_by_hash() {
         let mut store = KeyStore::default();
-        store.add_plain("ops", "0123456789abcdef", true);
+        store.add_plain("ops", "0123456789abcdef", true, false);
         let generated = generate_key();
         store.add_record(&ApiKeyRecord { name: "gen".into(), key_hash: hash_key_hex(&generated), admin: false });
         assert_eq!(store.authenticate("0123456789abcdef").map(|c| c.admin), Some(true));

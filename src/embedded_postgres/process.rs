@@ -208,7 +208,12 @@ pub fn spawn_postgres(
         .args(["-p", &PORT.to_string()])
         .args(["-c", "listen_addresses="])
         .args(["-c", "unix_socket_permissions=0700"])
-        .args(["-c", &format!("max_connections={}", options.max_connections)]);
+        .args(["-c", &format!("max_connections={}", options.max_connections)])
+        // The log keeps what went wrong, never the data it went wrong with: no statement text
+        // (which carries parameters and JSON bodies, secrets among them) and no DETAIL or CONTEXT
+        // lines (which quote the refused value). The server logs its own side of every error.
+        .args(["-c", "log_min_error_statement=panic", "-c", "log_error_verbosity=terse"])
+        .args(["-c", "log_parameter_max_length_on_error=0", "-c", "log_parameter_max_length=0"]);
     for (name, value) in &options.extra_settings {
         command.args(["-c", &format!("{name}={value}")]);
     }

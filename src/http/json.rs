@@ -9,7 +9,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
-use super::body_limit::BodyLimit;
+use super::body_limit::{body_timeout, BodyLimit};
 use super::problem::ApiError;
 
 /// A deserialized JSON request body.
@@ -25,11 +25,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
             return Box::pin(async move { Err(e) });
         }
         let limit = req.app_data::<web::Data<BodyLimit>>().map(|l| l.0).unwrap_or(0);
-        let body = web::Bytes::from_request(req, payload);
-        Box::pin(async move {
-            let bytes = body.await.map_err(|e| read_error(&e, limit))?;
-            parse(&bytes).map(ValidJson)
-        })
+        let body = read_body(req, payload, limit);
+        Box::pin(async move { parse(&body.await?).map(ValidJson) })
     }
 }
 
@@ -45,9 +42,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
         // The body decides, not the headers: an HTTP/2 body may come without Content-Length.
         let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let limit = req.app_data::<web::Data<BodyLimit>>().map(|l| l.0).unwrap_or(0);
-        let body = web::Bytes::from_request(req, payload);
+        let body = read_body(req, payload, limit);
         Box::pin(async move {
-            let bytes = body.await.map_err(|e| read_error(&e, limit))?;
+            let bytes = body.await?;
             if bytes.is_empty() {
                 return Ok(OptionalJson(None));
             }
@@ -57,12 +54,29 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
     }
 }
 
+/// The whole body, within the size limit and the body timeout.
+fn read_body(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    limit: u64,
+) -> impl std::future::Future<Output = Result<web::Bytes, ApiError>> {
+    let timeout = body_timeout(req);
+    let body = web::Bytes::from_request(req, payload);
+    async move {
+        match tokio::time::timeout(timeout, body).await {
+            Ok(read) => read.map_err(|e| read_error(&e, limit)),
+            Err(_) => Err(ApiError::BodyTimeout { secs: timeout.as_secs_f64() }),
+        }
+    }
+}
+
 /// Why a body could not be read: too large (413, naming the limit) or cut off.
 fn read_error(error: &actix_web::Error, limit: u64) -> ApiError {
     if error.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge { limit }
     } else {
-        ApiError::MalformedJson(format!("the request body could not be read: {error}"))
+        tracing::debug!(error = %error, "request body not read");
+        ApiError::MalformedJson("the request body could not be read to its end (cut off or badly framed)".into())
     }
 }
 
@@ -83,6 +97,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::MalformedJson("the request body is empty; send a JSON object".into()));
     }
+    check_shape(bytes)?;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
@@ -97,14 +112,85 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 fn body_error(error: serde_json::Error, path: String) -> ApiError {
     use serde_json::error::Category;
     match error.classify() {
-        Category::Syntax | Category::Eof | Category::Io => {
-            ApiError::MalformedJson(format!("the request body is not valid JSON: {error}"))
-        }
+        Category::Eof => ApiError::MalformedJson("the request body is not valid JSON: it ends too early".into()),
+        Category::Syntax | Category::Io => ApiError::MalformedJson(format!(
+            "the request body is not valid JSON (line {}, column {})",
+            error.line(),
+            error.column()
+        )),
         Category::Data => {
             let field = (path != "." && !path.is_empty()).then_some(path);
-            ApiError::InvalidBody { detail: error.to_string(), field }
+            ApiError::InvalidBody { detail: reword(&error.to_string()), field }
         }
     }
+}
+
+/// A data error in our words: no position (the field is named instead) and no Rust type names
+/// (`expected struct NewCertificate` becomes `expected an object`).
+fn reword(message: &str) -> String {
+    let message = match message.rfind(" at line ") {
+        Some(at) => &message[..at],
+        None => message,
+    };
+    let mut words: Vec<String> = Vec::new();
+    let mut parts = message.split(' ').peekable();
+    while let Some(word) = parts.next() {
+        let bare = word.trim_end_matches([',', ';', ':']);
+        let punctuation = &word[bare.len()..];
+        let replaced = match bare {
+            "struct" | "enum" if parts.peek().is_some() => {
+                let name = parts.next().unwrap_or_default();
+                let tail = &name[name.trim_end_matches([',', ';', ':']).len()..];
+                let what = if bare == "struct" { "an object" } else { "one of the accepted values" };
+                words.push(format!("{what}{tail}"));
+                continue;
+            }
+            "sequence" => "a list".to_string(),
+            "map" => "an object".to_string(),
+            other => other.replace('`', "\""),
+        };
+        words.push(format!("{replaced}{punctuation}"));
+    }
+    words.join(" ")
+}
+
+/// The shape every body of this API has, checked on the raw bytes before deserializing: one JSON
+/// object, whose lists hold values or objects but never lists. (A Rust struct would otherwise
+/// accept a list of its field values in order, so a 12-element array could create a certificate.)
+fn check_shape(bytes: &[u8]) -> Result<(), ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(ApiError::InvalidBody { detail: "the request body must be a JSON object".into(), field: None });
+    }
+    // The kinds of the open containers (true: a list), and whether we are inside a string.
+    let (mut open, mut in_string, mut escaped) = (Vec::<bool>::with_capacity(16), false, false);
+    for &byte in bytes {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' if open.last() == Some(&true) => {
+                return Err(ApiError::InvalidBody {
+                    detail: "a list in this API holds values or objects, never lists".into(),
+                    field: None,
+                })
+            }
+            b'[' => open.push(true),
+            b'{' => open.push(false),
+            b']' | b'}' => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -124,6 +210,43 @@ mod tests {
         assert!(matches!(parse::<Body>(b"{\"name\": "), Err(ApiError::MalformedJson(_))));
         assert!(matches!(parse::<Body>(b"{\"name\":\"a\",\"count\":1} x"), Err(ApiError::MalformedJson(_))));
         assert!(matches!(parse::<Body>(b""), Err(ApiError::MalformedJson(_))));
+    }
+
+    #[test]
+    fn bodies_are_objects_whose_lists_hold_no_lists() {
+        let err = |body: &[u8]| match parse::<Body>(body) {
+            Err(ApiError::InvalidBody { detail, .. }) => detail,
+            other => panic!("unexpected {other:?}"),
+        };
+        assert!(err(b"[\"a\", 1]").contains("must be a JSON object"));
+        assert!(err(b" 42").contains("must be a JSON object"));
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Nested {
+            items: Vec<Body>,
+        }
+        assert!(matches!(parse::<Nested>(br#"{"items": [["a", 1]]}"#), Err(ApiError::InvalidBody { .. })));
+        assert!(parse::<Nested>(br#"{"items": [{"name": "[[", "count": 1}]}"#).is_ok(), "brackets inside strings");
+        assert!(parse::<Nested>(br#"{"items": [{"name": "a\"[[", "count": 1}]}"#).is_ok(), "escaped quotes");
+    }
+
+    #[test]
+    fn data_errors_name_no_rust_types_and_no_positions() {
+        match parse::<Body>(br#"{"name": {"x": 1}, "count": 1}"#) {
+            Err(ApiError::InvalidBody { detail, .. }) => {
+                assert!(!detail.contains("line") && !detail.contains('`'), "{detail}");
+                assert!(detail.contains("an object"), "{detail}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            reword("invalid type: sequence, expected struct NewCertificate at line 1 column 1"),
+            "invalid type: a list, expected an object"
+        );
+        match parse::<Body>(b"{\"name\": ") {
+            Err(ApiError::MalformedJson(detail)) => assert!(!detail.contains("EOF"), "{detail}"),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[test]

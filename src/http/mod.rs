@@ -12,6 +12,7 @@
 //! - [`paging`]: keyset and offset page requests, the list envelope, time parameters.
 //! - [`path_id`]: the `{id}` path segments, checked as extractors.
 //! - [`query`]: query strings: a route's parameters, and a list's paging plus its filters.
+//! - [`unread_body`]: what a handler left of a request body, read before the answer goes out.
 //! - [`sparse`]: sparse fieldsets for certificates, written without a map round trip.
 //! - [`routes`]: one file per group of endpoints.
 
@@ -29,6 +30,7 @@ pub mod request_context;
 pub mod request_id;
 pub mod routes;
 pub mod sparse;
+pub mod unread_body;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
@@ -63,24 +65,31 @@ pub struct AppState {
 /// The Prometheus handle, present in app data only when `/metrics` is served on this listener.
 pub struct MetricsEndpoint(pub PrometheusHandle);
 
+/// A route for `GET` that answers `HEAD` too (the same status and headers, no body), as RFC 9110
+/// §9.3.2 expects of every `GET` resource.
+pub fn read() -> actix_web::Route {
+    use actix_web::guard;
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
 /// Registers every route. Public: `/health`, `/ready`, `/metrics` (when on this listener),
 /// `/api/v1/version`, `/api/v1/auth/info`. Everything else under `/api/v1` needs a key.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(routes::health::health))
-        .route("/ready", web::get().to(routes::health::ready))
-        .route("/metrics", web::get().to(routes::metrics::metrics))
-        .route("/api/v1/version", web::get().to(routes::meta::version))
-        .route("/api/v1/auth/info", web::get().to(routes::meta::auth_info))
+    cfg.route("/health", read().to(routes::health::health))
+        .route("/ready", read().to(routes::health::ready))
+        .route("/metrics", read().to(routes::metrics::metrics))
+        .route("/api/v1/version", read().to(routes::meta::version))
+        .route("/api/v1/auth/info", read().to(routes::meta::auth_info))
         .service(
             web::scope("/api/v1")
                 .wrap(from_fn(require_api_key))
-                .route("/auth/check", web::get().to(routes::meta::auth_check))
-                .route("/admin/config", web::get().to(routes::meta::admin_config))
+                .route("/auth/check", read().to(routes::meta::auth_check))
+                .route("/admin/config", read().to(routes::meta::admin_config))
                 .route("/admin/scheduler/{loop}/run", web::post().to(routes::scheduler::run))
-                .route("/issuers/{id}/ca", web::get().to(routes::issuer_ca::ca))
+                .route("/issuers/{id}/ca", read().to(routes::issuer_ca::ca))
                 .service(
                     web::resource("/certificates")
-                        .route(web::get().to(routes::certificates::list))
+                        .route(read().to(routes::certificates::list))
                         .route(web::post().to(routes::certificates::create)),
                 )
                 .configure(|cfg| routes::resources::routes::<Team>(cfg, "/teams"))
@@ -89,43 +98,43 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(|cfg| routes::resources::routes::<Issuer>(cfg, "/issuers"))
                 .configure(|cfg| routes::resources::routes::<Profile>(cfg, "/profiles"))
                 .configure(|cfg| routes::resources::routes::<Target>(cfg, "/targets"))
-                .route("/audit", web::get().to(routes::audit::list))
-                .route("/audit/{id}", web::get().to(routes::audit::get))
+                .route("/audit", read().to(routes::audit::list))
+                .route("/audit/{id}", read().to(routes::audit::get))
                 .route("/certificates/bulk-reassign", web::post().to(routes::certificates::bulk_reassign))
                 .route("/certificates/bulk-renew", web::post().to(routes::certificate_ops::bulk_renew))
                 .route("/certificates/bulk-revoke", web::post().to(routes::certificate_ops::bulk_revoke))
                 .route("/certificates/{id}/renew", web::post().to(routes::certificate_ops::renew))
                 .route("/certificates/{id}/revoke", web::post().to(routes::certificate_ops::revoke))
-                .route("/certificates/{id}/export/pem", web::get().to(routes::certificate_ops::export_pem))
+                .route("/certificates/{id}/export/pem", read().to(routes::certificate_ops::export_pem))
                 .service(
                     web::resource("/agents")
-                        .route(web::get().to(routes::agents::list))
+                        .route(read().to(routes::agents::list))
                         .route(web::post().to(routes::agents::register)),
                 )
                 .service(
                     web::resource("/agents/{id}")
-                        .route(web::get().to(routes::agents::get))
+                        .route(read().to(routes::agents::get))
                         .route(web::delete().to(routes::agents::retire)),
                 )
                 .route("/agents/{id}/heartbeat", web::post().to(routes::agent_api::heartbeat))
-                .route("/agents/{id}/work", web::get().to(routes::agent_api::work))
+                .route("/agents/{id}/work", read().to(routes::agent_api::work))
                 .route("/agents/{id}/csr", web::post().to(routes::agent_api::submit_csr))
-                .route("/agents/{id}/certificates/{cert_id}", web::get().to(routes::agent_api::certificate))
+                .route("/agents/{id}/certificates/{cert_id}", read().to(routes::agent_api::certificate))
                 .route("/agents/{id}/jobs/{job_id}/status", web::post().to(routes::agent_api::job_status))
                 .route("/agents/{id}/discoveries", web::post().to(routes::discovery::report))
-                .route("/discovered-certificates", web::get().to(routes::discovery::list))
-                .route("/discovered-certificates/{id}", web::get().to(routes::discovery::get))
+                .route("/discovered-certificates", read().to(routes::discovery::list))
+                .route("/discovered-certificates/{id}", read().to(routes::discovery::get))
                 .route("/discovered-certificates/{id}/claim", web::post().to(routes::discovery::claim))
                 .route("/discovered-certificates/{id}/dismiss", web::post().to(routes::discovery::dismiss))
-                .route("/jobs", web::get().to(routes::jobs::list))
-                .route("/jobs/{id}", web::get().to(routes::jobs::get))
+                .route("/jobs", read().to(routes::jobs::list))
+                .route("/jobs/{id}", read().to(routes::jobs::get))
                 .route("/jobs/{id}/cancel", web::post().to(routes::jobs::cancel))
                 .route("/jobs/{id}/retry", web::post().to(routes::jobs::retry))
-                .route("/certificates/{id}/deployments", web::get().to(routes::certificates::deployments))
-                .route("/certificates/{id}/versions", web::get().to(routes::certificates::versions))
+                .route("/certificates/{id}/deployments", read().to(routes::certificates::deployments))
+                .route("/certificates/{id}/versions", read().to(routes::certificates::versions))
                 .service(
                     web::resource("/certificates/{id}")
-                        .route(web::get().to(routes::certificates::get))
+                        .route(read().to(routes::certificates::get))
                         .route(web::put().to(routes::certificates::update))
                         .route(web::delete().to(routes::certificates::archive)),
                 ),

@@ -166,11 +166,17 @@ pub struct Settings {
     #[arg(long, env = "CERTCTL_MAX_BODY_SIZE", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1..=1_073_741_824))]
     pub max_body_size: u64,
 
+    /// Longest time a request body may take to arrive; a slower one gets a 408 and its
+    /// connection is closed (a client trickling bytes cannot hold a connection open).
+    #[arg(long, env = "CERTCTL_REQUEST_BODY_TIMEOUT", default_value = "15s", value_parser = parsers::positive_duration)]
+    pub request_body_timeout: Duration,
+
     /// Authentication of API requests.
     #[arg(long, env = "CERTCTL_AUTH_TYPE", value_enum, default_value = "api-key")]
     pub auth_type: AuthType,
 
-    /// API keys as name:key[:admin], comma-separated. Keys must be at least 16 characters.
+    /// API keys as name:key[:admin|:read], comma-separated: no role reads and changes the inventory,
+    /// read only reads, admin does everything. Keys must be at least 16 characters.
     #[arg(long, env = "CERTCTL_API_KEYS_NAMED", value_parser = parsers::named_keys, hide_env_values = true)]
     pub api_keys_named: Option<Secret<Vec<NamedKey>>>,
 

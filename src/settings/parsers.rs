@@ -52,11 +52,18 @@ pub struct NamedKey {
     pub name: String,
     pub key: String,
     pub admin: bool,
+    /// Reads only (`name:key:read`).
+    pub read_only: bool,
 }
 
 impl std::fmt::Debug for NamedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:***{}", self.name, if self.admin { ":admin" } else { "" })
+        let role = match (self.admin, self.read_only) {
+            (true, _) => ":admin",
+            (false, true) => ":read",
+            (false, false) => "",
+        };
+        write!(f, "{}:***{role}", self.name)
     }
 }
 
@@ -148,21 +155,24 @@ pub fn environments(value: &str) -> Result<Environments, String> {
     Ok(Environments(names))
 }
 
-/// `name:key[:admin],...`
+/// `name:key[:admin|:read],...`: no role is certctl's non-admin key, which reads and writes the
+/// inventory; `read` only reads.
 pub fn named_keys(value: &str) -> Result<Secret<Vec<NamedKey>>, String> {
-    const FORMAT: &str = "expected name:key[:admin] entries separated by commas, with keys of at least 16 characters";
+    const FORMAT: &str =
+        "expected name:key[:admin|:read] entries separated by commas, with keys of at least 16 characters";
     let mut keys = Vec::new();
     for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let parts: Vec<&str> = entry.split(':').collect();
-        let (name, key, admin) = match parts.as_slice() {
-            [name, key] => (*name, *key, false),
-            [name, key, "admin"] => (*name, *key, true),
+        let (name, key, admin, read_only) = match parts.as_slice() {
+            [name, key] => (*name, *key, false, false),
+            [name, key, "admin"] => (*name, *key, true, false),
+            [name, key, "read"] => (*name, *key, false, true),
             _ => return Err(FORMAT.to_string()),
         };
         if !certctl_actors::domain::validation::is_valid_id(name) || key.len() < MIN_KEY_LEN {
             return Err(FORMAT.to_string());
         }
-        keys.push(NamedKey { name: name.to_string(), key: key.to_string(), admin });
+        keys.push(NamedKey { name: name.to_string(), key: key.to_string(), admin, read_only });
     }
     if keys.is_empty() {
         return Err(FORMAT.to_string());
@@ -177,7 +187,12 @@ pub fn legacy_keys(value: &str) -> Result<Secret<Vec<NamedKey>>, String> {
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .enumerate()
-        .map(|(i, key)| NamedKey { name: format!("legacy-key-{}", i + 1), key: key.to_string(), admin: false })
+        .map(|(i, key)| NamedKey {
+            name: format!("legacy-key-{}", i + 1),
+            key: key.to_string(),
+            admin: false,
+            read_only: false,
+        })
         .collect();
     if keys.is_empty() || keys.iter().any(|k| k.key.len() < MIN_KEY_LEN) {
         return Err("expected keys of at least 16 characters separated by commas".to_string());

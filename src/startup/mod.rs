@@ -26,7 +26,7 @@ use certctl_actors::{Db, Engine};
 
 use crate::auth::bootstrap::key_store;
 use crate::embedded_postgres::{EmbeddedOptions, EmbeddedPostgres, DB_NAME};
-use crate::http::body_limit::BodyLimit;
+use crate::http::body_limit::{BodyLimit, BodyTimeout};
 use crate::http::problem::ApiError;
 use crate::http::request_context::request_context;
 use crate::http::{self, AppState, MetricsEndpoint};
@@ -171,6 +171,7 @@ impl Application {
         });
         let auth = web::Data::new(auth);
         let body_limit = web::Data::new(BodyLimit(settings.max_body_size));
+        let body_timeout = web::Data::new(BodyTimeout(settings.request_body_timeout));
         let metrics_here = settings.metrics_addr.is_none().then(|| web::Data::new(MetricsEndpoint(prometheus.clone())));
         let max_body = settings.max_body_size as usize;
 
@@ -181,6 +182,7 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(auth.clone())
                 .app_data(body_limit.clone())
+                .app_data(body_timeout.clone())
                 .app_data(web::PayloadConfig::new(max_body));
             if let Some(metrics) = &metrics_here {
                 app = app.app_data(metrics.clone());
@@ -210,7 +212,7 @@ impl Application {
                     App::new()
                         .wrap(from_fn(request_context))
                         .app_data(endpoint.clone())
-                        .route("/metrics", web::get().to(http::routes::metrics::metrics))
+                        .route("/metrics", http::read().to(http::routes::metrics::metrics))
                         .default_service(web::to(route_not_found))
                 })
                 .workers(1)

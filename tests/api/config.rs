@@ -29,7 +29,7 @@ fn invalid_values_name_the_variable_and_what_is_accepted() {
         ("CERTCTL_SERVER_TLS", "maybe", "expected true or false"),
         ("CERTCTL_DATABASE_IDLE_TIMEOUT", "soon", "expected a duration"),
         ("CERTCTL_AUTH_TYPE", "jwt", "api-key, none"),
-        ("CERTCTL_API_KEYS_NAMED", "ops:short", "name:key[:admin]"),
+        ("CERTCTL_API_KEYS_NAMED", "ops:short", "name:key[:admin|:read]"),
         ("CERTCTL_SERVER_PORT", "70000", "CERTCTL_SERVER_PORT"),
         ("CERTCTL_DATABASE_URL", "mysql://nope", "expected a PostgreSQL URL"),
         ("CERTCTL_METRICS_ADDR", "nowhere", "CERTCTL_METRICS_ADDR"),

@@ -16,6 +16,8 @@ use serde_json::{json, Value};
 
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
 pub const USER_KEY: &str = "test-user-key-0123456789";
+/// A read-only key (`auditor:…:read`).
+pub const READ_KEY: &str = "test-read-key-0123456789";
 const TEMPLATE: &str = "certctl_template";
 
 /// Where the shared cluster lives and how to reach it as a superuser.
@@ -54,6 +56,12 @@ impl Cluster {
             url.push_str(&format!(" password={}", String::from_utf8_lossy(password)));
         }
         url
+    }
+
+    /// What the embedded test cluster has logged so far (`None` with `CERTCTL_TEST_DATABASE_URL`).
+    pub fn log_text(&self) -> Option<String> {
+        let embedded = self.embedded.lock().unwrap_or_else(|e| e.into_inner());
+        embedded.as_ref().map(|e| std::fs::read_to_string(e.data_dir().join("postgres.log")).unwrap_or_default())
     }
 
     /// A superuser client on the maintenance database.
@@ -269,7 +277,7 @@ pub fn base_args(db_name: &str) -> Vec<String> {
         "--config-encryption-key".into(),
         TEST_SEALING_KEY.into(),
         "--api-keys-named".into(),
-        format!("ops:{ADMIN_KEY}:admin,reader:{USER_KEY}"),
+        format!("ops:{ADMIN_KEY}:admin,reader:{USER_KEY},auditor:{READ_KEY}:read"),
         "--data-dir".into(),
         scratch_dir("app").display().to_string(),
     ]

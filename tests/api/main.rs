@@ -17,6 +17,7 @@ mod first_use;
 mod freezing_proxy;
 mod health;
 mod helpers;
+mod hostile_input;
 mod jobs;
 mod migrations;
 mod observability;

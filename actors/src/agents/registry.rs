@@ -92,7 +92,7 @@ impl AgentRegistry {
     /// Retires an agent (its key refused from now on, its open deployments cancelled, the CSR
     /// jobs it held freed) and marks it retired in the directory.
     pub async fn retire(&self, id: &str, reason: String, actor: AuditActor) -> Result<Retirement, DbError> {
-        if reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+        if reason.chars().count() > 500 || reason.chars().any(crate::domain::validation::is_unsafe_char) {
             return Ok(Retirement::InvalidReason);
         }
         let outcome = self.db.run(RetireAgent { id: id.to_string(), reason, actor }).await?;

@@ -33,18 +33,48 @@ pub struct VerifiedCsr {
     pub names: Vec<String>,
 }
 
-/// Parses a PEM CSR and verifies its self-signature; the error is a sentence for the client.
-pub fn verify_csr(pem: &str) -> Result<VerifiedCsr, String> {
-    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
-        .map_err(|_| "csr_pem is not PEM (expected a -----BEGIN CERTIFICATE REQUEST----- block)".to_string())?;
-    if block.label != "CERTIFICATE REQUEST" && block.label != "NEW CERTIFICATE REQUEST" {
-        return Err(format!("csr_pem holds a {} block, not a CERTIFICATE REQUEST", block.label));
+/// The one PEM block of `text`: its label and DER. Exactly one block, nothing but white space
+/// around it, and an END line naming the BEGIN line's label: a second CSR, or text after the
+/// first, is refused rather than ignored (what was checked must be what is stored).
+fn single_pem_block(text: &str) -> Result<(String, Vec<u8>), String> {
+    const NOT_PEM: &str = "csr_pem is not PEM (expected one -----BEGIN CERTIFICATE REQUEST----- block)";
+    let trimmed = text.trim();
+    let rest = trimmed.strip_prefix("-----BEGIN ").ok_or(NOT_PEM)?;
+    let (label, rest) = rest.split_once("-----").ok_or(NOT_PEM)?;
+    let end_line = format!("-----END {label}-----");
+    let body = rest.strip_suffix(end_line.as_str()).ok_or_else(|| {
+        if trimmed.matches("-----BEGIN ").count() > 1 {
+            "csr_pem must hold exactly one PEM block; it holds several".to_string()
+        } else {
+            format!("csr_pem must end with {end_line} and nothing after it")
+        }
+    })?;
+    if body.contains("-----") {
+        return Err("csr_pem must hold exactly one PEM block; it holds several".into());
     }
-    let (rest, csr) = X509CertificationRequest::from_der(&block.contents)
-        .map_err(|e| format!("the CSR does not parse as PKCS#10: {e}"))?;
+    let base64: String = body.split_whitespace().collect();
+    use base64::Engine as _;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(base64.as_bytes())
+        .map_err(|_| "csr_pem's PEM block is not valid base64".to_string())?;
+    Ok((label.to_string(), der))
+}
+
+/// Parses a PEM CSR, checks its key type, and verifies its self-signature; the error is a
+/// sentence for the client.
+pub fn verify_csr(pem: &str) -> Result<VerifiedCsr, String> {
+    let (label, der) = single_pem_block(pem)?;
+    if label != "CERTIFICATE REQUEST" && label != "NEW CERTIFICATE REQUEST" {
+        return Err(format!("csr_pem holds a {label} block, not a CERTIFICATE REQUEST"));
+    }
+    let (rest, csr) = X509CertificationRequest::from_der(&der)
+        .map_err(|_| "csr_pem is not a PKCS#10 certificate request (its DER does not parse)".to_string())?;
     if !rest.is_empty() {
         return Err("the CSR has trailing bytes after its DER structure".into());
     }
+    // The key type first: a key this server does not issue for (RSA-1024, P-521, secp256k1)
+    // deserves that answer, not a signature failure from a verifier that does not know the curve.
+    let key_algorithm = key_algorithm_of(&csr.certification_request_info.subject_pki)?;
     let signature_oid = csr.signature_algorithm.algorithm.to_id_string();
     if let Some((_, name)) = WEAK_SIGNATURES.iter().find(|(oid, _)| *oid == signature_oid) {
         return Err(format!(
@@ -53,7 +83,6 @@ pub fn verify_csr(pem: &str) -> Result<VerifiedCsr, String> {
     }
     csr.verify_signature().map_err(|_| "the CSR's signature does not verify against its public key".to_string())?;
     let info = &csr.certification_request_info;
-    let key_algorithm = key_algorithm_of(&info.subject_pki)?;
     let common_name = info.subject.iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_owned);
     let mut names = Vec::new();
     for extension in csr.requested_extensions().into_iter().flatten() {
@@ -173,5 +202,26 @@ mod tests {
         );
         assert!(verify_csr(&pem).unwrap_err().contains("signature"));
         assert!(verify_csr("not a csr").is_err());
+    }
+
+    #[test]
+    fn one_pem_block_and_nothing_else() {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let (one, two) = (csr_for(&["a.example.com"], &key), csr_for(&["b.example.com"], &key));
+        assert!(verify_csr(&format!("\n{one}\n")).is_ok(), "white space around it is fine");
+        assert!(verify_csr(&format!("{one}{two}")).unwrap_err().contains("exactly one"));
+        assert!(verify_csr(&format!("{one}garbage")).unwrap_err().contains("nothing after"));
+        let mismatched = one.replace("-----END CERTIFICATE REQUEST-----", "-----END CERTIFICATE-----");
+        assert!(verify_csr(&mismatched).is_err());
+        let not_der = "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n";
+        let error = verify_csr(not_der).unwrap_err();
+        assert!(error.contains("PKCS#10") && !error.contains("Error"), "{error}");
+    }
+
+    #[test]
+    fn an_unsupported_key_type_is_named_before_the_signature() {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).unwrap();
+        let error = verify_csr(&csr_for(&["a.example.com"], &key)).unwrap_err();
+        assert!(error.contains("P-256 or P-384"), "{error}");
     }
 }

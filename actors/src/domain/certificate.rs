@@ -313,9 +313,12 @@ fn check_tags(v: &mut Violations, tags: &BTreeMap<String, String>) {
                 format!("tags.{key}"),
                 format!("keys must be 1 to {MAX_TAG_LEN} bytes and values at most {MAX_TAG_LEN}"),
             );
-        } else if key.chars().chain(value.chars()).any(char::is_control) {
-            // PostgreSQL's jsonb cannot store NUL, and no tag needs control characters.
-            v.add(format!("tags.{}", key.escape_default()), "keys and values must not contain control characters");
+        } else if key.chars().chain(value.chars()).any(super::validation::is_unsafe_char) {
+            // PostgreSQL's jsonb cannot store NUL, and no tag needs control or invisible characters.
+            v.add(
+                format!("tags.{}", key.escape_default()),
+                format!("keys and values {}", super::validation::UNSAFE_TEXT),
+            );
         }
     }
 }

@@ -14,6 +14,9 @@ pub const DISCOVERY_STATUSES: [&str; 3] = ["Unmanaged", "Managed", "Dismissed"];
 
 /// Certificates one report may carry.
 pub const MAX_REPORTED_CERTIFICATES: usize = 10_000;
+/// Names one found certificate may list (public CAs issue at most 100; a report of more is not a
+/// certificate anyone uses).
+pub const MAX_REPORTED_SANS: usize = 1000;
 
 /// One certificate as an agent reports it.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -88,6 +91,12 @@ impl DiscoveryReport {
             }
             if c.pem_data.len() > 64 * 1024 {
                 v.add(format!("certificates[{i}].pem_data"), "must be at most 64 KiB");
+            }
+            if c.sans.len() > MAX_REPORTED_SANS {
+                v.add(format!("certificates[{i}].sans"), format!("must list at most {MAX_REPORTED_SANS} names"));
+            }
+            for (j, san) in c.sans.iter().enumerate().take(MAX_REPORTED_SANS) {
+                v.optional_text(&format!("certificates[{i}].sans[{j}]"), san, 1024);
             }
             for (field, value) in
                 [("common_name", &c.common_name), ("issuer_dn", &c.issuer_dn), ("subject_dn", &c.subject_dn)]

@@ -16,7 +16,7 @@ pub fn normalize_name(value: &str) -> Result<String, &'static str> {
     if let Some((local, domain)) = value.rsplit_once('@') {
         if local.is_empty()
             || local.len() > 64
-            || local.chars().any(|c| c.is_whitespace() || c.is_control() || c == '@')
+            || local.chars().any(|c| c.is_whitespace() || super::validation::is_unsafe_char(c) || c == '@')
         {
             return Err("must be a DNS name, an IP address or an e-mail address (the part before @ is invalid)");
         }
@@ -50,6 +50,17 @@ fn dns_name(value: &str, wildcard: bool) -> Result<String, &'static str> {
     if !valid_labels || name.len() > MAX_NAME {
         return Err(MESSAGE);
     }
+    // The rightmost label is a top-level domain, never a number: `1.2.3.256` and `0x7f.0.0.1`
+    // are IP addresses some resolvers read in their own way, not DNS names.
+    let top = ascii.rsplit('.').next().unwrap_or_default();
+    let hex = top.len() > 2 && top[..2].eq_ignore_ascii_case("0x") && top[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    if top.bytes().all(|b| b.is_ascii_digit()) || hex {
+        return Err("must be a DNS name whose last label is not a number (or a valid IP address)");
+    }
+    // A wildcard covers names under a registered domain, never a whole top-level domain.
+    if !prefix.is_empty() && !ascii.contains('.') {
+        return Err("a wildcard must stand for one label under a domain of at least two labels (*.example.com)");
+    }
     Ok(name)
 }
 
@@ -79,6 +90,12 @@ mod tests {
             "has space.com",
             "x.",
             "@example.com",
+            "*.com",
+            "1.2.3.256",
+            "0x7f.0.0.1",
+            "10.0.0.0x10",
+            "0x7f000001",
+            "a\u{202e}b.example.com",
         ] {
             assert!(normalize_name(bad).is_err(), "{bad:?}");
         }

@@ -12,6 +12,23 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// Characters no free text of this API may hold: control characters (NUL among them, which
+/// PostgreSQL cannot store) and the invisible formatting characters that reorder or hide text on
+/// screen (bidirectional overrides and isolates, zero-width characters, the byte-order mark), so
+/// a name can never display as something it is not.
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}' | '\u{FEFF}'
+        )
+}
+
+/// The message for a field holding an [`is_unsafe_char`].
+pub const UNSAFE_TEXT: &str =
+    "must not contain control characters or invisible formatting characters (such as bidirectional overrides)";
+
 /// Collects field errors while an input is checked.
 #[derive(Debug, Default)]
 pub struct Violations(Vec<FieldError>);
@@ -37,8 +54,8 @@ impl Violations {
             self.add(field, "must not be empty");
         } else if value.chars().count() > max {
             self.add(field, format!("must be at most {max} characters"));
-        } else if value.chars().any(char::is_control) {
-            self.add(field, "must not contain control characters");
+        } else if value.chars().any(is_unsafe_char) {
+            self.add(field, UNSAFE_TEXT);
         }
     }
 
@@ -46,8 +63,8 @@ impl Violations {
     pub fn optional_text(&mut self, field: &str, value: &str, max: usize) {
         if value.chars().count() > max {
             self.add(field, format!("must be at most {max} characters"));
-        } else if value.chars().any(char::is_control) {
-            self.add(field, "must not contain control characters");
+        } else if value.chars().any(is_unsafe_char) {
+            self.add(field, UNSAFE_TEXT);
         }
     }
 
@@ -58,7 +75,7 @@ impl Violations {
             return;
         }
         let valid = value.len() <= 254
-            && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+            && !value.chars().any(|c| c.is_whitespace() || is_unsafe_char(c))
             && value.split_once('@').is_some_and(|(local, domain)| {
                 !local.is_empty()
                     && domain.contains('.')

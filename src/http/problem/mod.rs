@@ -41,6 +41,12 @@ pub enum ApiError {
     PayloadTooLarge { limit: u64 },
     #[error("{0}")]
     InvalidQuery(String),
+    #[error("the request body did not arrive within {secs} s (CERTCTL_REQUEST_BODY_TIMEOUT)")]
+    BodyTimeout { secs: f64 },
+    #[error("{0}")]
+    UriTooLong(String),
+    #[error("{0}")]
+    HeadersTooLarge(String),
     #[error(
         "a value in the request is outside what the database can store (out of range, or text such as a NUL character)"
     )]
@@ -96,6 +102,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
             ApiError::PayloadTooLarge { .. } => ("payload-too-large", "Request body too large"),
             ApiError::InvalidQuery(_) => ("invalid-query", "Invalid query parameters"),
+            ApiError::BodyTimeout { .. } => ("request-timeout", "Request timeout"),
+            ApiError::UriTooLong(_) => ("uri-too-long", "URI too long"),
+            ApiError::HeadersTooLarge(_) => ("headers-too-large", "Request headers too large"),
             ApiError::InvalidValue => ("invalid-value", "Invalid value"),
             ApiError::InvalidPath(_) => ("invalid-path", "Invalid path parameter"),
             ApiError::Validation(_) => ("validation-failed", "Validation failed"),
@@ -145,6 +154,9 @@ impl ResponseError for ApiError {
             | ApiError::InvalidPath(_)
             | ApiError::InvalidValue => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,

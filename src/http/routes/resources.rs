@@ -22,13 +22,13 @@ use crate::http::paging::PageRequest;
 use crate::http::path_id::Id;
 use crate::http::problem::ApiError;
 use crate::http::query::{ListQuery, QueryFields};
-use crate::http::AppState;
+use crate::http::{read, AppState};
 
 /// Registers the five routes of resource `R` under `path` (e.g. `/teams`).
 pub fn routes<R: Resource>(cfg: &mut web::ServiceConfig, path: &str) {
-    cfg.service(web::resource(path).route(web::get().to(list::<R>)).route(web::post().to(create::<R>))).service(
+    cfg.service(web::resource(path).route(read().to(list::<R>)).route(web::post().to(create::<R>))).service(
         web::resource(format!("{path}/{{id}}"))
-            .route(web::get().to(get::<R>))
+            .route(read().to(get::<R>))
             .route(web::put().to(update::<R>))
             .route(web::delete().to(delete::<R>)),
     );

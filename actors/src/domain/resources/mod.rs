@@ -55,12 +55,35 @@ pub trait Resource: Serialize + Send + Sized + 'static {
     fn update_columns(patch: Self::Patch) -> Vec<Column>;
 }
 
-/// Checks a connector `config`: a JSON object of at most 64 KiB.
+/// Checks a connector `config`: a JSON object of at most 64 KiB whose keys and strings hold no
+/// NUL (PostgreSQL's jsonb cannot store one, and refusing it here keeps the value, secrets and
+/// all, out of the database's error path) and nest at most 16 levels.
 pub fn check_config(v: &mut crate::domain::validation::Violations, config: &serde_json::Value) {
     if !config.is_object() {
         v.add("config", "must be a JSON object");
     } else if config.to_string().len() > 64 * 1024 {
         v.add("config", "must be at most 64 KiB");
+    } else if let Some(problem) = config_problem(config, 0) {
+        v.add("config", problem);
+    }
+}
+
+fn config_problem(value: &serde_json::Value, depth: usize) -> Option<&'static str> {
+    use serde_json::Value;
+    if depth > 16 {
+        return Some("must not nest more than 16 levels");
+    }
+    match value {
+        Value::String(text) if text.contains('\0') => Some("must not contain NUL characters"),
+        Value::Array(items) => items.iter().find_map(|item| config_problem(item, depth + 1)),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                Some("must not contain NUL characters")
+            } else {
+                config_problem(item, depth + 1)
+            }
+        }),
+        _ => None,
     }
 }
 

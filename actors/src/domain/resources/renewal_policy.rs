@@ -102,8 +102,10 @@ fn check_numbers(
     if interval.is_some_and(|i| !(1..=604_800).contains(&i)) {
         v.add("retry_interval_seconds", "must be between 1 and 604800 (a week)");
     }
-    if fraction.is_some_and(|f| !(f > 0.0 && f < 1.0)) {
-        v.add("renew_at_fraction", "must be between 0 and 1 (exclusive), e.g. 0.6667");
+    // A fraction so small that renewal would start at issuance (1e-320) or so close to 1 that it
+    // would start at expiry means nothing useful; two decimals of the lifetime is fine enough.
+    if fraction.is_some_and(|f| !(0.01..=0.99).contains(&f)) {
+        v.add("renew_at_fraction", "must be between 0.01 and 0.99, e.g. 0.6667");
     }
     if let Some(thresholds) = thresholds {
         if thresholds.len() > 20 || thresholds.iter().any(|d| !(0..=365).contains(d)) {

@@ -1,0 +1,237 @@
+//! The server tried as an attacker (or a careless client) would, each finding reproduced by a test
+//! before it was fixed: refusals that HTTP/2 clients must still receive, duplicate headers, bodies
+//! and JSON of the wrong shape, CSRs that hide a second request, names that only look like DNS
+//! names, and values too small to mean anything.
+
+use crate::helpers::{base_args, fresh_database, scratch_dir, settings_from, TestApp};
+
+/// A TLS test server, and the path of the certificate clients pin.
+async fn tls_app() -> (TestApp, String) {
+    let db = fresh_database().await;
+    let mut args = base_args(&db);
+    let data_dir = args[args.iter().position(|a| a == "--data-dir").unwrap() + 1].clone();
+    args.extend(["--server-tls".to_string(), "true".to_string()]);
+    (TestApp::start(settings_from(args), db).await, format!("{data_dir}/tls/server.crt"))
+}
+
+/// curl's status line for a POST of `body_file` over HTTP/2 with `auth` (or none), and curl's
+/// exit code.
+/// (The test's own runtime must keep running meanwhile: the server's actors live on it.)
+async fn curl_post(app: &TestApp, ca: &str, path: &str, body_file: &str, auth: Option<&str>) -> (String, Option<i32>) {
+    let mut command = tokio::process::Command::new("curl");
+    command.args(["--silent", "--http2", "--max-time", "30", "--cacert", ca, "-o", "/dev/null"]);
+    command.args(["-w", "%{http_version} %{http_code}"]);
+    command.args(["-H", "Content-Type: application/json", "--data-binary", &format!("@{body_file}")]);
+    if let Some(auth) = auth {
+        command.args(["-H", &format!("Authorization: Bearer {auth}")]);
+    }
+    let output = command.arg(app.url(path)).output().await.expect("running curl");
+    (String::from_utf8_lossy(&output.stdout).into_owned(), output.status.code())
+}
+
+#[actix_web::test]
+async fn http2_clients_receive_the_refusal_of_a_post_they_are_still_sending() {
+    let (app, ca) = tls_app().await;
+    let dir = scratch_dir("h2-refusals");
+    let small = dir.join("small.json");
+    std::fs::write(&small, format!("{{\"name\": \"{}\"}}", "x".repeat(80))).unwrap();
+    let large = dir.join("large.json");
+    std::fs::write(&large, vec![b' '; 10 * 1024 * 1024]).unwrap();
+    let (small, large) = (small.to_str().unwrap(), large.to_str().unwrap());
+
+    for attempt in 0..20 {
+        let (status, code) = curl_post(&app, &ca, "/api/v1/teams", small, None).await;
+        assert_eq!((status.as_str(), code), ("2 401", Some(0)), "attempt {attempt} without a key");
+        let (status, code) = curl_post(&app, &ca, "/api/v1/teams", small, Some("a-wrong-key-of-some-length")).await;
+        assert_eq!((status.as_str(), code), ("2 401", Some(0)), "attempt {attempt} with a wrong key");
+    }
+    let (status, code) = curl_post(&app, &ca, "/api/v1/teams", large, None).await;
+    assert_eq!((status.as_str(), code), ("2 401", Some(0)), "a 10 MB body without a key");
+    let (status, code) = curl_post(&app, &ca, "/api/v1/teams", large, Some(crate::helpers::ADMIN_KEY)).await;
+    assert_eq!((status.as_str(), code), ("2 413", Some(0)), "a 10 MB body over the limit");
+}
+
+#[actix_web::test]
+async fn keys_are_refused_what_their_role_does_not_allow_before_the_body_is_read() {
+    use crate::helpers::{assert_problem, READ_KEY, USER_KEY};
+    use reqwest::Method;
+    let app = TestApp::spawn().await;
+    let as_key =
+        |key: &'static str, method: Method, path: &str| app.client.request(method, app.url(path)).bearer_auth(key);
+
+    // A read-only key reads, and is refused every change, whatever the body.
+    assert_eq!(as_key(READ_KEY, Method::GET, "/api/v1/certificates").send().await.unwrap().status(), 200);
+    assert_eq!(as_key(READ_KEY, Method::GET, "/api/v1/targets").send().await.unwrap().status(), 200);
+    for body in ["{\"name\": 1}", "not json", "{\"name\": \"Valid team\"}"] {
+        let response = as_key(READ_KEY, Method::POST, "/api/v1/teams")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(response, 403, "forbidden").await;
+        assert!(problem["detail"].as_str().unwrap().contains("read-only"), "{problem}");
+    }
+
+    // A writer cannot re-point a target at an agent (whose work would then carry the target's
+    // config secrets) or create one; a bad body and a good one get the same 403.
+    let register = app.admin(Method::POST, "/api/v1/agents").json(&serde_json::json!({"name": "mallory"}));
+    let agent: serde_json::Value = register.send().await.unwrap().json().await.unwrap();
+    for body in [serde_json::json!({"agent_id": agent["id"]}), serde_json::json!({"agent_id": 42})] {
+        let response =
+            as_key(USER_KEY, Method::PUT, "/api/v1/targets/tgt-nginx-prod").json(&body).send().await.unwrap();
+        let problem = assert_problem(response, 403, "forbidden").await;
+        assert!(problem["detail"].as_str().unwrap().contains("admin key"), "{problem}");
+    }
+    let create =
+        serde_json::json!({"name": "t", "type": "file", "agent_id": agent["id"], "config": {"directory": "/x"}});
+    assert_problem(
+        as_key(USER_KEY, Method::POST, "/api/v1/targets").json(&create).send().await.unwrap(),
+        403,
+        "forbidden",
+    )
+    .await;
+    // Writers still write the inventory.
+    let team = as_key(USER_KEY, Method::POST, "/api/v1/teams").json(&serde_json::json!({"name": "Writers"}));
+    assert_eq!(team.send().await.unwrap().status(), 201);
+}
+
+#[actix_web::test]
+async fn bodies_must_be_json_objects_and_errors_name_no_rust_types() {
+    use crate::helpers::{assert_problem, certificate_body};
+    let app = TestApp::spawn().await;
+    let body = certificate_body("as-array");
+    let fields = ["id", "name", "common_name", "sans", "environment", "owner_id", "team_id", "issuer_id"];
+    let mut values: Vec<serde_json::Value> = fields.iter().map(|f| body[*f].clone()).collect();
+    values[0] = serde_json::json!("mc-array");
+    values.extend([body["renewal_policy_id"].clone(), serde_json::Value::Null, body["tags"].clone()]);
+    values.push(serde_json::json!([]));
+    assert_eq!(values.len(), 12);
+    let problem =
+        assert_problem(app.post_certificate(&serde_json::Value::Array(values)).await, 400, "invalid-body").await;
+    assert!(problem["detail"].as_str().unwrap().contains("JSON object"), "{problem}");
+    assert_eq!(app.get("/api/v1/certificates/mc-array").await.status(), 404, "nothing was created");
+
+    let mut wrong = certificate_body("wrong-type");
+    wrong["sans"] = serde_json::json!({"a": 1});
+    let problem = assert_problem(app.post_certificate(&wrong).await, 400, "invalid-body").await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(!detail.contains("NewCertificate") && !detail.contains("line "), "{detail}");
+}
+
+#[actix_web::test]
+async fn get_routes_answer_head() {
+    use reqwest::Method;
+    let app = TestApp::spawn().await;
+    for path in ["/health", "/api/v1/certificates", "/api/v1/teams", "/api/v1/version"] {
+        let response = app.admin(Method::HEAD, path).send().await.unwrap();
+        assert_eq!(response.status(), 200, "HEAD {path}");
+        assert!(response.bytes().await.unwrap().is_empty(), "no body for HEAD {path}");
+    }
+    let response = app.admin(Method::HEAD, "/api/v1/certificates/mc-none").send().await.unwrap();
+    assert_eq!(response.status(), 404, "HEAD answers what GET would");
+}
+
+#[actix_web::test]
+async fn long_urls_and_large_headers_get_problem_documents() {
+    use crate::helpers::assert_problem;
+    let app = TestApp::spawn().await;
+    let long = format!("/api/v1/certificates?q={}", "a".repeat(10_000));
+    let problem = assert_problem(app.get(&long).await, 414, "uri-too-long").await;
+    assert!(problem["detail"].as_str().unwrap().contains("8192"), "{problem}");
+    let big = app.admin(reqwest::Method::GET, "/api/v1/certificates").header("x-padding", "p".repeat(40_000));
+    assert_problem(big.send().await.unwrap(), 431, "headers-too-large").await;
+    let mut many = app.admin(reqwest::Method::GET, "/api/v1/certificates");
+    for i in 0..70 {
+        many = many.header(format!("x-h{i}"), "v");
+    }
+    assert_problem(many.send().await.unwrap(), 431, "headers-too-large").await;
+}
+
+#[actix_web::test]
+async fn a_body_that_trickles_in_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(&["--request-body-timeout", "1s"]).await;
+    let address = app.address.trim_start_matches("http://").to_string();
+    let (mut reader, mut writer) = tokio::net::TcpStream::connect(&address).await.unwrap().into_split();
+    let head = format!(
+        "POST /api/v1/teams HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+        crate::helpers::ADMIN_KEY
+    );
+    writer.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    // One byte every 300 ms, for up to 9 s: far slower than the 1 s the body may take.
+    for _ in 0..30 {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        if writer.write_all(b" ").await.is_err() {
+            break;
+        }
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), reader.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "a 408 for the slow body: {text}");
+    assert!(text.contains("request-timeout"), "{text}");
+    let _ = started;
+}
+
+#[actix_web::test]
+async fn names_and_values_that_only_look_valid_are_refused() {
+    use crate::helpers::{assert_problem, certificate_body};
+    use reqwest::Method;
+    let app = TestApp::spawn().await;
+    for (field, value) in [
+        ("common_name", "*.com"),
+        ("common_name", "1.2.3.256"),
+        ("common_name", "0x7f.0.0.1"),
+        ("name", "pay\u{202e}lap.example"),
+        ("name", "zero\u{200b}width"),
+    ] {
+        let mut body = certificate_body("looks-valid");
+        body[field] = serde_json::json!(value);
+        if field == "common_name" {
+            body["sans"] = serde_json::json!([]);
+        }
+        let problem = assert_problem(app.post_certificate(&body).await, 422, "validation-failed").await;
+        assert_eq!(problem["errors"][0]["field"], field, "{value:?}: {problem}");
+    }
+    let policy = serde_json::json!({"name": "tiny", "renew_at_fraction": 1e-320});
+    let response = app.admin(Method::POST, "/api/v1/renewal-policies").json(&policy).send().await.unwrap();
+    let problem = assert_problem(response, 422, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "renew_at_fraction");
+
+    let agent: serde_json::Value = app
+        .admin(Method::POST, "/api/v1/agents")
+        .json(&serde_json::json!({"name": "sans"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sans: Vec<String> = (0..100_000).map(|i| format!("n{i}.example.com")).collect();
+    let report = serde_json::json!({"certificates": [{
+        "fingerprint_sha256": "ab".repeat(32), "common_name": "x", "sans": sans, "source_path": "/x.pem",
+        "source_format": "PEM"
+    }]});
+    let path = format!("/api/v1/agents/{}/discoveries", agent["id"].as_str().unwrap());
+    let response = app.admin(Method::POST, &path).json(&report).send().await.unwrap();
+    let status = response.status().as_u16();
+    assert!(status == 413 || status == 422, "100,000 SANs are refused: {status}");
+}
+
+#[actix_web::test]
+async fn a_config_the_database_would_refuse_never_reaches_it_or_its_log() {
+    use crate::helpers::{assert_problem, cluster};
+    use reqwest::Method;
+    let app = TestApp::spawn().await;
+    let secret = "hunter2-never-in-any-log";
+    let body = serde_json::json!({"name": "nul", "type": "file", "config": {"password": secret, "zzz": "a\u{0000}b"}});
+    let response = app.admin(Method::POST, "/api/v1/targets").json(&body).send().await.unwrap();
+    let problem = assert_problem(response, 422, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "config", "{problem}");
+    if let Some(log) = cluster().log_text() {
+        assert!(!log.contains(secret), "the secret reached postgres.log");
+    }
+}
