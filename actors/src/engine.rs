@@ -17,6 +17,7 @@ use crate::agents::registry::AgentRegistry;
 use crate::agents::work::AgentWork;
 use crate::audit_retention::{AuditRetention, RetentionSettings};
 use crate::certificate_writer::Writer;
+use crate::cursors::Cursors;
 use crate::db::{Db, PgConnector};
 use crate::etag_cache::EtagCache;
 use crate::issuers::registry::{CaSource, IssuerRegistry};
@@ -69,6 +70,7 @@ pub struct Engine {
     renewals: Renewals,
     retention: Addr<AuditRetention>,
     etag_cache: Addr<EtagCache>,
+    cursors: Cursors,
 }
 
 impl Engine {
@@ -113,6 +115,7 @@ impl Engine {
         tokio::task::yield_now().await;
         Ok(Engine {
             agents: AgentRegistry::new(db.clone(), directory),
+            cursors: Cursors::new(sealing.clone()),
             work: AgentWork::new(db.clone(), dispatcher.clone(), sealing, agent_work_lease),
             renewals: Renewals::new(db.clone(), dispatcher.clone()),
             db,
@@ -144,6 +147,11 @@ impl Engine {
     /// The agents' work flows.
     pub fn agent_work(&self) -> &AgentWork {
         &self.work
+    }
+
+    /// Signs and opens the lists' keyset cursors.
+    pub fn cursors(&self) -> &Cursors {
+        &self.cursors
     }
 
     /// The heartbeat buffer.

@@ -6,6 +6,7 @@
 //!   actor, and the agents' work flows (CSRs, chain pickup, deployment reports).
 //! - [`audit_retention`]: the supervised actor that deletes expired audit events in batches.
 //! - [`certificate_writer`]: the supervised actor that batches certificate creations.
+//! - [`cursors`]: keyset cursors signed so that only this server's, for their own list, open.
 //! - [`crypto`]: sealing secrets at rest, key algorithms, the local CA's signing.
 //! - [`db`]: the DB actor that owns the deadpool-postgres pool, the [`db::Db`] handle every other
 //!   component uses to send it typed query messages, migrations and database bootstrap.
@@ -24,6 +25,7 @@ pub mod agents;
 pub mod audit_retention;
 pub mod certificate_writer;
 pub mod crypto;
+pub mod cursors;
 pub mod db;
 pub mod domain;
 pub mod engine;

@@ -111,7 +111,7 @@ where
         Revalidation::Fresh(etag) => etag,
     };
     let page = state.db.run(query).await?;
-    let next = cursor::encode_time_key(page.next, order);
+    let next = cursor::encode_time_key(state.engine.cursors(), endpoint, page.next, order);
     let mut ok = HttpResponse::Ok();
     headers(&mut ok, &etag);
     Ok(ok.json(paging.page(page.items, next, page.total)))

@@ -235,3 +235,56 @@ async fn a_config_the_database_would_refuse_never_reaches_it_or_its_log() {
         assert!(!log.contains(secret), "the secret reached postgres.log");
     }
 }
+
+#[actix_web::test]
+async fn secrets_are_masked_by_type_by_name_and_by_value_in_answers_and_audit_rows() {
+    use reqwest::Method;
+    let app = TestApp::spawn().await;
+    let pem = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMG\n-----END PRIVATE KEY-----\n";
+    let config = serde_json::json!({
+        "x-Api-Key": "s1", "api-key": "s2", "passwd": "s3", "pwd": "s4", "auth": "s5", "authorization": "s6",
+        "access_key": "s7", "pin": "s8", "kubeconfig": "s9", "some_blob": pem,
+        "endpoint": "https://ops:s10@bigip.example/mgmt", "role_id": "s11", "directory": "/etc/certs"
+    });
+    let body = serde_json::json!({"name": "masked", "type": "kubernetessecrets", "config": config});
+    let created: serde_json::Value =
+        app.admin(Method::POST, "/api/v1/targets").json(&body).send().await.unwrap().json().await.unwrap();
+    let shown = created["config"].to_string();
+    for secret in ["s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "MIGHAgEAMBMG"] {
+        assert!(
+            !shown.contains(&format!("\"{secret}\"")) && !shown.contains(&format!(":{secret}@")),
+            "{secret} in {shown}"
+        );
+    }
+    assert_eq!(created["config"]["directory"], "/etc/certs", "plain fields stay readable");
+    assert_eq!(created["config"]["endpoint"], "https://ops:***@bigip.example/mgmt");
+    let issuer = serde_json::json!({"name": "v", "type": "vault", "config": {"role_id": "r-123", "mount": "pki"}});
+    let created: serde_json::Value =
+        app.admin(Method::POST, "/api/v1/issuers").json(&issuer).send().await.unwrap().json().await.unwrap();
+    assert_eq!(created["config"], serde_json::json!({"role_id": "***", "mount": "pki"}), "declared by the type");
+
+    let audit = app.get("/api/v1/audit?resource_type=target&limit=10").await.text().await.unwrap();
+    for secret in ["\"s1\"", "\"s9\"", "s10@", "MIGHAgEAMBMG"] {
+        assert!(!audit.contains(secret), "{secret} in the audit trail");
+    }
+    let audit = app.get("/api/v1/audit?resource_type=issuer&limit=10").await.text().await.unwrap();
+    assert!(!audit.contains("r-123"), "the declared field in the audit trail");
+}
+
+#[actix_web::test]
+async fn cursors_open_only_unedited_and_on_their_own_list() {
+    use crate::helpers::assert_problem;
+    let app = TestApp::spawn().await;
+    let teams: serde_json::Value = app.get("/api/v1/teams?limit=1").await.json().await.unwrap();
+    let cursor = teams["next_cursor"].as_str().expect("the demo teams fill more than one page").to_string();
+    assert_eq!(app.get(&format!("/api/v1/teams?limit=1&cursor={cursor}")).await.status(), 200);
+    assert_problem(app.get(&format!("/api/v1/owners?limit=1&cursor={cursor}")).await, 400, "invalid-query").await;
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut bytes = engine.decode(&cursor).unwrap();
+    bytes[1] ^= 0x01;
+    let edited = engine.encode(&bytes);
+    assert_problem(app.get(&format!("/api/v1/teams?limit=1&cursor={edited}")).await, 400, "invalid-query").await;
+    let forged = engine.encode("c+|t-platform|0");
+    assert_problem(app.get(&format!("/api/v1/teams?limit=1&cursor={forged}")).await, 400, "invalid-query").await;
+}

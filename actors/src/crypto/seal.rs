@@ -28,6 +28,9 @@ pub enum OpenError {
 /// The derived sealing key.
 pub struct SealingKey {
     key: LessSafeKey,
+    /// A key for message authentication derived from the same secret (HMAC of the derived bytes
+    /// with a fixed label), so every replica that shares the passphrase shares it too.
+    mac: aws_lc_rs::hmac::Key,
 }
 
 impl std::fmt::Debug for SealingKey {
@@ -48,7 +51,19 @@ impl SealingKey {
     fn from_bytes(bytes: &[u8; 32]) -> SealingKey {
         // A 32-byte key is always valid for AES-256-GCM.
         let unbound = UnboundKey::new(&AES_256_GCM, bytes).expect("a 32-byte AES-256 key");
-        SealingKey { key: LessSafeKey::new(unbound) }
+        let root = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, bytes);
+        let mac_bytes = aws_lc_rs::hmac::sign(&root, b"certctl mac key v1");
+        let mac = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, mac_bytes.as_ref());
+        SealingKey { key: LessSafeKey::new(unbound), mac }
+    }
+
+    /// An HMAC-SHA256 tag of `message` under the key derived for authentication (not the sealing
+    /// key itself): for values the server hands out and must recognise again, such as cursors.
+    pub fn mac(&self, message: &[u8]) -> [u8; 32] {
+        let tag = aws_lc_rs::hmac::sign(&self.mac, message);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
     }
 
     /// A fresh random salt.

@@ -5,6 +5,8 @@
 //! - [`agent_work`]: what agents send about their work (CSRs, deployment reports).
 //! - [`api_key`]: API key records as stored (hash only).
 //! - [`audit`]: audit events, the acting principal, and request-summary redaction.
+//! - [`redaction`]: secret fields (declared per issuer and target type, or by name) and secret
+//!   values masked in every answer and audit row.
 //! - [`names`]: DNS names (IDNA), IP and e-mail names, normalized for storage.
 //! - [`resources`]: teams, owners, renewal policies, issuers, profiles and targets behind the
 //!   generic `Resource` shape.
@@ -22,6 +24,7 @@ pub mod certificate;
 pub mod discovery;
 pub mod job;
 pub mod names;
+pub mod redaction;
 pub mod resources;
 pub mod revocation;
 pub mod validation;

@@ -78,7 +78,8 @@ pub async fn list(
     let (paging, p) = (query.paging, query.params);
     let status = one_of("status", p.status, &AGENT_STATUSES)?;
     let filters = AgentFilters { status, os: p.os, version: p.version };
-    let query = ListAgents { filters, window: cursor::time_window(&paging, ORDER)? };
+    let query =
+        ListAgents { filters, window: cursor::time_window(state.engine.cursors(), "/api/v1/agents", &paging, ORDER)? };
     etag::time_list(&req, &state, &caller, "/api/v1/agents", &[Table::Agents], &paging, ORDER, query).await
 }
 

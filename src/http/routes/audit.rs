@@ -55,7 +55,7 @@ pub async fn list(
         resource_id: p.resource_id,
     };
     let before = match &paging {
-        PageRequest::Keyset { cursor: Some(c), .. } => Some(cursor::decode_audit(c)?),
+        PageRequest::Keyset { cursor: Some(c), .. } => Some(cursor::decode_audit(state.engine.cursors(), c)?),
         _ => None,
     };
     let query = ListAuditEvents {
@@ -71,7 +71,8 @@ pub async fn list(
     };
     let result = state.db.run(query).await?;
     audit_read(&state, actor.0, "audit", "list", "*", serde_json::json!({ "query": summary })).await?;
-    let body = paging.page(result.items, result.next.map(cursor::encode_audit), result.total);
+    let body =
+        paging.page(result.items, result.next.map(|id| cursor::encode_audit(state.engine.cursors(), id)), result.total);
     let mut ok = HttpResponse::Ok();
     etag::headers(&mut ok, &etag);
     Ok(ok.json(body))

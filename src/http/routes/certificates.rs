@@ -68,6 +68,9 @@ impl QueryFields for ListParams {
     ];
 }
 
+/// The certificate list's name for its cursors.
+const LIST: &str = "/api/v1/certificates";
+
 fn id_filter(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
     match value {
         Some(v) if !is_valid_id(&v) => Err(ApiError::InvalidQuery(format!("{name} is not a valid id"))),
@@ -148,9 +151,10 @@ pub async fn list(
     let sort = parse_sort(p.sort.as_deref())?;
     let fields = p.fields.as_deref().map(FieldSet::parse).transpose()?;
     let paging = match &request {
-        PageRequest::Keyset { limit, cursor, .. } => {
-            Paging::Keyset { after: cursor.as_deref().map(|c| cursor::decode(c, sort)).transpose()?, limit: *limit }
-        }
+        PageRequest::Keyset { limit, cursor, .. } => Paging::Keyset {
+            after: cursor.as_deref().map(|c| cursor::decode(state.engine.cursors(), LIST, c, sort)).transpose()?,
+            limit: *limit,
+        },
         PageRequest::Offset { .. } => Paging::Offset { offset: request.offset().unwrap_or(0), limit: request.size() },
     };
     let etag = match revalidate(
@@ -167,7 +171,7 @@ pub async fn list(
     let details = serde_json::json!({ "query": raw });
     audit_read(&state, actor.0, "certificate", "list", "*", details).await?;
 
-    let next_cursor = result.next.as_ref().map(cursor::encode);
+    let next_cursor = result.next.as_ref().map(|c| cursor::encode(state.engine.cursors(), LIST, c));
     let mut ok = HttpResponse::Ok();
     etag::headers(&mut ok, &etag);
     let response = match fields {
@@ -315,19 +319,22 @@ pub async fn versions(
         _ => return Err(ApiError::InvalidQuery("versions are paged with limit and cursor only".into())),
     };
     let order = Sort { key: SortKey::CreatedAt, descending: true };
-    let before = match cursor_value.as_deref().map(|c| cursor::decode(c, order)).transpose()? {
-        Some(SortCursor { value: SortValue::Time(t), id, .. }) => Some((t, id)),
-        Some(_) => return Err(ApiError::InvalidQuery("cursor is not for this list".into())),
-        None => None,
-    };
+    let list = format!("versions:{id}");
+    let before =
+        match cursor_value.as_deref().map(|c| cursor::decode(state.engine.cursors(), &list, c, order)).transpose()? {
+            Some(SortCursor { value: SortValue::Time(t), id, .. }) => Some((t, id)),
+            Some(_) => return Err(ApiError::InvalidQuery("cursor is not for this list".into())),
+            None => None,
+        };
     let page = state
         .db
         .run(ListVersions { certificate_id: id.clone(), before, limit })
         .await?
         .ok_or_else(|| not_found(&id))?;
     audit_read(&state, actor.0, "certificate", "read_versions", &id, serde_json::json!({})).await?;
-    let next_cursor =
-        page.next.map(|(t, id)| cursor::encode(&SortCursor { sort: order, value: SortValue::Time(t), id }));
+    let next_cursor = page.next.map(|(t, id)| {
+        cursor::encode(state.engine.cursors(), &list, &SortCursor { sort: order, value: SortValue::Time(t), id })
+    });
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data": page.items, "next_cursor": next_cursor, "limit": limit })))
 }
 

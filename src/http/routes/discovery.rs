@@ -78,7 +78,10 @@ pub async fn list(
     let status = one_of("status", p.status, &DISCOVERY_STATUSES)?;
     let expiring_before = rfc3339("expiring_before", p.expiring_before.as_deref())?;
     let filters = DiscoveryFilters { agent_id: p.agent_id, status, expiring_before };
-    let query = ListDiscovered { filters, window: cursor::time_window(&paging, ORDER)? };
+    let query = ListDiscovered {
+        filters,
+        window: cursor::time_window(state.engine.cursors(), "/api/v1/discovered-certificates", &paging, ORDER)?,
+    };
     etag::time_list(
         &req,
         &state,

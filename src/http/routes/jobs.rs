@@ -51,7 +51,8 @@ pub async fn list(
         certificate_id: p.certificate_id,
         agent_id: p.agent_id,
     };
-    let query = ListJobs { filters, window: cursor::time_window(&paging, ORDER)? };
+    let query =
+        ListJobs { filters, window: cursor::time_window(state.engine.cursors(), "/api/v1/jobs", &paging, ORDER)? };
     etag::time_list(&req, &state, &caller, "/api/v1/jobs", &[Table::Jobs], &paging, ORDER, query).await
 }
 

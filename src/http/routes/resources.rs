@@ -79,10 +79,12 @@ async fn list<R: Resource>(
         }
     }
     let after = match &request {
-        PageRequest::Keyset { cursor: Some(c), .. } => match cursor::decode(c, Sort::default())? {
-            SortCursor { value: SortValue::Time(t), id, .. } => Some((t, id)),
-            _ => return Err(ApiError::InvalidQuery("cursor is not for this list".into())),
-        },
+        PageRequest::Keyset { cursor: Some(c), .. } => {
+            match cursor::decode(state.engine.cursors(), R::KIND, c, Sort::default())? {
+                SortCursor { value: SortValue::Time(t), id, .. } => Some((t, id)),
+                _ => return Err(ApiError::InvalidQuery("cursor is not for this list".into())),
+            }
+        }
         _ => None,
     };
     let query = ListResources::<R> {
@@ -97,7 +99,11 @@ async fn list<R: Resource>(
     let result = state.db.run(query).await?;
     audit_read(&state, actor.0, R::KIND, "list", "*", summary).await?;
     let next_cursor = result.next.map(|(created_at, id)| {
-        cursor::encode(&SortCursor { sort: Sort::default(), value: SortValue::Time(created_at), id })
+        cursor::encode(
+            state.engine.cursors(),
+            R::KIND,
+            &SortCursor { sort: Sort::default(), value: SortValue::Time(created_at), id },
+        )
     });
     let body = request.page(result.items, next_cursor, result.total);
     Ok(HttpResponse::Ok().json(body))

@@ -8,7 +8,7 @@ use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 
 use super::{check_config, set_if, Column, Resource};
-use crate::domain::audit::redact;
+use crate::domain::redaction::redact_config;
 use crate::domain::validation::{FieldError, Violations};
 use crate::error::DbError;
 
@@ -118,7 +118,7 @@ impl Resource for Target {
             name: row.try_get("name")?,
             target_type: row.try_get("type")?,
             agent_id: row.try_get("agent_id")?,
-            config: redact(config.0),
+            config: redact_config(&row.try_get::<_, String>("type")?, config.0),
             enabled: row.try_get("enabled")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
