@@ -500,7 +500,8 @@ async fn a_sub_ca_from_files_signs_and_a_bad_pair_stops_start_up() {
 
 #[actix_web::test]
 async fn an_issuers_renewal_window_overrides_the_policy() {
-    use certctl_actors::queries::job_claims::{ClaimRenewalJobs, CompleteRenewals, CompletedRenewal};
+    use certctl_actors::queries::job_claims::ClaimRenewalJobs;
+    use certctl_actors::queries::job_writebacks::{CompleteRenewals, CompletedRenewal};
     let app = TestApp::spawn().await;
     let id = app.create_certificate("ari").await["id"].as_str().unwrap().to_string();
     let now = chrono::Utc::now();

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::types::ToSql;
 
 use super::audit::AuditRecord;
-use super::job_claims::MAX_RETRY_BACKOFF;
+use super::job_sql::next_retry;
 use crate::db::DbQuery;
 use crate::domain::audit::AuditActor;
 use crate::domain::job::{Job, JOB_COLUMNS};
@@ -374,8 +374,7 @@ impl DbQuery for ReportDeployment {
                       deployment_result = $4, verification_fingerprint = $5, last_error = $6, \
                       error_class = CASE WHEN $3 THEN NULL ELSE 'upstream_4xx' END, \
                       lease_expires_at = NULL, completed_at = now(), updated_at = now(), \
-                      retry_at = CASE WHEN NOT $3 AND j.attempts < j.max_attempts THEN now() + make_interval( \
-                          secs => least(p.retry_interval_seconds * power(2, greatest(j.attempts - 1, 0)), {cap})) END \
+                      retry_at = CASE WHEN NOT $3 AND j.attempts < j.max_attempts THEN {retry} END \
                  FROM managed_certificates m, renewal_policies p \
                 WHERE j.id = $1 AND j.agent_id = $2 AND j.status = 'Running' AND j.type = 'Deployment' \
                   AND j.attempts = $7 AND m.id = j.certificate_id AND p.id = m.renewal_policy_id \
@@ -386,7 +385,7 @@ impl DbQuery for ReportDeployment {
              a AS ({}) SELECT * FROM c",
             JOB_COLUMNS.split(", ").map(|c| format!("j.{c}")).collect::<Vec<_>>().join(", "),
             AuditRecord::insert_from("c", 8),
-            cap = MAX_RETRY_BACKOFF.as_secs()
+            retry = next_retry("now()")
         );
         let stmt = client.prepare_cached(&sql).await?;
         let params = audit.params();

@@ -1,5 +1,20 @@
-//! SQL fragments about jobs that several statements share, so "active" and "open" mean the same
-//! thing everywhere.
+//! SQL fragments about jobs that several statements share, so "active", "open" and "when is the
+//! next attempt" mean the same thing everywhere.
+
+use std::time::Duration;
+
+/// Longest wait between two attempts, however many have failed.
+pub const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(6 * 3600);
+
+/// When a failed job is tried again, counted from `from` (a SQL time expression): the policy's
+/// `retry_interval_seconds`, doubled per attempt already made, capped at [`MAX_RETRY_BACKOFF`].
+/// `j` is the job row and `p` its certificate's renewal policy.
+pub(crate) fn next_retry(from: &str) -> String {
+    format!(
+        "{from} + make_interval(secs => least(p.retry_interval_seconds * power(2, greatest(j.attempts - 1, 0)), {}))",
+        MAX_RETRY_BACKOFF.as_secs()
+    )
+}
 
 /// Statuses of an issuance or renewal that is still going on (the partial unique index on active
 /// renewals uses the same list).

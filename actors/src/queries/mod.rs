@@ -9,7 +9,9 @@
 //! - [`api_keys`]: the stored API keys the server authenticates with.
 //! - [`audit`]: audit rows (inside mutations), audited reads, audit pages, retention batches.
 //! - [`issuer_config`]: an issuer's type and full config, for building its connector.
-//! - [`job_claims`]: the dispatcher's claims, batched write-backs, releases, retries and reaping.
+//! - [`job_claims`]: the dispatcher's claims, releases of unstarted claims, queue counts.
+//! - [`job_writebacks`]: the dispatcher's batched completions and failures.
+//! - [`job_sweeps`]: the loops' retries of due jobs and the timeout reaper.
 //! - [`jobs`]: the job list, one job, cancel and retry.
 //! - [`renewal_scan`]: the renewal scan's enqueue batches and the expiry sweep.
 //! - [`resources`]: generic create/get/list/update/delete for every `Resource`.
@@ -31,6 +33,9 @@ pub mod health;
 pub mod issuer_config;
 pub mod job_claims;
 mod job_sql;
+pub use job_sql::MAX_RETRY_BACKOFF;
+pub mod job_sweeps;
+pub mod job_writebacks;
 pub mod jobs;
 mod paging;
 pub use paging::{PageWindow, TimePage};

@@ -33,9 +33,8 @@ use crate::metrics::{
     ACTOR_RESTARTS_TOTAL, DISPATCHER_CAP, DISPATCHER_IN_FLIGHT, DISPATCHER_WRITE_BATCH_SIZE, ISSUANCE_DURATION_SECONDS,
     ISSUANCE_FAILURES_TOTAL,
 };
-use crate::queries::job_claims::{
-    ClaimRenewalJobs, ClaimedJob, CompleteRenewals, CompletedRenewal, FailRenewals, FailedRenewal, ReleaseJobs,
-};
+use crate::queries::job_claims::{ClaimRenewalJobs, ClaimedJob, ReleaseJobs};
+use crate::queries::job_writebacks::{CompleteRenewals, CompletedRenewal, FailRenewals, FailedRenewal};
 
 /// Write-back transactions at once: results keep collecting while one commits, and two keep
 /// PostgreSQL busy while the other waits on its commit. Batches touch disjoint rows.

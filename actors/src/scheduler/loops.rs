@@ -24,7 +24,8 @@ use crate::db::Db;
 use crate::error::DbError;
 use crate::metrics::{JOBS_QUEUE_DEPTH, RENEWALS_ENQUEUED_TOTAL};
 use crate::queries::agents::MarkStaleAgents;
-use crate::queries::job_claims::{CountActiveJobs, ReapJobs, RetryDueJobs};
+use crate::queries::job_claims::CountActiveJobs;
+use crate::queries::job_sweeps::{ReapJobs, RetryDueJobs};
 use crate::queries::renewal_scan::{EnqueueDueRenewals, ExpireCertificates};
 use crate::renewal::dispatcher::{Dispatch, RenewalDispatcher, Wake};
 
