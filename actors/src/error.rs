@@ -6,7 +6,8 @@
 use deadpool_postgres::PoolError;
 use tokio_postgres::error::SqlState;
 
-use crate::db::constraints;
+pub use crate::db::constraints::ForeignKey;
+use crate::db::constraints::{self, Violation};
 
 /// An error and its causes as one line (`outer: inner: innermost`), for logs: never a backtrace,
 /// which `Debug` of an `anyhow::Error` adds when `RUST_BACKTRACE` is set.
@@ -23,16 +24,6 @@ pub fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
         next = cause.source();
     }
     line
-}
-
-/// A foreign key that refused a row: the field that named the missing row, and the rows that
-/// refer through this key (what still references a row whose delete it refused).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ForeignKey {
-    /// The request field (`owner_id`, `target_ids`).
-    pub field: &'static str,
-    /// The referring rows, in words (`certificates`).
-    pub child: &'static str,
 }
 
 /// Why a query did not produce its result.
@@ -121,11 +112,11 @@ impl From<tokio_postgres::Error> for DbError {
         let constraint = db.constraint().unwrap_or("unknown");
         let code = db.code();
         if *code == SqlState::UNIQUE_VIOLATION {
-            constraints::unique(constraint)
+            constraints::unique(constraint).into()
         } else if *code == SqlState::FOREIGN_KEY_VIOLATION {
-            constraints::foreign_key(constraint)
+            constraints::foreign_key(constraint).into()
         } else if *code == SqlState::CHECK_VIOLATION {
-            constraints::check(constraint)
+            constraints::check(constraint).into()
         } else if code.code().starts_with("22") {
             tracing::debug!(error = %e, "value refused by the database");
             DbError::InvalidValue
@@ -137,6 +128,17 @@ impl From<tokio_postgres::Error> for DbError {
             DbError::Unavailable { reason: "the database refused the connection", source: Some(e.into()) }
         } else {
             DbError::Unexpected(anyhow::Error::new(e).context("query failed"))
+        }
+    }
+}
+
+impl From<Violation> for DbError {
+    fn from(v: Violation) -> Self {
+        match v {
+            Violation::Duplicate { kind, field } => DbError::Duplicate { kind, field },
+            Violation::RenewalActive => DbError::RenewalActive,
+            Violation::ForeignKey(key) => DbError::ForeignKey(key),
+            Violation::OutOfRange { field } => DbError::OutOfRange { field },
         }
     }
 }
