@@ -33,6 +33,11 @@ use crate::http::{self, AppState, MetricsEndpoint};
 use crate::settings::Settings;
 use crate::{telemetry, tls};
 
+/// Longest time a client may take to complete its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// TLS handshakes in progress per worker (actix's default is 256).
+const MAX_HANDSHAKES_PER_WORKER: usize = 4096;
+
 /// A built server, ready to run.
 pub struct Application {
     port: u16,
@@ -190,6 +195,11 @@ impl Application {
             app.configure(http::configure).default_service(web::to(route_not_found))
         })
         .client_request_timeout(Duration::from_secs(30))
+        // A connection that opens and never starts TLS holds a handshake slot until this runs out;
+        // with the slots plentiful (waiting connections cost almost nothing until they speak),
+        // hundreds of silent connections cannot keep new clients from being accepted.
+        .tls_handshake_timeout(TLS_HANDSHAKE_TIMEOUT)
+        .max_connection_rate(MAX_HANDSHAKES_PER_WORKER)
         .shutdown_timeout(30)
         // Signals are handled in `run_until_stopped`, so SIGINT drains like SIGTERM (actix's own
         // handling treats SIGINT as a forced stop).

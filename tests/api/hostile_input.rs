@@ -288,3 +288,48 @@ async fn cursors_open_only_unedited_and_on_their_own_list() {
     let forged = engine.encode("c+|t-platform|0");
     assert_problem(app.get(&format!("/api/v1/teams?limit=1&cursor={forged}")).await, 400, "invalid-query").await;
 }
+
+#[actix_web::test]
+async fn connections_that_never_start_tls_do_not_stall_new_clients() {
+    let (app, ca) = tls_app().await;
+    let address = app.address.trim_start_matches("https://").to_string();
+    // 600 connections that never send a ClientHello, reopened when the server closes them.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut holders = Vec::new();
+    for _ in 0..600 {
+        let (address, stop) = (address.clone(), stop.clone());
+        holders.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(mut stream) = tokio::net::TcpStream::connect(&address).await {
+                    let mut buf = [0u8; 1];
+                    let _ = tokio::time::timeout(
+                        std::time::Duration::from_secs(5),
+                        tokio::io::AsyncReadExt::read(&mut stream, &mut buf),
+                    )
+                    .await;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let pem = std::fs::read(&ca).unwrap();
+    let mut slowest = std::time::Duration::ZERO;
+    for _ in 0..5 {
+        // A new client, so a new connection and handshake each time: what a new client sees.
+        let fresh = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let response = fresh.get(app.url("/health")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        slowest = slowest.max(started.elapsed());
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for holder in holders {
+        holder.abort();
+    }
+    assert!(slowest < std::time::Duration::from_secs(1), "a new client waited {slowest:?}");
+}
