@@ -38,8 +38,12 @@ pub fn init_tracing(level: LogLevel, format: LogFormat) {
     // on top (e.g. RUST_LOG=tokio_postgres=debug).
     // The HTTP/1 parser logs every malformed request it refuses (an over-long head, a bad request
     // line) at ERROR: client mistakes, answered with a bare 400/431, that would drown real errors.
-    let filter =
-        EnvFilter::new(level).add_directive("actix_http::h1::dispatcher=off".parse().expect("a valid directive"));
+    // The PostgreSQL driver logs every statement's parameter values at DEBUG: configs with their
+    // secrets, key hashes. They stay out of the log at every CERTCTL_LOG_LEVEL (RUST_LOG can still
+    // name the module explicitly, on an operator's own machine).
+    let filter = EnvFilter::new(level)
+        .add_directive("actix_http::h1::dispatcher=off".parse().expect("a valid directive"))
+        .add_directive("tokio_postgres::query=info".parse().expect("a valid directive"));
     let filter = match std::env::var("RUST_LOG") {
         Ok(extra) => extra.split(',').filter_map(|d| d.trim().parse().ok()).fold(filter, EnvFilter::add_directive),
         Err(_) => filter,

@@ -333,3 +333,162 @@ async fn connections_that_never_start_tls_do_not_stall_new_clients() {
     }
     assert!(slowest < std::time::Duration::from_secs(1), "a new client waited {slowest:?}");
 }
+
+/// An HTTP/2 connection over TLS to `app`, trusting the certificate at `ca`.
+async fn h2_connection(app: &TestApp, ca: &str) -> h2::client::SendRequest<actix_web::web::Bytes> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca).unwrap();
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let address = app.address.trim_start_matches("https://").to_string();
+    let tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.unwrap();
+    let (send, connection) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    send
+}
+
+#[actix_web::test]
+async fn a_rapid_reset_flood_is_survived() {
+    let (app, ca) = tls_app().await;
+    let mut send = h2_connection(&app, &ca).await;
+    let url = app.url("/api/v1/certificates");
+    let mut sent = 0;
+    // Open streams and cancel each at once (CVE-2023-44487's pattern), as fast as the server lets us.
+    for _ in 0..20_000 {
+        let Ok(ready) = send.clone().ready().await else { break };
+        send = ready;
+        let request = http::Request::get(&url).body(()).unwrap();
+        match send.send_request(request, true) {
+            Ok((response, _)) => drop(response),
+            Err(_) => break,
+        }
+        sent += 1;
+    }
+    assert!(sent > 0);
+    // The server still answers new clients at once.
+    let mut fresh = h2_connection(&app, &ca).await;
+    fresh = fresh.ready().await.unwrap();
+    let (response, _) = fresh.send_request(http::Request::get(app.url("/health")).body(()).unwrap(), true).unwrap();
+    let response = tokio::time::timeout(std::time::Duration::from_secs(2), response).await.unwrap().unwrap();
+    assert_eq!(response.status(), 200, "after {sent} reset streams");
+}
+
+#[actix_web::test]
+async fn filters_are_values_never_sql_and_nesting_is_bounded() {
+    use crate::helpers::{assert_problem, certificate_body};
+    let app = TestApp::spawn().await;
+    app.create_certificate("kept").await;
+    for attack in ["' OR 1=1 --", "x'); DROP TABLE managed_certificates; --", "%' OR '1'='1", "\\' UNION SELECT 1"] {
+        let encoded: String = url_encode(attack);
+        for path in [
+            format!("/api/v1/certificates?q={encoded}"),
+            format!("/api/v1/certificates?environment={encoded}"),
+            format!("/api/v1/teams?q={encoded}"),
+            format!("/api/v1/agents?os={encoded}"),
+            format!("/api/v1/audit?actor={encoded}"),
+            format!("/api/v1/jobs?certificate_id={encoded}"),
+        ] {
+            let response = app.get(&path).await;
+            let status = response.status().as_u16();
+            assert!(status == 200 || status == 400, "{path}: {status}");
+            if status == 200 {
+                let page: serde_json::Value = response.json().await.unwrap();
+                assert_eq!(page["data"].as_array().map(Vec::len), Some(0), "{path} matched nothing: {page}");
+            }
+        }
+    }
+    let all: serde_json::Value = app.get("/api/v1/certificates?q=kept").await.json().await.unwrap();
+    assert_eq!(all["data"].as_array().unwrap().len(), 1, "the table is intact");
+
+    let mut deep = certificate_body("deep");
+    let mut nested = serde_json::json!("bottom");
+    for _ in 0..200 {
+        nested = serde_json::json!({ "n": nested });
+    }
+    deep["tags"] = nested;
+    let status = app.post_certificate(&deep).await.status().as_u16();
+    assert_eq!(status, 400, "200 levels of nesting are refused");
+    let huge = app
+        .admin(reqwest::Method::POST, "/api/v1/teams")
+        .header("content-type", "application/json")
+        .body(format!("{{\"name\": \"{}\"}}", "x".repeat(2 * 1024 * 1024)));
+    assert_problem(huge.send().await.unwrap(), 413, "payload-too-large").await;
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+#[test]
+fn no_secret_reaches_the_logs_or_the_metrics() {
+    use std::io::{BufRead, BufReader};
+    let data_dir = scratch_dir("no-secret-logs");
+    let (admin, token, passphrase) =
+        ("admin-key-no-log-0123456789", "bootstrap-no-log-0123456789", "sealing-no-log-0123456789");
+    let db = actix_web::rt::System::new().block_on(fresh_database());
+    let url = crate::helpers::cluster().url_for(&db);
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_certctl-server"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs([
+            ("CERTCTL_DATABASE_URL", url.as_str()),
+            ("CERTCTL_SERVER_PORT", "0"),
+            ("CERTCTL_SERVER_TLS", "false"),
+            ("CERTCTL_LOG_LEVEL", "debug"),
+            ("CERTCTL_API_KEYS_NAMED", &format!("ops:{admin}:admin")),
+            ("CERTCTL_AGENT_BOOTSTRAP_TOKEN", token),
+            ("CERTCTL_CONFIG_ENCRYPTION_KEY", passphrase),
+            ("CERTCTL_DATA_DIR", data_dir.to_str().unwrap()),
+            ("CERTCTL_DEMO_SEED", "false"),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running certctl-server");
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    let address = loop {
+        let line = lines.next().expect("the server logs until it listens").unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("certctl server listening") {
+            let start = line.find("http://").unwrap();
+            break line[start..].split(|c: char| c == '"' || c.is_whitespace()).next().unwrap().to_string();
+        }
+    };
+    let secret = "target-secret-no-log-0123";
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let metrics = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let body = serde_json::json!({"name": "t", "type": "file", "config": {"password": secret, "directory": "/x"}});
+        let created =
+            client.post(format!("{address}/api/v1/targets")).bearer_auth(admin).json(&body).send().await.unwrap();
+        assert_eq!(created.status(), 201);
+        let agent = serde_json::json!({"name": "logs"});
+        let registered =
+            client.post(format!("{address}/api/v1/agents")).bearer_auth(token).json(&agent).send().await.unwrap();
+        assert_eq!(registered.status(), 201);
+        client.get(format!("{address}/metrics")).send().await.unwrap().text().await.unwrap()
+    });
+    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    for line in lines.map_while(Result::ok) {
+        log.push_str(&line);
+        log.push('\n');
+    }
+    let _ = server.wait();
+    for value in [admin, token, passphrase, secret] {
+        let leaked: Vec<&str> = log.lines().filter(|l| l.contains(value)).collect();
+        assert!(leaked.is_empty(), "{value} in the log: {leaked:?}");
+        assert!(!metrics.contains(value), "{value} in the metrics");
+    }
+    assert!(log.contains("request completed"), "the log was read");
+}
