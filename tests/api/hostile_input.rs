@@ -334,8 +334,8 @@ async fn connections_that_never_start_tls_do_not_stall_new_clients() {
     assert!(slowest < std::time::Duration::from_secs(1), "a new client waited {slowest:?}");
 }
 
-/// An HTTP/2 connection over TLS to `app`, trusting the certificate at `ca`.
-async fn h2_connection(app: &TestApp, ca: &str) -> h2::client::SendRequest<actix_web::web::Bytes> {
+/// A TLS stream to `app` that negotiated HTTP/2, trusting the certificate at `ca`.
+async fn h2_tls(app: &TestApp, ca: &str) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(ca).unwrap();
     for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
@@ -346,8 +346,12 @@ async fn h2_connection(app: &TestApp, ca: &str) -> h2::client::SendRequest<actix
     let address = app.address.trim_start_matches("https://").to_string();
     let tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.unwrap();
-    let (send, connection) = h2::client::handshake(tls).await.unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.unwrap()
+}
+
+/// An HTTP/2 connection over TLS to `app`, trusting the certificate at `ca`.
+async fn h2_connection(app: &TestApp, ca: &str) -> h2::client::SendRequest<actix_web::web::Bytes> {
+    let (send, connection) = h2::client::handshake(h2_tls(app, ca).await).await.unwrap();
     tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -491,4 +495,67 @@ fn no_secret_reaches_the_logs_or_the_metrics() {
         assert!(!metrics.contains(value), "{value} in the metrics");
     }
     assert!(log.contains("request completed"), "the log was read");
+}
+
+/// One HTTP/2 frame: type, flags, stream id, payload.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + payload.len());
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+    out.extend_from_slice(&[kind, flags]);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+#[actix_web::test]
+async fn http2_header_blocks_and_streams_are_bounded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (app, ca) = tls_app().await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let mut tls = h2_tls(&app, &ca).await;
+        tasks.push(tokio::spawn(async move {
+            tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+            tls.write_all(&frame(0x4, 0, 0, &[])).await.unwrap();
+            // The server's SETTINGS come first: read the limits it announces.
+            let mut head = [0u8; 9];
+            tls.read_exact(&mut head).await.unwrap();
+            assert_eq!(head[3], 0x4, "a SETTINGS frame first");
+            let mut payload = vec![0u8; u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize];
+            tls.read_exact(&mut payload).await.unwrap();
+            let settings: Vec<(u16, u32)> = payload
+                .chunks(6)
+                .map(|c| (u16::from_be_bytes([c[0], c[1]]), u32::from_be_bytes([c[2], c[3], c[4], c[5]])))
+                .collect();
+            // An unfinished header block of up to 16 MiB: HEADERS, then CONTINUATION frames.
+            let (reader, mut writer) = tokio::io::split(tls);
+            let sender = tokio::spawn(async move {
+                let mut sent = 0usize;
+                let chunk = vec![0x40u8; 16 * 1024];
+                if writer.write_all(&frame(0x1, 0, 1, &chunk)).await.is_err() {
+                    return sent;
+                }
+                while sent < 16 * 1024 * 1024 {
+                    if writer.write_all(&frame(0x9, 0, 1, &chunk)).await.is_err() {
+                        break;
+                    }
+                    sent += chunk.len();
+                }
+                sent
+            });
+            let mut reader = reader;
+            let mut rest = Vec::new();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(20), reader.read_to_end(&mut rest)).await;
+            let sent = tokio::time::timeout(std::time::Duration::from_secs(20), sender).await.unwrap().unwrap();
+            (settings, sent)
+        }));
+    }
+    for task in tasks {
+        let (settings, sent) = task.await.unwrap();
+        assert!(settings.contains(&(0x6, 64 * 1024)), "MAX_HEADER_LIST_SIZE announced: {settings:?}");
+        assert!(settings.contains(&(0x3, 128)), "MAX_CONCURRENT_STREAMS announced: {settings:?}");
+        assert!(sent < 4 * 1024 * 1024, "the server cut the block off early, not after {sent} bytes");
+    }
+    let response = app.client.get(app.url("/health")).send().await;
+    assert!(response.is_err() || response.unwrap().status() == 200);
 }
