@@ -19,6 +19,7 @@ use crate::audit_retention::{AuditRetention, RetentionSettings};
 use crate::certificate_writer::Writer;
 use crate::cursors::Cursors;
 use crate::db::{Db, PgConnector};
+use crate::discovery::DiscoveryTriage;
 use crate::etag_cache::EtagCache;
 use crate::issuers::registry::{CaSource, IssuerRegistry};
 use crate::issuers::IssueFailure;
@@ -42,6 +43,8 @@ pub struct EngineSettings {
     pub agent_work_lease: Duration,
     /// The session the ETag cache listens on: the pool's connection settings and TLS.
     pub notification_session: (tokio_postgres::Config, PgConnector),
+    /// `CERTCTL_ENVIRONMENTS`: the environments a certificate may carry.
+    pub environments: Vec<String>,
 }
 
 impl std::fmt::Debug for EngineSettings {
@@ -71,6 +74,7 @@ pub struct Engine {
     retention: Addr<AuditRetention>,
     etag_cache: Addr<EtagCache>,
     cursors: Cursors,
+    discovery: DiscoveryTriage,
 }
 
 impl Engine {
@@ -86,6 +90,7 @@ impl Engine {
             heartbeats: heartbeat_settings,
             agent_work_lease,
             notification_session,
+            environments,
         } = settings;
         let sealing = open_sealing_key(&db, &sealing_passphrase).await.map_err(|e| match e {
             SecretsError::Db(e) => anyhow::Error::new(e).context("reading the sealing parameters"),
@@ -116,6 +121,7 @@ impl Engine {
         Ok(Engine {
             agents: AgentRegistry::new(db.clone(), directory),
             cursors: Cursors::new(sealing.clone()),
+            discovery: DiscoveryTriage::new(db.clone(), writer.clone(), environments),
             work: AgentWork::new(db.clone(), dispatcher.clone(), sealing, agent_work_lease),
             renewals: Renewals::new(db.clone(), dispatcher.clone()),
             db,
@@ -147,6 +153,11 @@ impl Engine {
     /// The agents' work flows.
     pub fn agent_work(&self) -> &AgentWork {
         &self.work
+    }
+
+    /// Triage of discovered certificates.
+    pub fn discovery(&self) -> &DiscoveryTriage {
+        &self.discovery
     }
 
     /// Signs and opens the lists' keyset cursors.

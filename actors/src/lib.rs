@@ -10,6 +10,7 @@
 //! - [`crypto`]: sealing secrets at rest, key algorithms, the local CA's signing.
 //! - [`db`]: the DB actor that owns the deadpool-postgres pool, the [`db::Db`] handle every other
 //!   component uses to send it typed query messages, migrations and database bootstrap.
+//! - [`discovery`]: triage of discovered certificates (claim, dismiss), one call each.
 //! - [`domain`]: the domain types (certificates, API keys) and their validation rules.
 //! - [`queries`]: every SQL statement, one typed message per query, grouped by resource.
 //! - [`renewal`]: the renewal dispatcher actor (claims, issuance under a cap, batched write-back)
@@ -27,6 +28,7 @@ pub mod certificate_writer;
 pub mod crypto;
 pub mod cursors;
 pub mod db;
+pub mod discovery;
 pub mod domain;
 pub mod engine;
 pub mod error;

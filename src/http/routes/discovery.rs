@@ -3,18 +3,13 @@
 //! `/api/v1/discovered-certificates` (list with filters, get, claim into a managed certificate,
 //! dismiss).
 
-use std::collections::BTreeMap;
-
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use certctl_actors::domain::certificate::NewCertificate;
+use certctl_actors::discovery::{ClaimRequest, Triage};
 use certctl_actors::domain::discovery::{DiscoveryReport, DISCOVERY_STATUSES};
 use certctl_actors::queries::certificate_list::{Sort, SortKey};
-use certctl_actors::queries::certificates::CreateCertificate;
-use certctl_actors::queries::discovery::{
-    DiscoveryFilters, GetDiscovered, ListDiscovered, RecordDiscoveryScan, TriageDiscovered,
-};
+use certctl_actors::queries::discovery::{DiscoveryFilters, GetDiscovered, ListDiscovered, RecordDiscoveryScan};
 
 use crate::auth::Caller;
 use crate::http::actor::Actor;
@@ -102,91 +97,53 @@ pub async fn get(state: web::Data<AppState>, id: Id) -> Result<HttpResponse, Api
     Ok(HttpResponse::Ok().json(found))
 }
 
-/// What claiming needs besides the discovered names: where the managed certificate belongs.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClaimBody {
-    id: Option<String>,
-    /// Default: the discovered common name.
-    name: Option<String>,
-    #[serde(default)]
-    environment: String,
-    owner_id: String,
-    team_id: String,
-    issuer_id: String,
-    renewal_policy_id: String,
-    certificate_profile_id: Option<String>,
-    #[serde(default)]
-    tags: BTreeMap<String, String>,
-    #[serde(default)]
-    target_ids: Vec<String>,
-}
-
 /// `POST /api/v1/discovered-certificates/{id}/claim`: an Unmanaged certificate becomes a managed
 /// certificate with its names (due for issuance at once) and is marked Managed.
-#[tracing::instrument(skip_all, fields(discovered_id))]
+#[tracing::instrument(skip_all, fields(discovered_id = %id.0))]
 pub async fn claim(
     state: web::Data<AppState>,
     actor: Actor,
     id: Id,
-    body: ValidJson<ClaimBody>,
+    body: ValidJson<ClaimRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.0;
-    let found = state.db.run(GetDiscovered { id: id.clone() }).await?.ok_or_else(|| not_found(&id))?;
-    if found.status != "Unmanaged" {
-        return Err(ApiError::Conflict(
-            Conflict::WrongState,
-            format!("discovered certificate {id} is {}; only Unmanaged ones are claimed", found.status),
-        ));
+    match state.engine.discovery().claim(&id, body.0, actor.0).await? {
+        Triage::Claimed(discovered, certificate) => {
+            Ok(HttpResponse::Ok().json(serde_json::json!({ "discovered": discovered, "certificate": certificate })))
+        }
+        Triage::Invalid(errors) => Err(ApiError::Validation(errors)),
+        other => Err(refusal(&id, other, "claimed")),
     }
-    let b = body.0;
-    let common_name = if found.common_name.is_empty() {
-        found.sans.first().cloned().unwrap_or_default()
-    } else {
-        found.common_name.clone()
-    };
-    let mut new = NewCertificate {
-        id: b.id,
-        name: b.name.unwrap_or_else(|| common_name.clone()),
-        common_name,
-        sans: found.sans.clone(),
-        environment: b.environment,
-        owner_id: b.owner_id,
-        team_id: b.team_id,
-        issuer_id: b.issuer_id,
-        renewal_policy_id: b.renewal_policy_id,
-        certificate_profile_id: b.certificate_profile_id,
-        tags: b.tags,
-        target_ids: b.target_ids,
-    };
-    new.normalize();
-    new.validate(&state.environments).map_err(ApiError::Validation)?;
-    let created = state.engine.certificates().create(CreateCertificate { new, actor: actor.0.clone() }).await?;
-    let triaged = TriageDiscovered { id: id.clone(), managed_certificate_id: Some(created.id.clone()), actor: actor.0 };
-    let updated = state.db.run(triaged).await?.ok_or_else(|| {
-        ApiError::Conflict(
-            Conflict::ChangedMeanwhile,
-            format!(
-                "discovered certificate {id} was triaged meanwhile; managed certificate {} was created anyway",
-                created.id
-            ),
-        )
-    })?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "discovered": updated, "certificate": created })))
 }
 
 /// `POST /api/v1/discovered-certificates/{id}/dismiss`
+#[tracing::instrument(skip_all, fields(discovered_id = %id.0))]
 pub async fn dismiss(state: web::Data<AppState>, actor: Actor, id: Id) -> Result<HttpResponse, ApiError> {
     let id = id.0;
-    match state.db.run(TriageDiscovered { id: id.clone(), managed_certificate_id: None, actor: actor.0 }).await? {
-        Some(updated) => Ok(HttpResponse::Ok().json(updated)),
-        None => match state.db.run(GetDiscovered { id: id.clone() }).await? {
-            Some(found) => Err(ApiError::Conflict(
-                Conflict::WrongState,
-                format!("discovered certificate {id} is {}; only Unmanaged ones are dismissed", found.status),
-            )),
-            None => Err(not_found(&id)),
-        },
+    match state.engine.discovery().dismiss(&id, actor.0).await? {
+        Triage::Dismissed(updated) => Ok(HttpResponse::Ok().json(updated)),
+        other => Err(refusal(&id, other, "dismissed")),
+    }
+}
+
+/// The problem for a triage that did not happen.
+fn refusal(id: &str, outcome: Triage, verb: &str) -> ApiError {
+    match outcome {
+        Triage::NotUnmanaged(status) => ApiError::Conflict(
+            Conflict::WrongState,
+            format!("discovered certificate {id} is {status}; only Unmanaged ones are {verb}"),
+        ),
+        Triage::ChangedMeanwhile(created) => ApiError::Conflict(
+            Conflict::ChangedMeanwhile,
+            match created {
+                Some(created) => format!(
+                    "discovered certificate {id} was triaged meanwhile; managed certificate {created} was created anyway"
+                ),
+                None => format!("discovered certificate {id} was triaged meanwhile"),
+            },
+        ),
+        Triage::Invalid(errors) => ApiError::Validation(errors),
+        _ => not_found(id),
     }
 }
 
