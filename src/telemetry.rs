@@ -11,6 +11,8 @@ use crate::settings::{LogFormat, LogLevel};
 
 /// Counter, labels `route` (the matched pattern), `method`, `status_class` (`2xx`…`5xx`).
 pub const HTTP_REQUESTS_TOTAL: &str = "certctl_http_requests_total";
+/// Connections closed at once, before TLS or HTTP, by reason (`peer_limit`).
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "certctl_connections_refused_total";
 /// Histogram, labels `route`, `method`, `status_class`.
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "certctl_http_request_duration_seconds";
 
@@ -97,6 +99,10 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 fn describe() {
     describe_counter!(HTTP_REQUESTS_TOTAL, "HTTP requests served, by route pattern, method and status class.");
+    describe_counter!(
+        CONNECTIONS_REFUSED_TOTAL,
+        "Connections closed at once, before TLS or HTTP, by reason (peer_limit: CERTCTL_MAX_CONNECTIONS_PER_PEER)."
+    );
     describe_histogram!(
         HTTP_REQUEST_DURATION_SECONDS,
         Unit::Seconds,

@@ -171,6 +171,12 @@ pub struct Settings {
     #[arg(long, env = "CERTCTL_REQUEST_BODY_TIMEOUT", default_value = "15s", value_parser = parsers::positive_duration)]
     pub request_body_timeout: Duration,
 
+    /// Connections one peer address may hold at once; more are closed at once, before TLS, while
+    /// the server keeps accepting others. 0: no limit. Behind a load balancer or proxy that
+    /// connects from one address, set it above that proxy's connection pool, or to 0.
+    #[arg(long, env = "CERTCTL_MAX_CONNECTIONS_PER_PEER", default_value_t = 512, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub max_connections_per_peer: u32,
+
     /// Authentication of API requests.
     #[arg(long, env = "CERTCTL_AUTH_TYPE", value_enum, default_value = "api-key")]
     pub auth_type: AuthType,

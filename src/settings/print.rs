@@ -43,6 +43,7 @@ impl Settings {
             ("CERTCTL_SERVER_WORKERS", self.server_workers.to_string()),
             ("CERTCTL_MAX_BODY_SIZE", self.max_body_size.to_string()),
             ("CERTCTL_REQUEST_BODY_TIMEOUT", super::parsers::format_duration(self.request_body_timeout)),
+            ("CERTCTL_MAX_CONNECTIONS_PER_PEER", self.max_connections_per_peer.to_string()),
             (
                 "CERTCTL_AUTH_TYPE",
                 match self.auth_type {

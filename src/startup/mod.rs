@@ -11,6 +11,7 @@
 //! - [`engine_settings`]: the engine's settings from the server's.
 
 mod engine_settings;
+mod listener;
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -32,6 +33,7 @@ use crate::http::request_context::request_context;
 use crate::http::{self, AppState, MetricsEndpoint};
 use crate::settings::Settings;
 use crate::{telemetry, tls};
+use listener::ListenerSettings;
 
 /// Longest time a client may take to complete its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -180,7 +182,7 @@ impl Application {
         let metrics_here = settings.metrics_addr.is_none().then(|| web::Data::new(MetricsEndpoint(prometheus.clone())));
         let max_body = settings.max_body_size as usize;
 
-        let mut server = HttpServer::new(move || {
+        let app = move || {
             let mut app = App::new()
                 .wrap(Compress::default())
                 .wrap(from_fn(request_context))
@@ -193,25 +195,23 @@ impl Application {
                 app = app.app_data(metrics.clone());
             }
             app.configure(http::configure).default_service(web::to(route_not_found))
-        })
-        .client_request_timeout(Duration::from_secs(30))
-        // A connection that opens and never starts TLS holds a handshake slot until this runs out;
-        // with the slots plentiful (waiting connections cost almost nothing until they speak),
-        // hundreds of silent connections cannot keep new clients from being accepted.
-        .tls_handshake_timeout(TLS_HANDSHAKE_TIMEOUT)
-        .max_connection_rate(MAX_HANDSHAKES_PER_WORKER)
-        .shutdown_timeout(30)
-        // Signals are handled in `run_until_stopped`, so SIGINT drains like SIGTERM (actix's own
-        // handling treats SIGINT as a forced stop).
-        .disable_signals();
-        if settings.server_workers > 0 {
-            server = server.workers(settings.server_workers as usize);
-        }
-        let server = match tls {
-            Some(tls) => server.listen_rustls_0_23(listener, tls.config)?,
-            None => server.listen(listener)?,
-        }
-        .run();
+        };
+        let listener_settings = ListenerSettings {
+            workers: match settings.server_workers {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n as usize,
+            },
+            max_connections_per_peer: settings.max_connections_per_peer as usize,
+            client_request_timeout: Duration::from_secs(30),
+            // A connection that opens and never starts TLS holds a handshake slot until this runs
+            // out; with the slots plentiful (waiting connections cost almost nothing until they
+            // speak), hundreds of silent connections cannot keep new clients from being accepted.
+            tls_handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
+            max_handshakes_per_worker: MAX_HANDSHAKES_PER_WORKER,
+            // Signals are handled in `run_until_stopped`, so SIGINT drains like SIGTERM.
+            shutdown_timeout: Duration::from_secs(30),
+        };
+        let server = listener::serve(listener, tls.map(|t| t.config), listener_settings, app)?;
 
         let (metrics_server, metrics_port) = match metrics_listener {
             Some(listener) => {

@@ -300,7 +300,11 @@ async fn connections_that_never_start_tls_do_not_stall_new_clients() {
         let (address, stop) = (address.clone(), stop.clone());
         holders.push(tokio::spawn(async move {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(mut stream) = tokio::net::TcpStream::connect(&address).await {
+                // From another loopback address than the clients measured below, as an attacker's
+                // would be (one address alone is also held to CERTCTL_MAX_CONNECTIONS_PER_PEER).
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+                if let Ok(mut stream) = socket.connect(address.parse().unwrap()).await {
                     let mut buf = [0u8; 1];
                     let _ = tokio::time::timeout(
                         std::time::Duration::from_secs(5),
@@ -558,4 +562,36 @@ async fn http2_header_blocks_and_streams_are_bounded() {
     }
     let response = app.client.get(app.url("/health")).send().await;
     assert!(response.is_err() || response.unwrap().status() == 200);
+}
+
+#[actix_web::test]
+async fn one_address_cannot_hold_more_connections_than_its_share() {
+    let app = TestApp::spawn_with(&["--max-connections-per-peer", "50"]).await;
+    let address: std::net::SocketAddr = app.address.trim_start_matches("http://").parse().unwrap();
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..100 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut stream = socket.connect(address).await.unwrap();
+        let mut buf = [0u8; 1];
+        // A refused connection is closed at once; a held one stays open and silent.
+        match tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            tokio::io::AsyncReadExt::read(&mut stream, &mut buf),
+        )
+        .await
+        {
+            Ok(Ok(0)) | Ok(Err(_)) => refused += 1,
+            _ => held.push(stream),
+        }
+    }
+    assert_eq!((held.len(), refused), (50, 50), "50 held, the rest closed at once");
+    let started = std::time::Instant::now();
+    assert_eq!(app.get("/health").await.status(), 200, "another address is served");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    let metrics = app.metrics_text().await;
+    let counted = crate::helpers::metric_value(&metrics, "certctl_connections_refused_total{reason=\"peer_limit\"}");
+    assert!(counted.is_some_and(|n| n >= 50.0), "counted: {counted:?}");
+    drop(held);
 }

@@ -1,0 +1,168 @@
+//! The API listener, built from actix's parts rather than `HttpServer`, for one thing
+//! `HttpServer` cannot do: refuse a peer address's connections beyond a limit before the TLS
+//! handshake (so one address holding thousands of silent connections cannot take the handshake
+//! slots every other client needs), while the server keeps accepting. Otherwise it is what
+//! `HttpServer::listen_rustls_0_23` builds: HTTP/1.1 and HTTP/2 (ALPN) over rustls, or plain
+//! HTTP, with the same timeouts.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_http::{HttpService, KeepAlive, Request, Response, TlsAcceptorConfig};
+use actix_server::Server;
+use actix_service::{apply_fn_factory, map_config, IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt};
+use actix_web::body::MessageBody;
+use actix_web::dev::AppConfig;
+
+use crate::telemetry::CONNECTIONS_REFUSED_TOTAL;
+
+/// How the listener treats connections.
+#[derive(Clone, Debug)]
+pub struct ListenerSettings {
+    pub workers: usize,
+    /// Connections one peer address may hold at once; 0: no limit.
+    pub max_connections_per_peer: usize,
+    pub client_request_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+    /// TLS handshakes in progress per worker.
+    pub max_handshakes_per_worker: usize,
+    pub shutdown_timeout: Duration,
+}
+
+/// Open connections per peer address, shared by every worker.
+#[derive(Default)]
+struct PeerCounts {
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One peer connection, counted until dropped.
+struct PeerPermit {
+    counts: Arc<PeerCounts>,
+    peer: IpAddr,
+}
+
+impl PeerCounts {
+    fn acquire(self: &Arc<Self>, peer: IpAddr, max: usize) -> Option<PeerPermit> {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(peer).or_default();
+        if max > 0 && *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(PeerPermit { counts: self.clone(), peer })
+    }
+}
+
+impl Drop for PeerPermit {
+    fn drop(&mut self) {
+        let mut counts = self.counts.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// Starts serving the app `factory` builds on `listener`, over TLS when `tls` is given.
+pub fn serve<F, I, S, B>(
+    listener: TcpListener,
+    tls: Option<rustls::ServerConfig>,
+    settings: ListenerSettings,
+    factory: F,
+) -> std::io::Result<Server>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: std::fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    B: MessageBody + 'static,
+{
+    actix_tls::accept::max_concurrent_tls_connect(settings.max_handshakes_per_worker);
+    let counts = Arc::new(PeerCounts::default());
+    let max_per_peer = settings.max_connections_per_peer;
+    let local = listener.local_addr()?;
+    let builder = Server::build()
+        .workers(settings.workers)
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown_timeout.as_secs());
+    let server_settings = settings.clone();
+    let builder = builder.listen("certctl-api", listener, move || {
+        let settings = &server_settings;
+        // The same HTTP service over either stream type (the type is part of the service's).
+        macro_rules! http {
+            () => {
+                HttpService::build()
+                    .keep_alive(KeepAlive::Timeout(Duration::from_secs(5)))
+                    .client_request_timeout(settings.client_request_timeout)
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    .local_addr(local)
+                    // The app reads nothing from its AppConfig (no connection_info, no url_for).
+                    .finish(map_config(factory().into_factory().map_err(|err| err.into().error_response()), |_| {
+                        AppConfig::default()
+                    }))
+            };
+        }
+        let counts = counts.clone();
+        let gate = move |peer: Option<std::net::SocketAddr>| -> Option<Option<PeerPermit>> {
+            match peer {
+                Some(peer) => counts.acquire(peer.ip(), max_per_peer).map(Some),
+                None => Some(None),
+            }
+        };
+        match &tls {
+            Some(tls) => {
+                let acceptor = TlsAcceptorConfig::default().handshake_timeout(settings.tls_handshake_timeout);
+                let inner = http!().rustls_0_23_with_config(tls.clone(), acceptor).map_err(|_| ());
+                let gate = gate.clone();
+                let limited = apply_fn_factory(inner, move |io: actix_rt::net::TcpStream, service: &_| {
+                    let permit = gate(io.peer_addr().ok());
+                    let call = permit.as_ref().map(|_| Service::call(service, io));
+                    async move {
+                        match call {
+                            Some(call) => {
+                                let outcome = call.await;
+                                drop(permit);
+                                outcome
+                            }
+                            None => {
+                                metrics::counter!(CONNECTIONS_REFUSED_TOTAL, "reason" => "peer_limit").increment(1);
+                                Ok(())
+                            }
+                        }
+                    }
+                });
+                actix_service::boxed::factory(limited)
+            }
+            None => {
+                let inner = http!().tcp().map_err(|_| ());
+                let gate = gate.clone();
+                let limited = apply_fn_factory(inner, move |io: actix_rt::net::TcpStream, service: &_| {
+                    let permit = gate(io.peer_addr().ok());
+                    let call = permit.as_ref().map(|_| Service::call(service, io));
+                    async move {
+                        match call {
+                            Some(call) => {
+                                let outcome = call.await;
+                                drop(permit);
+                                outcome
+                            }
+                            None => {
+                                metrics::counter!(CONNECTIONS_REFUSED_TOTAL, "reason" => "peer_limit").increment(1);
+                                Ok(())
+                            }
+                        }
+                    }
+                });
+                actix_service::boxed::factory(limited)
+            }
+        }
+    })?;
+    Ok(builder.run())
+}
