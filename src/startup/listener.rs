@@ -67,6 +67,39 @@ impl Drop for PeerPermit {
     }
 }
 
+/// `inner` behind the per-peer limit: a connection beyond its address's share is dropped (closed)
+/// before `inner` sees it; the others hold a permit for as long as `inner` serves them.
+fn limited<SF>(inner: SF, counts: Arc<PeerCounts>, max_per_peer: usize) -> BoxedConnections
+where
+    SF: ServiceFactory<actix_rt::net::TcpStream, Config = (), Response = (), InitError = ()> + 'static,
+    SF::Service: 'static,
+    <SF::Service as Service<actix_rt::net::TcpStream>>::Future: 'static,
+{
+    let limited = apply_fn_factory(inner.map_err(|_| ()), move |io: actix_rt::net::TcpStream, service: &_| {
+        let permit = io.peer_addr().ok().map(|peer| counts.acquire(peer.ip(), max_per_peer));
+        // An address the socket cannot tell is served (it cannot be counted either).
+        let admitted = !matches!(permit, Some(None));
+        let call = admitted.then(|| Service::call(service, io));
+        async move {
+            match call {
+                Some(call) => {
+                    let outcome = call.await;
+                    drop(permit);
+                    outcome
+                }
+                None => {
+                    metrics::counter!(CONNECTIONS_REFUSED_TOTAL, "reason" => "peer_limit").increment(1);
+                    Ok(())
+                }
+            }
+        }
+    });
+    actix_service::boxed::factory(limited)
+}
+
+/// The connection services of both stream kinds, as one type.
+type BoxedConnections = actix_service::boxed::BoxServiceFactory<(), actix_rt::net::TcpStream, (), (), ()>;
+
 /// Starts serving the app `factory` builds on `listener`, over TLS when `tls` is given.
 pub fn serve<F, I, S, B>(
     listener: TcpListener,
@@ -110,58 +143,12 @@ where
             };
         }
         let counts = counts.clone();
-        let gate = move |peer: Option<std::net::SocketAddr>| -> Option<Option<PeerPermit>> {
-            match peer {
-                Some(peer) => counts.acquire(peer.ip(), max_per_peer).map(Some),
-                None => Some(None),
-            }
-        };
         match &tls {
             Some(tls) => {
                 let acceptor = TlsAcceptorConfig::default().handshake_timeout(settings.tls_handshake_timeout);
-                let inner = http!().rustls_0_23_with_config(tls.clone(), acceptor).map_err(|_| ());
-                let gate = gate.clone();
-                let limited = apply_fn_factory(inner, move |io: actix_rt::net::TcpStream, service: &_| {
-                    let permit = gate(io.peer_addr().ok());
-                    let call = permit.as_ref().map(|_| Service::call(service, io));
-                    async move {
-                        match call {
-                            Some(call) => {
-                                let outcome = call.await;
-                                drop(permit);
-                                outcome
-                            }
-                            None => {
-                                metrics::counter!(CONNECTIONS_REFUSED_TOTAL, "reason" => "peer_limit").increment(1);
-                                Ok(())
-                            }
-                        }
-                    }
-                });
-                actix_service::boxed::factory(limited)
+                limited(http!().rustls_0_23_with_config(tls.clone(), acceptor), counts, max_per_peer)
             }
-            None => {
-                let inner = http!().tcp().map_err(|_| ());
-                let gate = gate.clone();
-                let limited = apply_fn_factory(inner, move |io: actix_rt::net::TcpStream, service: &_| {
-                    let permit = gate(io.peer_addr().ok());
-                    let call = permit.as_ref().map(|_| Service::call(service, io));
-                    async move {
-                        match call {
-                            Some(call) => {
-                                let outcome = call.await;
-                                drop(permit);
-                                outcome
-                            }
-                            None => {
-                                metrics::counter!(CONNECTIONS_REFUSED_TOTAL, "reason" => "peer_limit").increment(1);
-                                Ok(())
-                            }
-                        }
-                    }
-                });
-                actix_service::boxed::factory(limited)
-            }
+            None => limited(http!().tcp(), counts, max_per_peer),
         }
     })?;
     Ok(builder.run())

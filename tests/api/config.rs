@@ -7,18 +7,7 @@
 
 use std::process::Command;
 
-use crate::helpers::{cluster, fresh_database};
-
-/// Runs the server binary with a clean environment plus `vars`.
-fn run(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_certctl-server"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(vars.iter().copied())
-        .output()
-        .expect("running certctl-server")
-}
+use crate::helpers::{cluster, fresh_database, run_server as run};
 
 #[test]
 fn invalid_values_name_the_variable_and_what_is_accepted() {

@@ -6,7 +6,9 @@
 
 use std::process::Command;
 
-use crate::helpers::{assert_problem, base_args, fresh_database, scratch_dir, settings_from, TestApp, ADMIN_KEY};
+use crate::helpers::{
+    assert_problem, base_args, fresh_database, run_server as server, scratch_dir, settings_from, TestApp, ADMIN_KEY,
+};
 
 #[actix_web::test]
 async fn unknown_query_parameters_are_named_in_our_words() {
@@ -58,17 +60,6 @@ async fn a_failed_first_start_leaves_no_data_directory() {
     let message = format!("{:#}", failed.err().expect("the port is taken"));
     assert!(message.contains("CERTCTL_SERVER_PORT"), "{message}");
     assert!(!data_dir.exists(), "the failed first start removed {}", data_dir.display());
-}
-
-/// Runs the server binary with a clean environment plus `vars`.
-fn server(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_certctl-server"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(vars.iter().copied())
-        .output()
-        .expect("running certctl-server")
 }
 
 #[test]

@@ -406,6 +406,18 @@ fn drop_database_soon(name: String) {
     let _ = dropper.join();
 }
 
+/// Runs the server binary to its end with a clean environment plus `vars` (settings errors,
+/// `config`, `--help`, start-up failures).
+pub fn run_server(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_certctl-server"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(vars.iter().copied())
+        .output()
+        .expect("running certctl-server")
+}
+
 /// A valid certificate body using the demo ids.
 pub fn certificate_body(name: &str) -> Value {
     json!({
