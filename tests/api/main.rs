@@ -2,7 +2,10 @@
 //! test process, a fresh database per test), real HTTP and TLS over real sockets.
 
 mod agent_binary;
-mod agents;
+mod agent_heartbeats;
+mod agent_registration;
+mod agent_support;
+mod agent_work;
 mod audit;
 mod auth;
 mod bad_input;
@@ -11,6 +14,7 @@ mod certificate_writer;
 mod certificates;
 mod config;
 mod database_tls;
+mod discovery;
 mod embedded;
 mod etag;
 mod first_use;
