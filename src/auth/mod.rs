@@ -111,7 +111,10 @@ pub async fn require_api_key(
         Some(auth) => auth.check(req.headers().get_all(header::AUTHORIZATION).map(|v| v.as_bytes())).await,
         None => Err(ApiError::Internal(anyhow::anyhow!("authenticator missing from app data"))),
     };
-    let checked = checked.and_then(|caller| scope::confine(&caller, req.method(), req.path()).map(|()| caller));
+    // The path as the router matches it (percent-encoded letters decoded), not as it was sent:
+    // `/api/v1/%74argets/x` reaches the targets handler, so it must meet the targets rule.
+    let path = scope::canonical_path(req.match_info().as_str());
+    let checked = checked.and_then(|caller| scope::confine(&caller, req.method(), &path).map(|()| caller));
     match checked {
         Ok(caller) => {
             tracing::Span::current().record("caller", caller.name.as_str());

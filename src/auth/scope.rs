@@ -21,7 +21,14 @@ use crate::http::problem::ApiError;
 const API: &str = "/api/v1";
 const AGENTS: &str = "/api/v1/agents";
 
-/// `Ok` when `caller` may send `method` to `path`.
+/// `path` as the rules read it: the router's (already decoded) path with empty segments dropped,
+/// so `//targets/x/` and `/targets/x` are the same path to every rule, as they are to the router.
+pub fn canonical_path(path: &str) -> String {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    format!("/{}", segments.join("/"))
+}
+
+/// `Ok` when `caller` may send `method` to `path` (a [`canonical_path`]).
 pub fn confine(caller: &Caller, method: &Method, path: &str) -> Result<(), ApiError> {
     if let Some(id) = &caller.agent_id {
         let own = path
@@ -113,6 +120,12 @@ mod tests {
         assert!(confine(&b, &Method::POST, "/api/v1/agents").is_ok());
         assert!(confine(&b, &Method::GET, "/api/v1/agents").is_err());
         assert!(confine(&b, &Method::POST, "/api/v1/certificates").is_err());
+    }
+
+    #[test]
+    fn paths_are_read_without_empty_segments() {
+        assert_eq!(canonical_path("/api/v1//targets/x/"), "/api/v1/targets/x");
+        assert_eq!(canonical_path("/"), "/");
     }
 
     #[test]

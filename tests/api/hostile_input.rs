@@ -595,3 +595,43 @@ async fn one_address_cannot_hold_more_connections_than_its_share() {
     assert!(counted.is_some_and(|n| n >= 50.0), "counted: {counted:?}");
     drop(held);
 }
+
+#[actix_web::test]
+async fn role_checks_see_the_path_the_router_sees() {
+    use crate::helpers::{READ_KEY, USER_KEY};
+    use reqwest::Method;
+    let app = TestApp::spawn().await;
+    // Percent-encoded letters, doubled and trailing slashes: the router may decode or fold them,
+    // so the role check must refuse whatever would reach an admin-only handler.
+    for path in [
+        "/api/v1/%74argets/tgt-nginx-prod",
+        "/api/v1/t%61rgets/tgt-nginx-prod",
+        "/api/v1//targets/tgt-nginx-prod",
+        "/api/v1/targets//tgt-nginx-prod",
+        "/api/v1/targets/tgt-nginx-prod/",
+        "/api/v1/%61dmin/config",
+    ] {
+        let method = if path.contains("admin") { Method::GET } else { Method::PUT };
+        let response = app
+            .client
+            .request(method, app.url(path))
+            .bearer_auth(USER_KEY)
+            .json(&serde_json::json!({"name": "hijacked"}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        assert!(matches!(status, 403 | 404 | 400), "{path}: a writer got {status}");
+    }
+    let response = app
+        .client
+        .request(Method::POST, app.url("/api/v1/t%65ams"))
+        .bearer_auth(READ_KEY)
+        .json(&serde_json::json!({"name": "by a reader"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(matches!(response.status().as_u16(), 403 | 404), "a reader wrote: {}", response.status());
+    let target: serde_json::Value = app.get("/api/v1/targets/tgt-nginx-prod").await.json().await.unwrap();
+    assert_ne!(target["name"], "hijacked");
+}
