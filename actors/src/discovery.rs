@@ -17,12 +17,14 @@ use crate::queries::certificates::CreateCertificate;
 use crate::queries::discovery::{GetDiscovered, TriageDiscovered};
 
 /// What claiming needs besides the discovered names: where the managed certificate belongs.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
+    /// The managed certificate's id; generated when absent.
     pub id: Option<String>,
     /// Default: the discovered common name.
     pub name: Option<String>,
+    /// One of `CERTCTL_ENVIRONMENTS` (when set).
     #[serde(default)]
     pub environment: String,
     pub owner_id: String,

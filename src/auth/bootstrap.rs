@@ -11,7 +11,9 @@ use certctl_actors::domain::api_key::ApiKeyRecord;
 use certctl_actors::queries::api_keys::{InsertApiKey, ListApiKeys};
 use certctl_actors::Db;
 
-use super::keys::{generate_key, hash_key, hash_key_hex, KeyStore};
+use certctl_actors::domain::api_key::{key_hash, to_hex};
+
+use super::keys::{generate_key, KeyStore};
 use super::Authenticator;
 use crate::settings::{AuthType, Settings};
 
@@ -53,8 +55,8 @@ pub async fn key_store(
                  or CERTCTL_AUTH_TYPE=none to run without authentication"
             );
         }
-        let key = generate_key();
-        let record = ApiKeyRecord { name: BOOTSTRAP_KEY_NAME.into(), key_hash: hash_key_hex(&key), admin: true };
+        let key = generate_key()?;
+        let record = ApiKeyRecord { name: BOOTSTRAP_KEY_NAME.into(), key_hash: to_hex(&key_hash(&key)), admin: true };
         if !db.run(InsertApiKey(record.clone())).await.context("storing the generated admin key")? {
             bail!("a stored API key named `{BOOTSTRAP_KEY_NAME}` already exists but could not be loaded; check the api_keys table");
         }
@@ -72,7 +74,7 @@ impl Keys {
             Keys::Disabled => return Authenticator::Disabled,
             Keys::Store(store) => store,
         };
-        let bootstrap = settings.agent_bootstrap_token.as_ref().map(|t| hash_key(t.expose()));
+        let bootstrap = settings.agent_bootstrap_token.as_ref().map(|t| key_hash(t.expose()));
         if bootstrap.is_none() {
             tracing::info!("CERTCTL_AGENT_BOOTSTRAP_TOKEN is not set: only admin keys can register agents");
         }

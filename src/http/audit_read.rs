@@ -27,6 +27,6 @@ pub async fn audit_read(
         resource_type: resource_type.to_string(),
         details,
     };
-    state.db.run(InsertAuditEvent { record, resource_id: resource_id.to_string() }).await?;
+    state.db().run(InsertAuditEvent { record, resource_id: resource_id.to_string() }).await?;
     Ok(())
 }

@@ -50,7 +50,7 @@ pub fn revalidate(
     endpoint: &'static str,
     tables: &[Table],
 ) -> Revalidation {
-    let generations = state.db.generations();
+    let generations = state.db().generations();
     if state.audit_reads || !generations.listening() {
         metrics::counter!(ETAG_REQUESTS_TOTAL, "endpoint" => endpoint, "result" => "bypass").increment(1);
         return Revalidation::Fresh(None);
@@ -110,7 +110,7 @@ where
         Revalidation::NotModified(response) => return Ok(response),
         Revalidation::Fresh(etag) => etag,
     };
-    let page = state.db.run(query).await?;
+    let page = state.db().run(query).await?;
     let next = cursor::encode_time_key(state.engine.cursors(), endpoint, page.next, order);
     let mut ok = HttpResponse::Ok();
     headers(&mut ok, &etag);

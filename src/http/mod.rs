@@ -14,6 +14,8 @@
 //! - [`query`]: query strings: a route's parameters, and a list's paging plus its filters.
 //! - [`unread_body`]: what a handler left of a request body, read before the answer goes out.
 //! - [`sparse`]: sparse fieldsets for certificates, written without a map round trip.
+//! - [`route_table`]: registers each route and records it, for the check against the document.
+//! - [`openapi`]: the OpenAPI 3.1 document, assembled from the handlers' annotations.
 //! - [`routes`]: one file per group of endpoints.
 
 pub mod actor;
@@ -22,12 +24,14 @@ pub mod body_limit;
 pub mod cursor;
 pub mod etag;
 pub mod json;
+pub mod openapi;
 pub mod paging;
 pub mod path_id;
 pub mod problem;
 pub mod query;
 pub mod request_context;
 pub mod request_id;
+pub mod route_table;
 pub mod routes;
 pub mod sparse;
 pub mod unread_body;
@@ -45,11 +49,10 @@ use certctl_actors::domain::resources::team::Team;
 use certctl_actors::{Db, Engine};
 
 use crate::auth::require_api_key;
+use route_table::{delete, post, put, read, RouteEntry, Routes};
 
 /// State shared by every worker (built once, outside the `HttpServer::new` closure).
 pub struct AppState {
-    /// The database handle (the engine's).
-    pub db: Db,
     /// The engine: its services, one call per flow.
     pub engine: Engine,
     /// The effective settings, masked, for the admin config endpoint.
@@ -62,81 +65,85 @@ pub struct AppState {
     pub environments: Vec<String>,
 }
 
+impl AppState {
+    /// The database handle (the engine's).
+    pub fn db(&self) -> &Db {
+        self.engine.db()
+    }
+}
+
 /// The Prometheus handle, present in app data only when `/metrics` is served on this listener.
 pub struct MetricsEndpoint(pub PrometheusHandle);
 
-/// A route for `GET` that answers `HEAD` too (the same status and headers, no body), as RFC 9110
-/// §9.3.2 expects of every `GET` resource.
-pub fn read() -> actix_web::Route {
-    use actix_web::guard;
-    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+/// Registers every route. Public: `/health`, `/ready`, `/metrics` (when on this listener),
+/// `/api/v1/version`, `/api/v1/auth/info`, the OpenAPI document and its HTML view. Everything else
+/// under `/api/v1` needs a key.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    register(cfg, &mut Vec::new());
 }
 
-/// Registers every route. Public: `/health`, `/ready`, `/metrics` (when on this listener),
-/// `/api/v1/version`, `/api/v1/auth/info`. Everything else under `/api/v1` needs a key.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", read().to(routes::health::health))
-        .route("/ready", read().to(routes::health::ready))
-        .route("/metrics", read().to(routes::metrics::metrics))
-        .route("/api/v1/version", read().to(routes::meta::version))
-        .route("/api/v1/auth/info", read().to(routes::meta::auth_info))
-        .service(
-            web::scope("/api/v1")
-                .wrap(from_fn(require_api_key))
-                .route("/auth/check", read().to(routes::meta::auth_check))
-                .route("/admin/config", read().to(routes::meta::admin_config))
-                .route("/admin/scheduler/{loop}/run", web::post().to(routes::scheduler::run))
-                .route("/issuers/{id}/ca", read().to(routes::issuer_ca::ca))
-                .service(
-                    web::resource("/certificates")
-                        .route(read().to(routes::certificates::list))
-                        .route(web::post().to(routes::certificates::create)),
-                )
-                .configure(|cfg| routes::resources::routes::<Team>(cfg, "/teams"))
-                .configure(|cfg| routes::resources::routes::<Owner>(cfg, "/owners"))
-                .configure(|cfg| routes::resources::routes::<RenewalPolicy>(cfg, "/renewal-policies"))
-                .configure(|cfg| routes::resources::routes::<Issuer>(cfg, "/issuers"))
-                .configure(|cfg| routes::resources::routes::<Profile>(cfg, "/profiles"))
-                .configure(|cfg| routes::resources::routes::<Target>(cfg, "/targets"))
-                .route("/audit", read().to(routes::audit::list))
-                .route("/audit/{id}", read().to(routes::audit::get))
-                .route("/certificates/bulk-reassign", web::post().to(routes::certificates::bulk_reassign))
-                .route("/certificates/bulk-renew", web::post().to(routes::certificate_ops::bulk_renew))
-                .route("/certificates/bulk-revoke", web::post().to(routes::certificate_ops::bulk_revoke))
-                .route("/certificates/{id}/renew", web::post().to(routes::certificate_ops::renew))
-                .route("/certificates/{id}/revoke", web::post().to(routes::certificate_ops::revoke))
-                .route("/certificates/{id}/export/pem", read().to(routes::certificate_ops::export_pem))
-                .service(
-                    web::resource("/agents")
-                        .route(read().to(routes::agents::list))
-                        .route(web::post().to(routes::agents::register)),
-                )
-                .service(
-                    web::resource("/agents/{id}")
-                        .route(read().to(routes::agents::get))
-                        .route(web::delete().to(routes::agents::retire)),
-                )
-                .route("/agents/{id}/heartbeat", web::post().to(routes::agent_api::heartbeat))
-                .route("/agents/{id}/work", read().to(routes::agent_api::work))
-                .route("/agents/{id}/csr", web::post().to(routes::agent_api::submit_csr))
-                .route("/agents/{id}/certificates/{cert_id}", read().to(routes::agent_api::certificate))
-                .route("/agents/{id}/jobs/{job_id}/status", web::post().to(routes::agent_api::job_status))
-                .route("/agents/{id}/discoveries", web::post().to(routes::discovery::report))
-                .route("/discovered-certificates", read().to(routes::discovery::list))
-                .route("/discovered-certificates/{id}", read().to(routes::discovery::get))
-                .route("/discovered-certificates/{id}/claim", web::post().to(routes::discovery::claim))
-                .route("/discovered-certificates/{id}/dismiss", web::post().to(routes::discovery::dismiss))
-                .route("/jobs", read().to(routes::jobs::list))
-                .route("/jobs/{id}", read().to(routes::jobs::get))
-                .route("/jobs/{id}/cancel", web::post().to(routes::jobs::cancel))
-                .route("/jobs/{id}/retry", web::post().to(routes::jobs::retry))
-                .route("/certificates/{id}/deployments", read().to(routes::certificates::deployments))
-                .route("/certificates/{id}/versions", read().to(routes::certificates::versions))
-                .service(
-                    web::resource("/certificates/{id}")
-                        .route(read().to(routes::certificates::get))
-                        .route(web::put().to(routes::certificates::update))
-                        .route(web::delete().to(routes::certificates::archive)),
-                ),
-        );
+/// Every route [`configure`] registers, as the router holds it.
+pub fn route_table() -> Vec<RouteEntry> {
+    let mut table = Vec::new();
+    // `App::configure` runs the closure at once; the app itself is never started.
+    let _ = actix_web::App::new().configure(|cfg| register(cfg, &mut table));
+    table
+}
+
+fn register(cfg: &mut web::ServiceConfig, table: &mut Vec<RouteEntry>) {
+    use routes::*;
+    Routes::new(cfg, "", table)
+        .at("/health", [read(health::health)])
+        .at("/ready", [read(health::ready)])
+        .at("/metrics", [read(metrics::metrics)])
+        .at("/api/v1/version", [read(meta::version)])
+        .at("/api/v1/auth/info", [read(meta::auth_info)])
+        .at("/api/v1/openapi.json", [read(openapi::document)])
+        .at("/api/v1/docs", [read(openapi::docs_redirect)])
+        .at("/api/v1/docs/", [read(openapi::docs_index)])
+        .at("/api/v1/docs/{file}", [read(openapi::docs_file)]);
+    cfg.service(web::scope("/api/v1").wrap(from_fn(require_api_key)).configure(|cfg| {
+        let mut r = Routes::new(cfg, "/api/v1", table);
+        r.at("/auth/check", [read(meta::auth_check)])
+            .at("/admin/config", [read(meta::admin_config)])
+            .at("/admin/scheduler/{loop}/run", [post(scheduler::run)])
+            .at("/issuers/{id}/ca", [read(issuer_ca::ca)])
+            .at("/certificates", [read(certificates::list), post(certificates::create)])
+            .at("/certificates/bulk-reassign", [post(certificates::bulk_reassign)])
+            .at("/certificates/bulk-renew", [post(certificate_ops::bulk_renew)])
+            .at("/certificates/bulk-revoke", [post(certificate_ops::bulk_revoke)])
+            .at(
+                "/certificates/{id}",
+                [read(certificates::get), put(certificates::update), delete(certificates::archive)],
+            )
+            .at("/certificates/{id}/renew", [post(certificate_ops::renew)])
+            .at("/certificates/{id}/revoke", [post(certificate_ops::revoke)])
+            .at("/certificates/{id}/export/pem", [read(certificate_ops::export_pem)])
+            .at("/certificates/{id}/deployments", [read(certificates::deployments)])
+            .at("/certificates/{id}/versions", [read(certificates::versions)]);
+        resources::routes::<Team>(&mut r, "/teams");
+        resources::routes::<Owner>(&mut r, "/owners");
+        resources::routes::<RenewalPolicy>(&mut r, "/renewal-policies");
+        resources::routes::<Issuer>(&mut r, "/issuers");
+        resources::routes::<Profile>(&mut r, "/profiles");
+        resources::routes::<Target>(&mut r, "/targets");
+        r.at("/audit", [read(audit::list)])
+            .at("/audit/{id}", [read(audit::get)])
+            .at("/agents", [read(agents::list), post(agents::register)])
+            .at("/agents/{id}", [read(agents::get), delete(agents::retire)])
+            .at("/agents/{id}/heartbeat", [post(agent_api::heartbeat)])
+            .at("/agents/{id}/work", [read(agent_api::work)])
+            .at("/agents/{id}/csr", [post(agent_api::submit_csr)])
+            .at("/agents/{id}/certificates/{cert_id}", [read(agent_api::certificate)])
+            .at("/agents/{id}/jobs/{job_id}/status", [post(agent_api::job_status)])
+            .at("/agents/{id}/discoveries", [post(discovery::report)])
+            .at("/discovered-certificates", [read(discovery::list)])
+            .at("/discovered-certificates/{id}", [read(discovery::get)])
+            .at("/discovered-certificates/{id}/claim", [post(discovery::claim)])
+            .at("/discovered-certificates/{id}/dismiss", [post(discovery::dismiss)])
+            .at("/jobs", [read(jobs::list)])
+            .at("/jobs/{id}", [read(jobs::get)])
+            .at("/jobs/{id}/cancel", [post(jobs::cancel)])
+            .at("/jobs/{id}/retry", [post(jobs::retry)]);
+    }));
 }

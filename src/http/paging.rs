@@ -87,12 +87,15 @@ fn size(name: &str, value: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
-/// The list envelope.
-#[derive(Serialize)]
+/// The list envelope: keyset pages carry `next_cursor` and `limit`, offset pages `page`,
+/// `per_page` and `total`.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Page<T: Serialize> {
+    /// The rows.
     pub data: Vec<T>,
     /// Keyset mode: the next page's cursor, `null` on the last page. Absent in offset mode.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub next_cursor: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<i64>,

@@ -1,7 +1,12 @@
 //! Sparse fieldsets (`fields=id,name,status`): a certificate is written with only the asked-for
 //! fields, straight from the typed value (no serialize-to-map-and-filter round trip).
 
+use std::borrow::Cow;
+
 use serde::ser::{Serialize, SerializeMap, Serializer};
+use utoipa::openapi::schema::{AnyOfBuilder, Schema};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 use certctl_actors::domain::certificate::Certificate;
 
@@ -96,6 +101,63 @@ impl Serialize for Sparse<'_> {
             }
         }
         map.end()
+    }
+}
+
+/// One row of the certificate list: the whole certificate, or (with `fields=`) only the asked-for
+/// fields.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+pub enum CertificateListItem<'a> {
+    Full(&'a Certificate),
+    Sparse(Sparse<'a>),
+}
+
+/// The schema of a sparse certificate: the properties of `Certificate`, none of them required
+/// (a `fields=` answer carries only the named ones).
+pub struct SparseCertificate;
+
+impl PartialSchema for SparseCertificate {
+    fn schema() -> RefOr<Schema> {
+        let mut schema = Certificate::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut schema {
+            object.required.clear();
+            object.description =
+                Some("A certificate with only the properties named in `fields=` (each as in `Certificate`).".into());
+        }
+        schema
+    }
+}
+
+impl ToSchema for SparseCertificate {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("SparseCertificate")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        Certificate::schemas(schemas);
+    }
+}
+
+impl PartialSchema for CertificateListItem<'_> {
+    fn schema() -> RefOr<Schema> {
+        AnyOfBuilder::new()
+            .item(Ref::from_schema_name(Certificate::name()))
+            .item(Ref::from_schema_name(SparseCertificate::name()))
+            .description(Some("A whole certificate, or with `fields=` only the named properties."))
+            .into()
+    }
+}
+
+impl ToSchema for CertificateListItem<'_> {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("CertificateListItem")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((Certificate::name().into_owned(), Certificate::schema()));
+        Certificate::schemas(schemas);
+        schemas.push((SparseCertificate::name().into_owned(), SparseCertificate::schema()));
     }
 }
 

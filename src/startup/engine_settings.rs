@@ -7,7 +7,6 @@ use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::{bail, Context as _};
-use base64::Engine as _;
 
 use certctl_actors::agents::heartbeats::HeartbeatSettings;
 use certctl_actors::audit_retention::RetentionSettings;
@@ -88,9 +87,8 @@ fn key_file(path: &Path) -> anyhow::Result<String> {
             .create(dir)
             .with_context(|| format!("creating {}", dir.display()))?;
     }
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("the system random source failed"))?;
-    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    // 32 random bytes in base64url, made like every other key the server hands out.
+    let key = certctl_actors::domain::api_key::generate_key("")?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -21,6 +21,7 @@ use crate::telemetry::CONNECTIONS_REFUSED_TOTAL;
 /// How the listener treats connections.
 #[derive(Clone, Debug)]
 pub struct ListenerSettings {
+    /// Worker threads; 0: one per CPU core (actix's default).
     pub workers: usize,
     /// Connections one peer address may hold at once; 0: no limit.
     pub max_connections_per_peer: usize,
@@ -121,10 +122,10 @@ where
     let counts = Arc::new(PeerCounts::default());
     let max_per_peer = settings.max_connections_per_peer;
     let local = listener.local_addr()?;
-    let builder = Server::build()
-        .workers(settings.workers)
-        .disable_signals()
-        .shutdown_timeout(settings.shutdown_timeout.as_secs());
+    let mut builder = Server::build().disable_signals().shutdown_timeout(settings.shutdown_timeout.as_secs());
+    if settings.workers > 0 {
+        builder = builder.workers(settings.workers);
+    }
     let server_settings = settings.clone();
     let builder = builder.listen("certctl-api", listener, move || {
         let settings = &server_settings;

@@ -47,7 +47,6 @@ pub struct Application {
     scheme: &'static str,
     server: Server,
     metrics_server: Option<Server>,
-    db: Db,
     engine: Engine,
     embedded: Option<EmbeddedPostgres>,
     generated_admin_key: Option<String>,
@@ -166,10 +165,9 @@ impl Application {
 
         // The engine's actors start only now that nothing else can fail: an actor started before
         // a failed build would be polled after the runtime is gone.
-        let engine = Engine::start(db.clone(), engine_settings).await?;
+        let engine = Engine::start(db, engine_settings).await?;
         let auth = keys.into_authenticator(engine.agents().clone(), &settings);
         let state = web::Data::new(AppState {
-            db: db.clone(),
             engine: engine.clone(),
             effective_settings: settings.effective(),
             expected_schema_version: bootstrap::expected_schema_version(),
@@ -197,10 +195,7 @@ impl Application {
             app.configure(http::configure).default_service(web::to(route_not_found))
         };
         let listener_settings = ListenerSettings {
-            workers: match settings.server_workers {
-                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-                n => n as usize,
-            },
+            workers: settings.server_workers as usize,
             max_connections_per_peer: settings.max_connections_per_peer as usize,
             client_request_timeout: Duration::from_secs(30),
             // A connection that opens and never starts TLS holds a handshake slot until this runs
@@ -222,7 +217,9 @@ impl Application {
                     App::new()
                         .wrap(from_fn(request_context))
                         .app_data(endpoint.clone())
-                        .route("/metrics", http::read().to(http::routes::metrics::metrics))
+                        .service(
+                            web::resource("/metrics").route(http::route_table::read(http::routes::metrics::metrics).1),
+                        )
                         .default_service(web::to(route_not_found))
                 })
                 .workers(1)
@@ -243,7 +240,6 @@ impl Application {
             scheme,
             server,
             metrics_server,
-            db,
             engine,
             embedded,
             generated_admin_key,
@@ -268,7 +264,7 @@ impl Application {
 
     /// The database handle (tests use it to reach the DB actors).
     pub fn db(&self) -> Db {
-        self.db.clone()
+        self.engine.db().clone()
     }
 
     /// The engine (tests reach its actors and services through it).
@@ -295,7 +291,7 @@ impl Application {
     /// actors and the embedded cluster in order. Fails if the embedded cluster could not be kept
     /// running.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Application { server, metrics_server, db, engine, mut embedded, mut signals, .. } = self;
+        let Application { server, metrics_server, engine, mut embedded, mut signals, .. } = self;
         let handle = server.handle();
         let metrics_handle = metrics_server.as_ref().map(Server::handle);
         if let Some(metrics_server) = metrics_server {
@@ -336,7 +332,7 @@ impl Application {
         // Another replica takes the loops over on its next tick; beats accepted before the stop
         // reach the database before the pool closes.
         engine.shutdown().await;
-        db.stop();
+        engine.db().stop();
         if let Some(mut cluster) = embedded.take() {
             let _ = tokio::task::spawn_blocking(move || cluster.stop()).await;
         }

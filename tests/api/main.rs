@@ -25,6 +25,7 @@ mod hostile_input;
 mod jobs;
 mod migrations;
 mod observability;
+mod openapi;
 mod pool;
 mod renewal;
 mod resilience;

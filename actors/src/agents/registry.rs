@@ -6,12 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use sha2::{Digest, Sha256};
-
 use super::directory::{AgentDirectory, KnownAgent};
 use crate::db::Db;
 use crate::domain::agent::{Agent, NewAgent};
+use crate::domain::api_key::{generate_key, key_hash, to_hex};
 use crate::domain::audit::AuditActor;
 use crate::domain::validation::FieldError;
 use crate::error::DbError;
@@ -80,10 +78,9 @@ impl AgentRegistry {
             return Ok(Registration::Invalid(errors));
         }
         let id = new.id.clone().unwrap_or_else(|| format!("ag-{}", uuid::Uuid::now_v7().simple()));
-        let api_key = generate_agent_key()?;
+        let api_key = generate_key(AGENT_KEY_PREFIX)?;
         let hash = key_hash(&api_key);
-        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-        let query = RegisterAgent { id: id.clone(), name: new.name, host: new.host, key_hash: hex, actor };
+        let query = RegisterAgent { id: id.clone(), name: new.name, host: new.host, key_hash: to_hex(&hash), actor };
         let agent = self.db.run(query).await?;
         self.directory.upsert([DirectoryEntry { id, key_hash: hash, retired: false }]);
         Ok(Registration::Done(Box::new(Registered { agent, api_key })))
@@ -120,8 +117,7 @@ impl AgentRegistry {
         if self.recently_missed(&hash) {
             return Ok(KeyOwner::Unknown);
         }
-        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-        match self.db.run(FindAgentByKey { key_hash: hex }).await? {
+        match self.db.run(FindAgentByKey { key_hash: to_hex(&hash) }).await? {
             Some(entry) => {
                 self.directory.upsert([entry]);
                 Ok(self.directory.by_key_hash(&hash).map_or(KeyOwner::Unknown, KeyOwner::Agent))
@@ -154,29 +150,5 @@ impl AgentRegistry {
             misses.clear();
         }
         misses.insert(hash, Instant::now());
-    }
-}
-
-/// A new random agent key: [`AGENT_KEY_PREFIX`] and 32 random bytes in base64url (256 bits).
-fn generate_agent_key() -> Result<String, DbError> {
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("the system random source failed"))?;
-    Ok(format!("{AGENT_KEY_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
-}
-
-/// SHA-256 of a key, raw.
-fn key_hash(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn agent_keys_are_long_distinct_and_prefixed() {
-        let (a, b) = (generate_agent_key().unwrap(), generate_agent_key().unwrap());
-        assert_ne!(a, b);
-        assert!(a.starts_with(AGENT_KEY_PREFIX) && a.len() > 50);
     }
 }

@@ -13,19 +13,30 @@ use crate::error::DbError;
 pub const AGENT_STATUSES: [&str; 3] = ["Online", "Offline", "Retired"];
 
 /// An agent as the API shows it (certctl's field names; never the key hash).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Agent {
+    /// The agent's id (`ag-…` when generated).
     pub id: String,
     pub name: String,
+    /// As the agent last reported it (empty until it does).
     pub hostname: String,
+    /// `Online`, `Offline` (no heartbeat within the stale threshold) or `Retired`.
+    #[schema(example = "Online")]
     pub status: String,
+    /// The last heartbeat written; `null` before the first.
     pub last_heartbeat_at: Option<DateTime<Utc>>,
     pub registered_at: DateTime<Utc>,
+    /// As the agent last reported it (empty until it does).
     pub os: String,
+    /// As the agent last reported it (empty until it does).
     pub architecture: String,
+    /// As the agent last reported it (empty until it does).
     pub ip_address: String,
+    /// The agent's software version, as it last reported it (empty until it does).
     pub version: String,
+    /// When it was retired; `null` while it is not.
     pub retired_at: Option<DateTime<Utc>>,
+    /// Why it was retired; `null` while it is not.
     pub retired_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -58,13 +69,18 @@ impl Agent {
 
 /// What an agent says about its host, at registration and with each heartbeat. Every field is
 /// optional; an absent one leaves the stored value as it is.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostInfo {
+    /// The agent's software version (at most 64 characters).
     pub version: Option<String>,
+    /// At most 253 characters.
     pub hostname: Option<String>,
+    /// At most 64 characters.
     pub os: Option<String>,
+    /// At most 32 characters.
     pub architecture: Option<String>,
+    /// An IPv4 or IPv6 address (or empty).
     pub ip_address: Option<String>,
 }
 
@@ -91,11 +107,12 @@ impl HostInfo {
 }
 
 /// `POST /api/v1/agents`: a new agent.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAgent {
     /// Optional; generated (`ag-…`) when absent.
     pub id: Option<String>,
+    /// At most 128 characters.
     pub name: String,
     #[serde(flatten)]
     pub host: HostInfo,

@@ -8,12 +8,14 @@ use super::validation::{FieldError, Violations};
 pub const MAX_CSR_PEM: usize = 64 * 1024;
 
 /// `POST /api/v1/agents/{id}/csr`: the CSR for a certificate's AwaitingCSR job.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CsrSubmission {
+    /// The managed certificate the CSR is for.
     pub certificate_id: String,
     /// The job it answers; by default the certificate's AwaitingCSR job.
     pub job_id: Option<String>,
+    /// The PKCS#10 CSR, PEM (at most 64 KiB).
     pub csr_pem: String,
 }
 
@@ -32,11 +34,12 @@ impl CsrSubmission {
 }
 
 /// `POST /api/v1/agents/{id}/jobs/{job_id}/status`: how a deployment went.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusReport {
     /// `Completed` or `Failed`.
     pub status: String,
+    /// What went wrong, for `Failed` (at most 4000 characters).
     #[serde(default)]
     pub error: String,
     /// SHA-256 of the installed leaf's DER, hex (colons allowed).

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// What kind of principal acted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActorType {
     /// A request authenticated by an API key (the actor is the key's name).
@@ -53,17 +53,24 @@ impl AuditActor {
 }
 
 /// A stored audit event as the API returns it (certctl's field names, `timestamp` included).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     pub id: i64,
+    /// When it happened.
     pub timestamp: DateTime<Utc>,
+    /// Who acted: a key's name, an agent's id, or a server component.
     pub actor: String,
     pub actor_type: ActorType,
+    /// What was done, such as `create` or `renew`.
     pub action: String,
+    /// The kind of resource, such as `certificate` or `agent`.
     pub resource_type: String,
+    /// The resource's id (`*` for a list).
     pub resource_id: String,
+    /// The HTTP request id, when the change came through the API; absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// What changed, secrets redacted (any JSON).
     pub details: Value,
 }
 

@@ -10,7 +10,7 @@ use super::names::normalize_name;
 use super::validation::{FieldError, Violations};
 
 /// Where a certificate is in its life. Stored as certctl's strings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum CertificateStatus {
     Pending,
     Active,
@@ -56,39 +56,59 @@ impl CertificateStatus {
 }
 
 /// A managed certificate as the API returns it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Certificate {
+    /// The certificate's id (`mc-…`).
     pub id: String,
+    /// A unique, human-readable name.
     pub name: String,
+    /// The subject common name (a DNS name, IDNA A-labels, lower case).
     pub common_name: String,
+    /// The DNS subject alternative names.
     pub sans: Vec<String>,
+    /// The environment (one of `CERTCTL_ENVIRONMENTS`).
     pub environment: String,
+    /// The owner.
     pub owner_id: String,
+    /// The team.
     pub team_id: String,
+    /// The issuer that issues it.
     pub issuer_id: String,
+    /// The renewal policy.
     pub renewal_policy_id: String,
+    /// The certificate profile; absent when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate_profile_id: Option<String>,
+    /// Where the certificate is in its life.
     pub status: CertificateStatus,
+    /// When the current version expires; `null` before the first issuance.
     pub expires_at: Option<DateTime<Utc>>,
+    /// Free-form labels.
     pub tags: BTreeMap<String, String>,
     /// Deployment targets the certificate is bound to (sorted).
     pub target_ids: Vec<String>,
+    /// When it was last issued or renewed; absent before.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_renewal_at: Option<DateTime<Utc>>,
+    /// When it was last deployed; absent before.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_deployment_at: Option<DateTime<Utc>>,
+    /// When it was revoked; absent unless revoked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The RFC 5280 revocation reason; absent unless revoked.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub revocation_reason: String,
+    /// How it entered the inventory (`API`).
     pub source: String,
+    /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// When it last changed.
     pub updated_at: DateTime<Utc>,
 }
 
 /// The body of `POST /api/v1/certificates` (serialized only as the audit summary).
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCertificate {
     /// Optional client-chosen id (certctl accepts one); generated as `mc-<uuid>` when absent.
@@ -115,7 +135,7 @@ pub struct NewCertificate {
 
 /// The body of `PUT /api/v1/certificates/{id}`: every field optional, absent means unchanged.
 /// Serialized (fields sent only) as the audit summary.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertificatePatch {
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -19,13 +19,14 @@ pub const MAX_REPORTED_CERTIFICATES: usize = 10_000;
 pub const MAX_REPORTED_SANS: usize = 1000;
 
 /// One certificate as an agent reports it.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FoundCertificate {
     /// SHA-256 of the DER, lower-case hex.
     pub fingerprint_sha256: String,
     #[serde(default)]
     pub common_name: String,
+    /// The subject alternative names.
     #[serde(default)]
     pub sans: Vec<String>,
     #[serde(default)]
@@ -38,12 +39,15 @@ pub struct FoundCertificate {
     pub not_after: Option<DateTime<Utc>>,
     #[serde(default)]
     pub key_algorithm: String,
+    /// Key size in bits.
     #[serde(default)]
     pub key_size: i32,
     #[serde(default)]
     pub is_ca: bool,
+    /// The certificate, PEM (at most 64 KiB).
     #[serde(default)]
     pub pem_data: String,
+    /// The file it was found in.
     pub source_path: String,
     /// `PEM` or `DER`.
     #[serde(default = "pem")]
@@ -55,16 +59,19 @@ fn pem() -> String {
 }
 
 /// `POST /api/v1/agents/{id}/discoveries`: what one filesystem scan found.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiscoveryReport {
+    /// The directories scanned (at most 100).
     #[serde(default)]
     pub directories: Vec<String>,
+    /// What was found (at most 10 000 per report).
     #[serde(default)]
     pub certificates: Vec<FoundCertificate>,
     /// Files that could not be read or parsed, as messages.
     #[serde(default)]
     pub errors: Vec<String>,
+    /// How long the scan took, in milliseconds.
     #[serde(default)]
     pub scan_duration_ms: i64,
 }
@@ -125,9 +132,10 @@ impl DiscoveryReport {
 }
 
 /// A discovered certificate as the API shows it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DiscoveredCertificate {
     pub id: String,
+    /// SHA-256 of the DER, lower-case hex.
     pub fingerprint_sha256: String,
     pub common_name: String,
     pub sans: Vec<String>,
@@ -141,13 +149,20 @@ pub struct DiscoveredCertificate {
     pub is_ca: bool,
     pub pem_data: String,
     pub source_path: String,
+    /// `PEM` or `DER`.
     pub source_format: String,
+    /// The agent that found it.
     pub agent_id: String,
+    /// The scan that last reported it.
     pub discovery_scan_id: Option<String>,
+    /// The managed certificate it was claimed into; `null` unless Managed.
     pub managed_certificate_id: Option<String>,
+    /// `Unmanaged`, `Managed` (claimed) or `Dismissed`.
+    #[schema(example = "Unmanaged")]
     pub status: String,
     pub first_seen_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
+    /// When it was dismissed; `null` unless Dismissed.
     pub dismissed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

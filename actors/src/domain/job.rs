@@ -14,25 +14,42 @@ pub const JOB_STATUSES: [&str; 7] =
     ["Pending", "AwaitingCSR", "AwaitingApproval", "Running", "Completed", "Failed", "Cancelled"];
 
 /// A job as the API shows it (certctl's field names, plus the lease, retry time and failure class).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Job {
+    /// The job's id.
     pub id: String,
+    /// `Issuance`, `Renewal`, `Deployment` or `Validation`.
     #[serde(rename = "type")]
     pub job_type: String,
+    /// The certificate the job is for.
     pub certificate_id: String,
+    /// A deployment's target; `null` for other jobs.
     pub target_id: Option<String>,
+    /// The agent doing the job; `null` when none.
     pub agent_id: Option<String>,
+    /// `Pending`, `AwaitingCSR`, `AwaitingApproval`, `Running`, `Completed`, `Failed` or `Cancelled`.
     pub status: String,
+    /// Attempts made so far.
     pub attempts: i32,
+    /// Attempts allowed.
     pub max_attempts: i32,
+    /// The last attempt's error; empty when none.
     pub last_error: String,
+    /// The kind of the last failure; `null` when none.
     pub error_class: Option<String>,
+    /// When the job is (or was) due.
     pub scheduled_at: DateTime<Utc>,
+    /// When a failed attempt is retried; `null` when no retry is planned.
     pub retry_at: Option<DateTime<Utc>>,
+    /// When the current lease runs out; `null` when not leased.
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// When work on it started; `null` before.
     pub started_at: Option<DateTime<Utc>>,
+    /// When it ended; `null` before.
     pub completed_at: Option<DateTime<Utc>>,
+    /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// When it last changed.
     pub updated_at: DateTime<Utc>,
     /// The version a deployment installs.
     pub certificate_version_id: Option<String>,

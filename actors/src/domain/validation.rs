@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 /// One offending field and what is wrong with it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// The field's name as it appears in the request body (`sans[2]` for list items).
     pub field: String,

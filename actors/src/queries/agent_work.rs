@@ -29,17 +29,22 @@ fn bound_to_agent(cert: &str, agent: &str) -> String {
 
 /// One unit of work for an agent (certctl's `WorkItem`, plus the version to install, the key
 /// type to generate and the lease). The server serializes it; `certctl-agent` reads it back.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkItem {
+    /// The job's id.
     pub id: String,
+    /// The job's type (`Deployment`, or `Issuance`/`Renewal` waiting for a CSR).
     #[serde(rename = "type")]
     pub job_type: String,
+    /// `Running` (a deployment) or `AwaitingCSR`.
     pub status: String,
     pub certificate_id: String,
     pub common_name: String,
     pub sans: Vec<String>,
+    /// The deployment target, for deployments.
     pub target_id: Option<String>,
     pub target_type: Option<String>,
+    /// The target's configuration (any JSON), for deployments.
     pub target_config: Option<serde_json::Value>,
     /// The version a deployment installs.
     pub certificate_version_id: Option<String>,
@@ -49,6 +54,7 @@ pub struct WorkItem {
     /// For AwaitingCSR jobs: the key type to generate (filled in by the caller from the profile).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_algorithm: Option<String>,
+    /// Until when the job is leased to this agent.
     pub lease_expires_at: Option<DateTime<Utc>>,
 }
 
@@ -237,7 +243,7 @@ impl DbQuery for SubmitCsr {
 }
 
 /// An issued version as an agent fetches it (serialized by the server, read by `certctl-agent`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IssuedChain {
     pub certificate_id: String,
     pub version_id: String,

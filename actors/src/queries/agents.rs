@@ -11,6 +11,7 @@ use super::audit::AuditRecord;
 use super::paging::{equal_filters, time_page, PageWindow, TimeKeyset, TimePage};
 use crate::db::DbQuery;
 use crate::domain::agent::{Agent, HostInfo, AGENT_COLUMNS};
+use crate::domain::api_key::from_hex;
 use crate::domain::audit::AuditActor;
 use crate::error::DbError;
 use crate::etag_cache::Table;
@@ -170,20 +171,8 @@ pub struct DirectoryEntry {
 
 fn entry_from_row(row: &tokio_postgres::Row) -> Result<Option<DirectoryEntry>, DbError> {
     let hash: String = row.try_get(1)?;
-    let Some(key_hash) = decode_hex32(&hash) else { return Ok(None) };
+    let Some(key_hash) = from_hex(&hash) else { return Ok(None) };
     Ok(Some(DirectoryEntry { id: row.try_get(0)?, key_hash, retired: row.try_get(2)? }))
-}
-
-/// 64 hex digits as 32 bytes.
-pub fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// Agents registered or retired since `since` (every agent when `None`), for the directory,

@@ -15,10 +15,13 @@ use crate::error::DbError;
 use crate::etag_cache::Table;
 
 /// What recording a scan did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ScanRecorded {
+    /// The scan's id.
     pub scan_id: String,
+    /// Certificates the report listed (after dropping repeats).
     pub certificates_found: i64,
+    /// Of those, the ones not seen before.
     pub certificates_new: i64,
 }
 

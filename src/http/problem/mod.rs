@@ -71,19 +71,27 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
-/// The problem document's JSON shape.
-#[derive(Serialize)]
+/// The problem document's JSON shape (RFC 9457).
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Problem<'a> {
+    /// A stable URN per kind of problem, `urn:certctl:problem:<slug>`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// A short summary of the kind.
     pub title: &'a str,
+    /// The HTTP status.
     pub status: u16,
+    /// What went wrong with this request.
     pub detail: String,
+    /// The request's path.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
+    /// The request id (`X-Request-ID`), also in the server log.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The fields at fault, for validation problems.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<FieldError>>)]
     pub errors: Option<&'a [FieldError]>,
 }
 

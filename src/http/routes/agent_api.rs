@@ -9,12 +9,14 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use certctl_actors::agents::work::{CsrOutcome, Pickup, ReportOutcome};
 use certctl_actors::domain::agent::HostInfo;
 use certctl_actors::domain::agent_work::{CsrSubmission, StatusReport};
+use certctl_actors::domain::job::Job;
 use certctl_actors::domain::validation::Violations;
+use certctl_actors::queries::agent_work::{IssuedChain, WorkItem};
 
 use super::agents::not_found;
 use crate::auth::Caller;
@@ -49,6 +51,27 @@ pub(super) fn acting_agent(state: &AppState, caller: &Caller, id: &Id) -> Result
 /// `POST /api/v1/agents/{id}/heartbeat` (`{version, hostname, os, architecture, ip_address}`,
 /// every field and the body itself optional): 204 at once; the beat is written within
 /// `CERTCTL_HEARTBEAT_FLUSH_INTERVAL`. 503 with `Retry-After` when the buffer is full.
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents/{id}/heartbeat",
+    tag = "agent-api",
+    operation_id = "agentHeartbeat",
+    params(("id" = String, Path, description = "The agent's id.")),
+    request_body(content = ref("#/components/schemas/HostInfo"),
+        description = "What the agent says about its host; every field, and the body itself, may be left out (an absent field keeps the stored value).",
+        content_type = "application/json"),
+    responses(
+        (status = 204, description = "Accepted; written within `CERTCTL_HEARTBEAT_FLUSH_INTERVAL`."),
+        (status = 403, description = "Neither the agent's own key nor an admin key (`forbidden`).",
+            content_type = "application/problem+json", body = crate::http::problem::Problem),
+        (status = 410, description = "The agent is retired: its key, or an admin key acting for it, is refused (`gone`).",
+            content_type = "application/problem+json", body = crate::http::problem::Problem),
+        (status = 422, description = "Invalid host fields (`validation-failed`).", content_type = "application/problem+json", body = crate::http::problem::Problem),
+        (status = 503, description = "The heartbeat buffer is full while the database catches up (`service-unavailable`); retry after `Retry-After` seconds.",
+            content_type = "application/problem+json", body = crate::http::problem::Problem,
+            headers(("Retry-After" = u32, description = "Seconds to wait before trying again."))),
+    )
+)]
 pub async fn heartbeat(
     state: web::Data<AppState>,
     caller: Caller,
@@ -71,6 +94,20 @@ pub async fn heartbeat(
 /// `GET /api/v1/agents/{id}/work`: the agent's due deployments (now Running, leased to it) and
 /// the renewals waiting for its CSR (leased to it, so no other agent of the certificate makes a
 /// key), as `{jobs, count}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/agents/{id}/work",
+    tag = "agent-api",
+    operation_id = "claimAgentWork",
+    params(("id" = String, Path, description = "The agent's id.")),
+    responses(
+        (status = 200, description = "The work now leased to the agent (possibly none).", body = AgentWorkBatch),
+        (status = 403, description = "Neither the agent's own key nor an admin key (`forbidden`).",
+            content_type = "application/problem+json", body = crate::http::problem::Problem),
+        (status = 410, description = "The agent is retired: its key, or an admin key acting for it, is refused (`gone`).",
+            content_type = "application/problem+json", body = crate::http::problem::Problem),
+    )
+)]
 #[tracing::instrument(skip_all, fields(agent_id = %id.0))]
 pub async fn work(state: web::Data<AppState>, caller: Caller, id: Id) -> Result<HttpResponse, ApiError> {
     let agent = acting_agent(&state, &caller, &id)?;
@@ -78,12 +115,40 @@ pub async fn work(state: web::Data<AppState>, caller: Caller, id: Id) -> Result<
     if !jobs.is_empty() {
         tracing::info!(agent_id = %agent, jobs = jobs.len(), "work handed to agent");
     }
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "count": jobs.len(), "jobs": jobs })))
+    Ok(HttpResponse::Ok().json(AgentWorkBatch { count: jobs.len(), jobs }))
+}
+
+/// `GET /api/v1/agents/{id}/work`'s answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AgentWorkBatch {
+    /// How many items `jobs` holds.
+    pub count: usize,
+    /// The due deployments (now Running, leased to the agent) and the renewals waiting for its CSR.
+    pub jobs: Vec<WorkItem>,
 }
 
 /// `POST /api/v1/agents/{id}/csr` (`{certificate_id, job_id, csr_pem}`): the CSR for the
 /// certificate's AwaitingCSR job, checked and handed to the dispatcher, which issues. 202 with the
 /// job; fetch the chain from `/certificates/{certificate_id}`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents/{id}/csr",
+    tag = "agent-api",
+    operation_id = "submitAgentCsr",
+    params(("id" = String, Path, description = "The agent's id.")),
+    request_body = CsrSubmission,
+    responses(
+        (status = 202, description = "Accepted: the job is Pending again and will be issued; fetch the chain from `/api/v1/agents/{id}/certificates/{certificate_id}`.",
+            body = Job),
+        (status = 403, description = "Neither the agent's own key nor an admin key (`forbidden`).",
+            content_type = "application/problem+json", body = crate::http::problem::Problem),
+        (status = 404, description = "No issuance or renewal job (or not the one named) of the certificate for a target of this agent (`not-found`).", content_type = "application/problem+json", body = crate::http::problem::Problem),
+        (status = 409, description = "The job is not AwaitingCSR (`wrong-state`), another agent holds its lease (`leased-to-another-agent`), or it changed between the check and the write (`changed-meanwhile`).", content_type = "application/problem+json", body = crate::http::problem::Problem),
+        (status = 410, description = "The agent is retired: its key, or an admin key acting for it, is refused (`gone`).",
+            content_type = "application/problem+json", body = crate::http::problem::Problem),
+        (status = 422, description = "Invalid fields, or a CSR that does not parse, is not self-signed correctly, or does not match the certificate's names or profile (`validation-failed`).", content_type = "application/problem+json", body = crate::http::problem::Problem),
+    )
+)]
 #[tracing::instrument(skip_all, fields(agent_id = %id.0))]
 pub async fn submit_csr(
     state: web::Data<AppState>,
@@ -128,6 +193,26 @@ impl QueryFields for CertificateParams {
 /// `GET /api/v1/agents/{id}/certificates/{cert_id}[?version_id=]`: the newest issued version (or
 /// the one named) of a certificate bound to one of the agent's targets, with its PEM chain, and the
 /// private key when the server generated it (`CERTCTL_KEYGEN_MODE=server`; audited).
+#[utoipa::path(
+    get,
+    path = "/api/v1/agents/{id}/certificates/{cert_id}",
+    tag = "agent-api",
+    operation_id = "getAgentCertificate",
+    params(
+        ("id" = String, Path, description = "The agent's id."),
+        ("cert_id" = String, Path, description = "The managed certificate's id."),
+        ("version_id" = Option<String>, Query, description = "A version of the certificate; default the newest issued one."),
+    ),
+    responses(
+        (status = 200, description = "The issued version with its PEM chain (and the server-generated key, if any).", body = IssuedChain,
+            headers(("Cache-Control" = String, description = "`no-store`: the answer may carry a private key."))),
+        (status = 403, description = "Neither the agent's own key nor an admin key (`forbidden`).",
+            content_type = "application/problem+json", body = crate::http::problem::Problem),
+        (status = 404, description = "The certificate is not bound to a target of this agent, has no issued version (yet), or not the one named (`not-found`).", content_type = "application/problem+json", body = crate::http::problem::Problem),
+        (status = 410, description = "The agent is retired: its key, or an admin key acting for it, is refused (`gone`).",
+            content_type = "application/problem+json", body = crate::http::problem::Problem),
+    )
+)]
 #[tracing::instrument(skip_all, fields(agent_id = %id.0, certificate_id = %certificate_id.0))]
 pub async fn certificate(
     state: web::Data<AppState>,
@@ -142,7 +227,9 @@ pub async fn certificate(
     let version_id = params.0.version_id;
     match state.engine.agent_work().pick_up(&agent, &certificate_id, version_id, actor.0).await? {
         Pickup::Chain(chain) => Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(chain)),
-        Pickup::Invalid(_) => Err(ApiError::InvalidQuery("version_id must be a version id such as cv-0193…".into())),
+        Pickup::Invalid(errors) => Err(ApiError::InvalidQuery(
+            errors.iter().map(|e| format!("{} {}", e.field, e.message)).collect::<Vec<_>>().join("; "),
+        )),
         Pickup::NotIssued => Err(ApiError::NotFound(format!(
             "certificate {certificate_id} has no issued version for a target of agent {agent} (yet)"
         ))),
@@ -152,6 +239,27 @@ pub async fn certificate(
 /// `POST /api/v1/agents/{id}/jobs/{job_id}/status` (`{status, error, fingerprint}`): ends one of
 /// the agent's Running deployment jobs as Completed (with the deployed fingerprint, which must be
 /// the version's) or Failed. Any other transition is a 409.
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents/{id}/jobs/{job_id}/status",
+    tag = "agent-api",
+    operation_id = "reportAgentJobStatus",
+    params(
+        ("id" = String, Path, description = "The agent's id."),
+        ("job_id" = String, Path, description = "The deployment job's id."),
+    ),
+    request_body = StatusReport,
+    responses(
+        (status = 200, description = "Recorded: the job as it now is (Completed or Failed).", body = Job),
+        (status = 403, description = "Neither the agent's own key nor an admin key (`forbidden`).",
+            content_type = "application/problem+json", body = crate::http::problem::Problem),
+        (status = 404, description = "The agent has no job with this id (`not-found`).", content_type = "application/problem+json", body = crate::http::problem::Problem),
+        (status = 409, description = "The job is not a Running deployment job (`wrong-state`), or is no longer Running under this attempt, its lease having run out (`changed-meanwhile`).", content_type = "application/problem+json", body = crate::http::problem::Problem),
+        (status = 410, description = "The agent is retired: its key, or an admin key acting for it, is refused (`gone`).",
+            content_type = "application/problem+json", body = crate::http::problem::Problem),
+        (status = 422, description = "Invalid report: `status` not `Completed`/`Failed`, a fingerprint that is not SHA-256 hex or not the version's, or none with `Completed` (`validation-failed`).", content_type = "application/problem+json", body = crate::http::problem::Problem),
+    )
+)]
 #[tracing::instrument(skip_all, fields(agent_id = %id.0, job_id = %job_id.0))]
 pub async fn job_status(
     state: web::Data<AppState>,
@@ -180,3 +288,11 @@ pub async fn job_status(
         )),
     }
 }
+
+/// This file's operations, for the OpenAPI document (`http::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(heartbeat, work, submit_csr, certificate, job_status),
+    components(schemas(certctl_actors::domain::agent::HostInfo))
+)]
+pub struct Doc;

@@ -4,6 +4,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
+use certctl_actors::domain::audit::AuditEvent;
 use certctl_actors::queries::audit::{AuditFilter, GetAuditEvent, ListAuditEvents};
 
 use certctl_actors::etag_cache::Table;
@@ -13,7 +14,7 @@ use crate::http::actor::Actor;
 use crate::http::audit_read::audit_read;
 use crate::http::cursor;
 use crate::http::etag::{self, revalidate, Revalidation};
-use crate::http::paging::{rfc3339, PageRequest};
+use crate::http::paging::{rfc3339, Page, PageRequest};
 use crate::http::problem::ApiError;
 use crate::http::query::{ListQuery, QueryFields};
 use crate::http::AppState;
@@ -37,6 +38,38 @@ impl QueryFields for ListParams {
 }
 
 /// `GET /api/v1/audit?actor=&action=&resource_type=&resource_id=&since=&until=&limit=&cursor=`
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "audit",
+    operation_id = "listAuditEvents",
+    params(
+        ("actor" = Option<String>, Query, description = "Only events of this actor (a key's name, an agent's id, a server component)."),
+        ("action" = Option<String>, Query, description = "Only events of this action, such as `create` or `renew`."),
+        ("resource_type" = Option<String>, Query, description = "Only events on this kind of resource, such as `certificate` or `agent`."),
+        ("resource_id" = Option<String>, Query, description = "Only events on the resource with this id."),
+        ("since" = Option<String>, Query, format = DateTime, description = "Only events at or after this RFC 3339 time."),
+        ("until" = Option<String>, Query, format = DateTime, description = "Only events before this RFC 3339 time."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Rows per keyset page (default 50)."),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
+        ("page" = Option<i64>, Query, minimum = 1, description = "certctl's offset pages: the page number (from 1)."),
+        ("per_page" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "certctl's offset pages: rows per page."),
+        ("include_total" = Option<bool>, Query, description = "Whether a keyset page carries `total`."),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "An `ETag` of an earlier answer: 304 while the trail is unchanged."),
+    ),
+    responses(
+        (status = 200, description = "A page of audit events, newest first.", body = Page<AuditEvent>,
+            headers(
+                ("ETag" = String, description = "Weak ETag of the answer, for `If-None-Match` (absent while revalidation is off, as it is while reads are audited)."),
+                ("Cache-Control" = String, description = "`private, no-cache`, with the `ETag`."),
+            )),
+        (status = 304, description = "Unchanged since the `ETag` named in `If-None-Match` (no body).",
+            headers(
+                ("ETag" = String, description = "The current ETag."),
+                ("Cache-Control" = String, description = "`private, no-cache`."),
+            )),
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub async fn list(
     req: HttpRequest,
@@ -69,7 +102,7 @@ pub async fn list(
         Revalidation::NotModified(response) => return Ok(response),
         Revalidation::Fresh(etag) => etag,
     };
-    let result = state.db.run(query).await?;
+    let result = state.db().run(query).await?;
     audit_read(&state, actor.0, "audit", "list", "*", serde_json::json!({ "query": summary })).await?;
     let body =
         paging.page(result.items, result.next.map(|id| cursor::encode_audit(state.engine.cursors(), id)), result.total);
@@ -79,6 +112,14 @@ pub async fn list(
 }
 
 /// `GET /api/v1/audit/{id}`: one event by its id.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/{id}",
+    tag = "audit",
+    operation_id = "getAuditEvent",
+    params(("id" = i64, Path, minimum = 1, description = "The event's id, a positive integer.")),
+    responses((status = 200, description = "The audit event.", body = AuditEvent))
+)]
 #[tracing::instrument(skip_all)]
 pub async fn get(state: web::Data<AppState>, actor: Actor, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let raw = id.into_inner();
@@ -88,10 +129,15 @@ pub async fn get(state: web::Data<AppState>, actor: Actor, id: web::Path<String>
         .filter(|id| *id > 0)
         .ok_or_else(|| ApiError::InvalidPath(format!("audit event ids are positive integers (got {raw:?})")))?;
     let event = state
-        .db
+        .db()
         .run(GetAuditEvent { id })
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no audit event with id {id}")))?;
     audit_read(&state, actor.0, "audit", "read", &id.to_string(), serde_json::json!({})).await?;
     Ok(HttpResponse::Ok().json(event))
 }
+
+/// This file's operations, for the OpenAPI document (`http::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, get))]
+pub struct Doc;

@@ -3,9 +3,11 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use certctl_actors::domain::certificate::{CertificatePatch, CertificateStatus, NewCertificate};
+use certctl_actors::domain::certificate::{Certificate, CertificatePatch, CertificateStatus, NewCertificate};
+use certctl_actors::domain::resources::target::Target;
+use certctl_actors::domain::version::CertificateVersion;
 use certctl_actors::queries::certificate_list::{
     CertificateFilters, ListCertificates, Paging, Sort, SortCursor, SortKey, SortValue,
 };
@@ -21,33 +23,77 @@ use crate::http::audit_read::audit_read;
 use crate::http::cursor;
 use crate::http::etag::{self, revalidate, Revalidation};
 use crate::http::json::ValidJson;
-use crate::http::paging::{rfc3339, PageRequest};
+use crate::http::paging::{rfc3339, Page, PageRequest};
 use crate::http::path_id::Id;
-use crate::http::problem::{ApiError, Conflict};
+use crate::http::problem::{ApiError, Conflict, Problem};
 use crate::http::query::{ListQuery, NoParams, QueryFields};
-use crate::http::sparse::{FieldSet, Sparse};
+use crate::http::sparse::{CertificateListItem, FieldSet, Sparse};
 use crate::http::AppState;
 use certctl_actors::domain::validation::{is_valid_id, Violations};
 use certctl_actors::etag_cache::Table;
 
+/// The paging parameters every list takes (see `http::paging`), for the OpenAPI document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct PagingParams {
+    /// Rows per keyset page (default 50).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// certctl's offset pages: the page number (from 1); not with `limit`/`cursor`.
+    #[param(minimum = 1)]
+    page: Option<i64>,
+    /// certctl's offset pages: rows per page (default 50); not with `limit`/`cursor`.
+    #[param(minimum = 1, maximum = 1000)]
+    per_page: Option<i64>,
+    /// Whether a keyset page carries `total` (offset pages always do).
+    include_total: Option<bool>,
+}
+
 /// Query parameters of the list endpoint besides paging.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    /// Only certificates in this status.
+    #[param(inline, value_type = Option<CertificateStatus>)]
     status: Option<String>,
+    /// Only certificates of this environment.
     environment: Option<String>,
+    /// Only certificates of this owner.
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
     owner_id: Option<String>,
+    /// Only certificates of this team.
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
     team_id: Option<String>,
+    /// Only certificates from this issuer.
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
     issuer_id: Option<String>,
+    /// Only certificates with this certificate profile.
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
     profile_id: Option<String>,
+    /// Only certificates expiring before this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     expires_before: Option<String>,
+    /// Only certificates expiring after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     expires_after: Option<String>,
+    /// Only certificates changed after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     updated_after: Option<String>,
     /// Prefix of the name or common name.
     q: Option<String>,
-    /// `created_at` (default), `updated_at`, `expires_at`, `name`; `-` prefix for descending.
+    /// `created_at` (default), `updated_at`, `expires_at`, `name` (certctl's `createdAt`,
+    /// `updatedAt`, `expiresAt`, `notAfter` too); `-` prefix for descending.
+    #[param(pattern = "^-?(created_at|updated_at|expires_at|name|createdAt|updatedAt|expiresAt|notAfter)$")]
     sort: Option<String>,
-    /// Sparse fieldset: `fields=id,name,status`.
+    /// Sparse fieldset: a comma-separated list of certificate properties (`fields=id,name,status`);
+    /// each row then carries only those.
+    #[param(
+        pattern = "^(id|name|common_name|sans|environment|owner_id|team_id|issuer_id|renewal_policy_id|certificate_profile_id|status|expires_at|tags|target_ids|last_renewal_at|last_deployment_at|revoked_at|revocation_reason|source|created_at|updated_at)(,(id|name|common_name|sans|environment|owner_id|team_id|issuer_id|renewal_policy_id|certificate_profile_id|status|expires_at|tags|target_ids|last_renewal_at|last_deployment_at|revoked_at|revocation_reason|source|created_at|updated_at))*$"
+    )]
     fields: Option<String>,
 }
 
@@ -100,6 +146,20 @@ fn parse_sort(value: Option<&str>) -> Result<Sort, ApiError> {
 }
 
 /// `POST /api/v1/certificates`: 201 with the stored certificate and its `Location`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/certificates",
+    tag = "certificates",
+    operation_id = "createCertificate",
+    request_body = NewCertificate,
+    responses(
+        (status = 201, description = "The certificate as stored (status `Pending`); `Location` names it.", body = Certificate,
+            headers(("Location" = String, description = "`/api/v1/certificates/{id}`"))),
+        (status = 409, description = "The id or the name is taken (`already-exists`).", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Invalid fields, or a reference (owner, team, issuer, renewal policy, profile, \
+            target) to something missing (`validation-failed`).", content_type = "application/problem+json", body = Problem),
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub async fn create(
     state: web::Data<AppState>,
@@ -117,6 +177,31 @@ pub async fn create(
 }
 
 /// `GET /api/v1/certificates`: filters, sort, keyset pages (default) or certctl's offset pages.
+#[utoipa::path(
+    get,
+    path = "/api/v1/certificates",
+    tag = "certificates",
+    operation_id = "listCertificates",
+    params(
+        PagingParams,
+        ListParams,
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: 304 when the list is unchanged."),
+    ),
+    responses(
+        (status = 200, description = "A page of certificates (keyset: `data`, `next_cursor`, `limit`[, `total`]; \
+            offset: `data`, `total`, `page`, `per_page`). With `fields=`, each row has only the named properties.",
+            body = Page<CertificateListItem<'static>>,
+            headers(
+                ("ETag" = String, description = "A weak ETag for `If-None-Match`; not sent while read auditing is on or change notifications are not flowing."),
+                ("Cache-Control" = String, description = "`private, no-cache`, sent with the `ETag`."),
+            )),
+        (status = 304, description = "Unchanged since the `ETag` named in `If-None-Match` (no body).",
+            headers(
+                ("ETag" = String, description = "The current ETag."),
+                ("Cache-Control" = String, description = "`private, no-cache`."),
+            )),
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub async fn list(
     req: HttpRequest,
@@ -167,34 +252,59 @@ pub async fn list(
         Revalidation::NotModified(response) => return Ok(response),
         Revalidation::Fresh(etag) => etag,
     };
-    let result = state.db.run(ListCertificates { filters, sort, paging, with_total: request.with_total() }).await?;
+    let result = state.db().run(ListCertificates { filters, sort, paging, with_total: request.with_total() }).await?;
     let details = serde_json::json!({ "query": raw });
     audit_read(&state, actor.0, "certificate", "list", "*", details).await?;
 
     let next_cursor = result.next.as_ref().map(|c| cursor::encode(state.engine.cursors(), LIST, c));
     let mut ok = HttpResponse::Ok();
     etag::headers(&mut ok, &etag);
-    let response = match fields {
-        Some(set) => {
-            let data: Vec<Sparse> = result.items.iter().map(|c| Sparse(c, set)).collect();
-            ok.json(request.page(data, next_cursor, result.total))
-        }
-        None => ok.json(request.page(result.items, next_cursor, result.total)),
+    let data: Vec<CertificateListItem> = match fields {
+        Some(set) => result.items.iter().map(|c| CertificateListItem::Sparse(Sparse(c, set))).collect(),
+        None => result.items.iter().map(CertificateListItem::Full).collect(),
     };
-    Ok(response)
+    Ok(ok.json(request.page(data, next_cursor, result.total)))
 }
 
 /// `GET /api/v1/certificates/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/certificates/{id}",
+    tag = "certificates",
+    operation_id = "getCertificate",
+    params(("id" = String, Path, description = "The certificate's id.", pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
+    responses(
+        (status = 200, description = "The certificate.", body = Certificate),
+        (status = 404, description = "No certificate has this id (`not-found`).", content_type = "application/problem+json", body = Problem),
+    )
+)]
 #[tracing::instrument(skip_all, fields(certificate_id))]
 pub async fn get(state: web::Data<AppState>, actor: Actor, id: Id) -> Result<HttpResponse, ApiError> {
     let id = id.0;
     tracing::Span::current().record("certificate_id", id.as_str());
-    let certificate = state.db.run(GetCertificate { id: id.clone() }).await?.ok_or_else(|| not_found(&id))?;
+    let certificate = state.db().run(GetCertificate { id: id.clone() }).await?.ok_or_else(|| not_found(&id))?;
     audit_read(&state, actor.0, "certificate", "read", &id, serde_json::json!({})).await?;
     Ok(HttpResponse::Ok().json(certificate))
 }
 
 /// `PUT /api/v1/certificates/{id}`: partial update; absent fields keep their values.
+#[utoipa::path(
+    put,
+    path = "/api/v1/certificates/{id}",
+    tag = "certificates",
+    operation_id = "updateCertificate",
+    params(("id" = String, Path, description = "The certificate's id.", pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
+    request_body(content = CertificatePatch, description = "The fields to change (at least one); absent fields keep their values.",
+        content_type = "application/json"),
+    responses(
+        (status = 200, description = "The certificate as stored.", body = Certificate),
+        (status = 400, description = "The body is malformed, or changes nothing (`invalid-body`); or the path or a value \
+            is malformed (`invalid-path`, `malformed-json`, `invalid-value`).", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "No certificate has this id (`not-found`).", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "The certificate is archived (`wrong-state`), or the new name is taken (`already-exists`).", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Invalid fields, or a reference to something missing (`validation-failed`).", content_type = "application/problem+json", body = Problem),
+    )
+)]
 #[tracing::instrument(skip_all, fields(certificate_id))]
 pub async fn update(
     state: web::Data<AppState>,
@@ -213,7 +323,7 @@ pub async fn update(
             field: None,
         });
     }
-    match state.db.run(UpdateCertificate { id: id.clone(), patch, actor: actor.0 }).await? {
+    match state.db().run(UpdateCertificate { id: id.clone(), patch, actor: actor.0 }).await? {
         ChangeOutcome::Changed(certificate) => Ok(HttpResponse::Ok().json(certificate)),
         ChangeOutcome::NotFound => Err(not_found(&id)),
         ChangeOutcome::Archived => Err(ApiError::Conflict(
@@ -224,11 +334,22 @@ pub async fn update(
 }
 
 /// `DELETE /api/v1/certificates/{id}`: archives the certificate (status `Archived`); 204.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/certificates/{id}",
+    tag = "certificates",
+    operation_id = "archiveCertificate",
+    params(("id" = String, Path, description = "The certificate's id.", pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
+    responses(
+        (status = 204, description = "Archived (status `Archived`), or it already was."),
+        (status = 404, description = "No certificate has this id (`not-found`).", content_type = "application/problem+json", body = Problem),
+    )
+)]
 #[tracing::instrument(skip_all, fields(certificate_id))]
 pub async fn archive(state: web::Data<AppState>, actor: Actor, id: Id) -> Result<HttpResponse, ApiError> {
     let id = id.0;
     tracing::Span::current().record("certificate_id", id.as_str());
-    match state.db.run(ArchiveCertificate { id: id.clone(), actor: actor.0 }).await? {
+    match state.db().run(ArchiveCertificate { id: id.clone(), actor: actor.0 }).await? {
         ChangeOutcome::NotFound => Err(not_found(&id)),
         _ => {
             tracing::info!(certificate_id = %id, "certificate archived");
@@ -237,24 +358,69 @@ pub async fn archive(state: web::Data<AppState>, actor: Actor, id: Id) -> Result
     }
 }
 
+/// The answer of `GET /api/v1/certificates/{id}/deployments`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CertificateDeployments {
+    /// The deployment targets the certificate is bound to, by id.
+    pub data: Vec<Target>,
+}
+
 /// `GET /api/v1/certificates/{id}/deployments`: the targets the certificate is bound to.
+#[utoipa::path(
+    get,
+    path = "/api/v1/certificates/{id}/deployments",
+    tag = "certificates",
+    operation_id = "listCertificateDeployments",
+    params(("id" = String, Path, description = "The certificate's id.", pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
+    responses(
+        (status = 200, description = "Every target the certificate is bound to (not paged).", body = CertificateDeployments),
+        (status = 404, description = "No certificate has this id (`not-found`).", content_type = "application/problem+json", body = Problem),
+    )
+)]
 #[tracing::instrument(skip_all, fields(certificate_id))]
 pub async fn deployments(state: web::Data<AppState>, id: Id) -> Result<HttpResponse, ApiError> {
     let id = id.0;
     tracing::Span::current().record("certificate_id", id.as_str());
     let targets =
-        state.db.run(CertificateTargets { certificate_id: id.clone() }).await?.ok_or_else(|| not_found(&id))?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": targets })))
+        state.db().run(CertificateTargets { certificate_id: id.clone() }).await?.ok_or_else(|| not_found(&id))?;
+    Ok(HttpResponse::Ok().json(CertificateDeployments { data: targets }))
 }
 
 /// The body of `POST /api/v1/certificates/bulk-reassign` (certctl's shape).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkReassignBody {
+    /// The certificates to reassign (1 to 10,000 ids).
     certificate_ids: Vec<String>,
+    /// Their new owner.
     owner_id: String,
+    /// Their new team; unchanged when absent.
     #[serde(default)]
     team_id: Option<String>,
+}
+
+/// What `POST /api/v1/certificates/bulk-reassign` did (certctl's result fields).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BulkReassignResponse {
+    /// Certificates the ids named.
+    pub total_matched: i64,
+    /// Certificates reassigned.
+    pub total_reassigned: i64,
+    /// Certificates left as they were (archived, or already so assigned).
+    pub total_skipped: i64,
+    /// Ids that could not be reassigned (those in `errors`).
+    pub total_failed: i64,
+    /// One entry per id that matched no certificate.
+    pub errors: Vec<BulkReassignError>,
+}
+
+/// An id `bulk-reassign` could not reassign.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BulkReassignError {
+    /// The id as sent.
+    pub certificate_id: String,
+    /// Why: `no certificate with this id`.
+    pub error: &'static str,
 }
 
 /// Largest number of ids one bulk request may name.
@@ -262,6 +428,19 @@ const MAX_BULK_IDS: usize = 10_000;
 
 /// `POST /api/v1/certificates/bulk-reassign`: one statement for any number of ids; ids that match
 /// nothing are listed in `errors`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/certificates/bulk-reassign",
+    tag = "certificates",
+    operation_id = "bulkReassignCertificates",
+    request_body = BulkReassignBody,
+    responses(
+        (status = 200, description = "What was reassigned; ids that match no certificate are listed in `errors`.",
+            body = BulkReassignResponse),
+        (status = 422, description = "No ids or more than 10,000, a malformed id, or an owner or team that does not \
+            exist (`validation-failed`).", content_type = "application/problem+json", body = Problem),
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub async fn bulk_reassign(
     state: web::Data<AppState>,
@@ -282,7 +461,7 @@ pub async fn bulk_reassign(
     }
     v.into_result().map_err(ApiError::Validation)?;
     let result = state
-        .db
+        .db()
         .run(BulkReassign {
             certificate_ids: body.certificate_ids,
             owner_id: body.owner_id,
@@ -290,21 +469,48 @@ pub async fn bulk_reassign(
             actor: actor.0,
         })
         .await?;
-    let errors: Vec<serde_json::Value> = result
+    let errors = result
         .not_found
-        .iter()
-        .map(|id| serde_json::json!({ "certificate_id": id, "error": "no certificate with this id" }))
+        .into_iter()
+        .map(|certificate_id| BulkReassignError { certificate_id, error: "no certificate with this id" })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "total_matched": result.total_matched,
-        "total_reassigned": result.total_reassigned,
-        "total_skipped": result.total_skipped,
-        "total_failed": result.total_failed,
-        "errors": errors,
-    })))
+    Ok(HttpResponse::Ok().json(BulkReassignResponse {
+        total_matched: result.total_matched,
+        total_reassigned: result.total_reassigned,
+        total_skipped: result.total_skipped,
+        total_failed: result.total_failed,
+        errors,
+    }))
+}
+
+/// The answer of `GET /api/v1/certificates/{id}/versions`: one keyset page.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct VersionPage {
+    /// The issued versions, newest first.
+    pub data: Vec<CertificateVersion>,
+    /// The next page's cursor, `null` on the last page.
+    pub next_cursor: Option<String>,
+    /// Rows per page.
+    pub limit: i64,
 }
 
 /// `GET /api/v1/certificates/{id}/versions`: issued versions, newest first, in keyset pages.
+#[utoipa::path(
+    get,
+    path = "/api/v1/certificates/{id}/versions",
+    tag = "certificates",
+    operation_id = "listCertificateVersions",
+    params(
+        ("id" = String, Path, description = "The certificate's id.", pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"),
+        ("limit" = Option<i64>, Query, description = "Rows per page (default 50).", minimum = 1, maximum = 1000),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
+    ),
+    responses(
+        (status = 200, description = "A page of issued versions, newest first (keyset pages only: `page`, `per_page` \
+            and `include_total=true` are refused with 400).", body = VersionPage),
+        (status = 404, description = "No certificate has this id (`not-found`).", content_type = "application/problem+json", body = Problem),
+    )
+)]
 #[tracing::instrument(skip_all, fields(certificate_id))]
 pub async fn versions(
     state: web::Data<AppState>,
@@ -327,7 +533,7 @@ pub async fn versions(
             None => None,
         };
     let page = state
-        .db
+        .db()
         .run(ListVersions { certificate_id: id.clone(), before, limit })
         .await?
         .ok_or_else(|| not_found(&id))?;
@@ -335,9 +541,14 @@ pub async fn versions(
     let next_cursor = page.next.map(|(t, id)| {
         cursor::encode(state.engine.cursors(), &list, &SortCursor { sort: order, value: SortValue::Time(t), id })
     });
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": page.items, "next_cursor": next_cursor, "limit": limit })))
+    Ok(HttpResponse::Ok().json(VersionPage { data: page.items, next_cursor, limit }))
 }
 
 fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("no certificate with id {id}"))
 }
+
+/// This file's operations, for the OpenAPI document (`http::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, create, bulk_reassign, get, update, archive, deployments, versions))]
+pub struct Doc;

@@ -5,9 +5,24 @@ use actix_web::{web, HttpResponse};
 use certctl_actors::issuers::ErrorClass;
 
 use crate::http::path_id::Id;
-use crate::http::problem::{ApiError, Conflict};
+use crate::http::problem::{ApiError, Conflict, Problem};
 use crate::http::AppState;
 
+/// `GET /api/v1/issuers/{id}/ca`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/issuers/{id}/ca",
+    tag = "resources",
+    operation_id = "getIssuerCaChain",
+    params(("id" = String, Path, description = "The issuer's id.", pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
+    responses(
+        (status = 200, description = "The issuer's CA chain as PEM (a local issuer's CA is created on first use).",
+            content_type = "application/x-pem-file", body = String),
+        (status = 404, description = "No issuer has this id (`not-found`).", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "The issuer is disabled, or of a type this build cannot issue with yet \
+            (`issuer-unusable`).", content_type = "application/problem+json", body = Problem),
+    )
+)]
 #[tracing::instrument(skip_all, fields(issuer_id))]
 pub async fn ca(state: web::Data<AppState>, id: Id) -> Result<HttpResponse, ApiError> {
     let id = id.0;
@@ -24,3 +39,8 @@ pub async fn ca(state: web::Data<AppState>, id: Id) -> Result<HttpResponse, ApiE
         .ok_or_else(|| ApiError::NotFound(format!("no issuer has id {id:?}")))?;
     Ok(HttpResponse::Ok().content_type("application/x-pem-file").body(chain))
 }
+
+/// This file's operations, for the OpenAPI document (`http::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(ca))]
+pub struct Doc;

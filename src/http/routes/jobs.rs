@@ -1,10 +1,14 @@
 //! `/api/v1/jobs`: the job list (filters, newest first, keyset or offset pages), one job, and
 //! cancel / retry.
 
+use std::borrow::Cow;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
+use utoipa::openapi::schema::{ObjectBuilder, Schema};
+use utoipa::openapi::{RefOr, Type};
 
-use certctl_actors::domain::job::{JOB_STATUSES, JOB_TYPES};
+use certctl_actors::domain::job::{Job, JOB_STATUSES, JOB_TYPES};
 use certctl_actors::queries::certificate_list::{Sort, SortKey};
 use certctl_actors::queries::jobs::{CancelJob, GetJob, JobChange, JobFilters, ListJobs};
 
@@ -12,23 +16,62 @@ use crate::auth::Caller;
 use crate::http::actor::Actor;
 use crate::http::cursor;
 use crate::http::etag;
-use crate::http::paging::one_of;
+use crate::http::paging::{one_of, Page};
 use crate::http::path_id::Id;
-use crate::http::problem::{ApiError, Conflict};
+use crate::http::problem::{ApiError, Conflict, Problem};
 use crate::http::query::{ListQuery, QueryFields};
+use crate::http::routes::certificates::PagingParams;
 use crate::http::AppState;
 use certctl_actors::etag_cache::Table;
 
 /// Newest first, the order of the job list and its cursors.
 const ORDER: Sort = Sort { key: SortKey::CreatedAt, descending: true };
 
-#[derive(Debug, Deserialize)]
+/// A job status, for the OpenAPI document.
+pub struct JobStatusName;
+
+impl utoipa::PartialSchema for JobStatusName {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new().schema_type(Type::String).enum_values(Some(JOB_STATUSES)).into()
+    }
+}
+
+impl utoipa::ToSchema for JobStatusName {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("JobStatus")
+    }
+}
+
+/// A job type, for the OpenAPI document.
+pub struct JobTypeName;
+
+impl utoipa::PartialSchema for JobTypeName {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new().schema_type(Type::String).enum_values(Some(JOB_TYPES)).into()
+    }
+}
+
+impl utoipa::ToSchema for JobTypeName {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("JobType")
+    }
+}
+
+/// The job list's filters (each an exact match).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    /// Only jobs in this status.
+    #[param(inline, value_type = Option<JobStatusName>)]
     status: Option<String>,
+    /// Only jobs of this type.
     #[serde(rename = "type")]
+    #[param(inline, value_type = Option<JobTypeName>)]
     job_type: Option<String>,
+    /// Only jobs of this certificate.
     certificate_id: Option<String>,
+    /// Only jobs of this agent.
     agent_id: Option<String>,
 }
 
@@ -37,6 +80,30 @@ impl QueryFields for ListParams {
 }
 
 /// `GET /api/v1/jobs?status=&type=&certificate_id=&agent_id=&limit=&cursor=`
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs",
+    tag = "jobs",
+    operation_id = "listJobs",
+    params(
+        PagingParams,
+        ListParams,
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: 304 when the list is unchanged."),
+    ),
+    responses(
+        (status = 200, description = "A page of jobs, newest first (keyset: `data`, `next_cursor`, `limit`[, `total`]; \
+            offset: `data`, `total`, `page`, `per_page`).", body = Page<Job>,
+            headers(
+                ("ETag" = String, description = "A weak ETag for `If-None-Match`; not sent while read auditing is on or change notifications are not flowing."),
+                ("Cache-Control" = String, description = "`private, no-cache`, sent with the `ETag`."),
+            )),
+        (status = 304, description = "Unchanged since the `ETag` named in `If-None-Match` (no body).",
+            headers(
+                ("ETag" = String, description = "The current ETag."),
+                ("Cache-Control" = String, description = "`private, no-cache`."),
+            )),
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub async fn list(
     req: HttpRequest,
@@ -57,20 +124,44 @@ pub async fn list(
 }
 
 /// `GET /api/v1/jobs/{id}`
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}",
+    tag = "jobs",
+    operation_id = "getJob",
+    params(("id" = String, Path, description = "The job's id.", pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
+    responses(
+        (status = 200, description = "The job.", body = Job),
+        (status = 404, description = "No job has this id (`not-found`).", content_type = "application/problem+json", body = Problem),
+    )
+)]
 #[tracing::instrument(skip_all, fields(job_id))]
 pub async fn get(state: web::Data<AppState>, id: Id) -> Result<HttpResponse, ApiError> {
     let id = id.0;
     tracing::Span::current().record("job_id", id.as_str());
-    let job = state.db.run(GetJob { id: id.clone() }).await?.ok_or_else(|| not_found(&id))?;
+    let job = state.db().run(GetJob { id: id.clone() }).await?.ok_or_else(|| not_found(&id))?;
     Ok(HttpResponse::Ok().json(job))
 }
 
 /// `POST /api/v1/jobs/{id}/cancel`: Pending, awaiting, Running, or failed with a retry planned.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{id}/cancel",
+    tag = "jobs",
+    operation_id = "cancelJob",
+    params(("id" = String, Path, description = "The job's id.", pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
+    responses(
+        (status = 200, description = "The job, now `Cancelled`.", body = Job),
+        (status = 404, description = "No job has this id (`not-found`).", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "The job cannot be cancelled in its status: only Pending, AwaitingCSR, \
+            AwaitingApproval, Running, or Failed jobs with a retry planned can (`wrong-state`).", content_type = "application/problem+json", body = Problem),
+    )
+)]
 #[tracing::instrument(skip_all, fields(job_id))]
 pub async fn cancel(state: web::Data<AppState>, actor: Actor, id: Id) -> Result<HttpResponse, ApiError> {
     let id = id.0;
     tracing::Span::current().record("job_id", id.as_str());
-    match state.db.run(CancelJob { id: id.clone(), actor: actor.0 }).await? {
+    match state.db().run(CancelJob { id: id.clone(), actor: actor.0 }).await? {
         JobChange::Changed(job) => Ok(HttpResponse::Ok().json(job)),
         JobChange::NotFound => Err(not_found(&id)),
         JobChange::WrongStatus(status) => Err(ApiError::Conflict(
@@ -87,6 +178,20 @@ pub async fn cancel(state: web::Data<AppState>, actor: Actor, id: Id) -> Result<
 }
 
 /// `POST /api/v1/jobs/{id}/retry`: a Failed or Cancelled issuance or renewal, queued again now.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{id}/retry",
+    tag = "jobs",
+    operation_id = "retryJob",
+    params(("id" = String, Path, description = "The job's id.", pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
+    responses(
+        (status = 200, description = "The job, queued again (`Pending`).", body = Job),
+        (status = 404, description = "No job has this id (`not-found`).", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "Only Failed or Cancelled issuance and renewal jobs can be retried, and not once \
+            their certificate is archived or revoked (`wrong-state`); or the certificate already has an active \
+            issuance or renewal (`renewal-active`).", content_type = "application/problem+json", body = Problem),
+    )
+)]
 #[tracing::instrument(skip_all, fields(job_id))]
 pub async fn retry(state: web::Data<AppState>, actor: Actor, id: Id) -> Result<HttpResponse, ApiError> {
     let id = id.0;
@@ -112,3 +217,8 @@ pub async fn retry(state: web::Data<AppState>, actor: Actor, id: Id) -> Result<H
 fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("no job with id {id}"))
 }
+
+/// This file's operations, for the OpenAPI document (`http::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, get, cancel, retry))]
+pub struct Doc;

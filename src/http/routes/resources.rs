@@ -22,16 +22,13 @@ use crate::http::paging::PageRequest;
 use crate::http::path_id::Id;
 use crate::http::problem::ApiError;
 use crate::http::query::{ListQuery, QueryFields};
-use crate::http::{read, AppState};
+use crate::http::route_table::{delete, post, put, read, Routes};
+use crate::http::AppState;
 
 /// Registers the five routes of resource `R` under `path` (e.g. `/teams`).
-pub fn routes<R: Resource>(cfg: &mut web::ServiceConfig, path: &str) {
-    cfg.service(web::resource(path).route(read().to(list::<R>)).route(web::post().to(create::<R>))).service(
-        web::resource(format!("{path}/{{id}}"))
-            .route(read().to(get::<R>))
-            .route(web::put().to(update::<R>))
-            .route(web::delete().to(delete::<R>)),
-    );
+pub fn routes<R: Resource>(r: &mut Routes, path: &str) {
+    r.at(path, [read(list::<R>), post(create::<R>)])
+        .at(&format!("{path}/{{id}}"), [read(get::<R>), put(update::<R>), delete(delete_one::<R>)]);
 }
 
 fn not_found<R: Resource>(id: &str) -> ApiError {
@@ -96,7 +93,7 @@ async fn list<R: Resource>(
         with_total: request.with_total(),
         kind: PhantomData,
     };
-    let result = state.db.run(query).await?;
+    let result = state.db().run(query).await?;
     audit_read(&state, actor.0, R::KIND, "list", "*", summary).await?;
     let next_cursor = result.next.map(|(created_at, id)| {
         cursor::encode(
@@ -118,7 +115,7 @@ async fn create<R: Resource>(
 ) -> Result<HttpResponse, ApiError> {
     let new = body.0;
     R::validate_new(&new).map_err(ApiError::Validation)?;
-    let created = state.db.run(CreateResource::<R> { new, actor: actor.0 }).await?;
+    let created = state.db().run(CreateResource::<R> { new, actor: actor.0 }).await?;
     let location = format!("{}/{}", request.path().trim_end_matches('/'), created.id());
     Ok(HttpResponse::Created().insert_header((header::LOCATION, location)).json(created))
 }
@@ -126,7 +123,7 @@ async fn create<R: Resource>(
 /// `GET <path>/{id}`.
 async fn get<R: Resource>(state: web::Data<AppState>, actor: Actor, id: Id) -> Result<HttpResponse, ApiError> {
     let id = id.0;
-    let resource = state.db.run(GetResource::<R>::new(id.clone())).await?.ok_or_else(|| not_found::<R>(&id))?;
+    let resource = state.db().run(GetResource::<R>::new(id.clone())).await?.ok_or_else(|| not_found::<R>(&id))?;
     audit_read(&state, actor.0, R::KIND, "read", &id, serde_json::json!({})).await?;
     Ok(HttpResponse::Ok().json(resource))
 }
@@ -147,16 +144,16 @@ async fn update<R: Resource>(
             field: None,
         });
     }
-    match state.db.run(UpdateResource::<R> { id: id.clone(), patch, actor: actor.0 }).await? {
+    match state.db().run(UpdateResource::<R> { id: id.clone(), patch, actor: actor.0 }).await? {
         Some(resource) => Ok(HttpResponse::Ok().json(resource)),
         None => Err(not_found::<R>(&id)),
     }
 }
 
 /// `DELETE <path>/{id}`: 204; 409 while other resources still reference it.
-async fn delete<R: Resource>(state: web::Data<AppState>, actor: Actor, id: Id) -> Result<HttpResponse, ApiError> {
+async fn delete_one<R: Resource>(state: web::Data<AppState>, actor: Actor, id: Id) -> Result<HttpResponse, ApiError> {
     let id = id.0;
-    if state.db.run(DeleteResource::<R> { id: id.clone(), actor: actor.0, kind: PhantomData }).await? {
+    if state.db().run(DeleteResource::<R> { id: id.clone(), actor: actor.0, kind: PhantomData }).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(not_found::<R>(&id))

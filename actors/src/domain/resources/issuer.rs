@@ -28,13 +28,14 @@ pub const ISSUER_TYPES: [&str; 12] = [
     "ejbca",
 ];
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Issuer {
     pub id: String,
     pub name: String,
     #[serde(rename = "type")]
     pub issuer_type: String,
     /// The config with secret-looking fields shown as `"***"`.
+    #[schema(value_type = Object)]
     pub config: serde_json::Value,
     pub enabled: bool,
     pub created_at: DateTime<Utc>,
@@ -49,7 +50,7 @@ fn empty_object() -> serde_json::Value {
     serde_json::json!({})
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewIssuer {
     #[serde(default)]
@@ -58,12 +59,13 @@ pub struct NewIssuer {
     #[serde(rename = "type")]
     pub issuer_type: String,
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
     pub config: serde_json::Value,
     #[serde(default = "default_true")]
     pub enabled: bool,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerPatch {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,6 +73,7 @@ pub struct IssuerPatch {
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub issuer_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub config: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,

@@ -24,7 +24,7 @@ use crate::error::DbError;
 pub type Column = (&'static str, Box<dyn ToSql + Sync + Send>);
 
 /// A resource type with certctl's REST shape: list, create, get, update (partial), delete.
-pub trait Resource: Serialize + Send + Sized + 'static {
+pub trait Resource: Serialize + utoipa::ToSchema + Send + Sized + 'static {
     /// The table.
     const TABLE: &'static str;
     /// The name in audit rows and messages (`team`).
@@ -40,9 +40,9 @@ pub trait Resource: Serialize + Send + Sized + 'static {
     const UPDATE_FOLLOW_UP: Option<&'static str> = None;
 
     /// The create body.
-    type New: DeserializeOwned + Serialize + Send + 'static;
+    type New: DeserializeOwned + Serialize + utoipa::ToSchema + Send + 'static;
     /// The update body (every field optional).
-    type Patch: DeserializeOwned + Serialize + Send + 'static;
+    type Patch: DeserializeOwned + Serialize + utoipa::ToSchema + Send + 'static;
 
     /// The resource's id.
     fn id(&self) -> &str;

@@ -8,7 +8,7 @@ use super::{set_if, Column, Resource};
 use crate::domain::validation::{FieldError, Violations};
 use crate::error::DbError;
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Owner {
     pub id: String,
     pub name: String,
@@ -18,7 +18,7 @@ pub struct Owner {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOwner {
     #[serde(default)]
@@ -30,7 +30,7 @@ pub struct NewOwner {
     pub team_id: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OwnerPatch {
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -11,7 +11,7 @@ use crate::domain::validation::{FieldError, Violations};
 use crate::error::DbError;
 
 /// An allowed key algorithm and its minimum size in bits.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyAlgorithm {
     pub algorithm: String,
@@ -23,7 +23,7 @@ pub const EKUS: [&str; 5] = ["serverAuth", "clientAuth", "codeSigning", "emailPr
 /// Key algorithms a profile may allow.
 pub const KEY_ALGORITHMS: [&str; 3] = ["ECDSA", "RSA", "Ed25519"];
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Profile {
     pub id: String,
     pub name: String,
@@ -54,7 +54,7 @@ fn default_true() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProfile {
     #[serde(default)]
@@ -76,7 +76,7 @@ pub struct NewProfile {
     pub enabled: bool,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfilePatch {
     #[serde(skip_serializing_if = "Option::is_none")]

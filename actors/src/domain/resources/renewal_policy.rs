@@ -11,7 +11,7 @@ use super::{set_if, Column, Resource};
 use crate::domain::validation::{FieldError, Violations};
 use crate::error::DbError;
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RenewalPolicy {
     pub id: String,
     pub name: String,
@@ -46,7 +46,7 @@ fn default_thresholds() -> Vec<i32> {
     vec![30, 14, 7, 0]
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRenewalPolicy {
     #[serde(default)]
@@ -66,7 +66,7 @@ pub struct NewRenewalPolicy {
     pub renew_at_fraction: f64,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenewalPolicyPatch {
     #[serde(skip_serializing_if = "Option::is_none")]

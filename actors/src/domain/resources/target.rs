@@ -33,13 +33,14 @@ pub const TARGET_TYPES: [&str; 17] = [
     "azurekeyvault",
 ];
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Target {
     pub id: String,
     pub name: String,
     #[serde(rename = "type")]
     pub target_type: String,
     pub agent_id: Option<String>,
+    #[schema(value_type = Object)]
     pub config: serde_json::Value,
     pub enabled: bool,
     pub created_at: DateTime<Utc>,
@@ -53,7 +54,7 @@ fn empty_object() -> serde_json::Value {
     serde_json::json!({})
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTarget {
     #[serde(default)]
@@ -64,12 +65,13 @@ pub struct NewTarget {
     #[serde(default)]
     pub agent_id: Option<String>,
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
     pub config: serde_json::Value,
     #[serde(default = "default_true")]
     pub enabled: bool,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetPatch {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,6 +81,7 @@ pub struct TargetPatch {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub config: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,

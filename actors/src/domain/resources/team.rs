@@ -8,7 +8,7 @@ use super::{set_if, Column, Resource};
 use crate::domain::validation::{FieldError, Violations};
 use crate::error::DbError;
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Team {
     pub id: String,
     pub name: String,
@@ -17,7 +17,7 @@ pub struct Team {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTeam {
     #[serde(default)]
@@ -27,7 +27,7 @@ pub struct NewTeam {
     pub description: String,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeamPatch {
     #[serde(skip_serializing_if = "Option::is_none")]

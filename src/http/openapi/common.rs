@@ -1,0 +1,127 @@
+//! What every operation shares, added to the document in one place rather than on fifty
+//! handlers: the bearer key and the 401/403 of `require_api_key`, the 400/408/413/415 of the body
+//! extractor (`ValidJson`), the 414/431 problems below the HTTP layer, the 404 of an unknown id,
+//! and the 500/503 any database call can end in. Each is a problem document
+//! (`application/problem+json`, schema `Problem`), declared once under `components/responses`.
+//! A status a handler already documents keeps the handler's own description.
+
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::schema::ObjectBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{Components, ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder, Type};
+
+/// The name of the security scheme (an API key sent as a bearer token).
+const BEARER: &str = "bearerKey";
+
+/// Routes under `/api/v1` that need no key.
+const PUBLIC: &[&str] = &["/api/v1/version", "/api/v1/auth/info", "/api/v1/openapi.json", "/api/v1/docs"];
+
+/// Routes that answer from memory, so a database fault cannot reach them.
+const NO_DATABASE: &[&str] = &[
+    "/health",
+    "/metrics",
+    "/api/v1/version",
+    "/api/v1/auth/info",
+    "/api/v1/auth/check",
+    "/api/v1/admin/config",
+    "/api/v1/openapi.json",
+    "/api/v1/docs",
+];
+
+/// The shared responses: (component name, status, description).
+const RESPONSES: &[(&str, &str, &str)] = &[
+    ("BadRequest", "400", "The query, a path segment or the body is malformed (problem types `invalid-query`, `invalid-path`, `malformed-json`, `invalid-body`, `invalid-value`)."),
+    ("Unauthorized", "401", "No key, an unknown key, or two `Authorization` headers (`unauthorized`)."),
+    ("Forbidden", "403", "The key's role does not reach this route (`forbidden`); see docs/api.md, Permissions."),
+    ("NotFound", "404", "No resource has this id (`not-found`)."),
+    ("RequestTimeout", "408", "The body did not arrive within `CERTCTL_REQUEST_BODY_TIMEOUT` (`request-timeout`)."),
+    ("PayloadTooLarge", "413", "The body is larger than `CERTCTL_MAX_BODY_SIZE` (`payload-too-large`)."),
+    ("UriTooLong", "414", "The request target is too long (`uri-too-long`)."),
+    ("UnsupportedMediaType", "415", "The body is not sent as `application/json` (`unsupported-media-type`)."),
+    ("HeadersTooLarge", "431", "The request headers are too large (`headers-too-large`)."),
+    ("Internal", "500", "Something unexpected failed; the server log has the cause under the request id (`internal-error`)."),
+    ("Unavailable", "503", "The database cannot be reached or is overloaded; retry after `Retry-After` seconds (`service-unavailable`)."),
+];
+
+/// Adds the shared parts to a document whose operations are all in place.
+pub struct Shared;
+
+impl Shared {
+    pub fn apply(doc: &mut OpenApi) {
+        let components = doc.components.get_or_insert_with(Components::new);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key (`CERTCTL_API_KEYS_NAMED`, the generated admin key), an agent's key, or the \
+                         agent bootstrap token (only for registering agents).",
+                    ))
+                    .build(),
+            ),
+        );
+        for (name, _, description) in RESPONSES {
+            let mut response = ResponseBuilder::new().description(*description).content(
+                "application/problem+json",
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+            );
+            if *name == "Unauthorized" {
+                let header = HeaderBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                    .description(Some("`Bearer realm=\"certctl\"`"))
+                    .build();
+                response = response.header("WWW-Authenticate", header);
+            }
+            if *name == "Unavailable" {
+                let header = HeaderBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
+                    .description(Some("Seconds to wait before trying again."))
+                    .build();
+                response = response.header("Retry-After", header);
+            }
+            components.responses.insert(name.to_string(), RefOr::T(response.build()));
+        }
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete];
+            for operation in operations.into_iter().flatten() {
+                shared_responses(path, operation);
+            }
+        }
+    }
+}
+
+/// Adds to one operation the statuses it shares with others.
+fn shared_responses(path: &str, operation: &mut Operation) {
+    let public = !path.starts_with("/api/v1/") || PUBLIC.iter().any(|p| path.starts_with(p));
+    let has_body = operation.request_body.is_some();
+    let has_path_id = path.contains('{');
+    let has_query =
+        operation.parameters.iter().flatten().any(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Query));
+    let mut statuses: Vec<&str> = vec!["414", "431", "500"];
+    if !public {
+        operation.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
+        statuses.extend(["401", "403"]);
+    }
+    if has_body {
+        statuses.extend(["408", "413", "415"]);
+    }
+    if has_body || has_query || has_path_id {
+        statuses.push("400");
+    }
+    if has_path_id {
+        statuses.push("404");
+    }
+    if !NO_DATABASE.iter().any(|p| path.starts_with(p)) {
+        statuses.push("503");
+    }
+    for status in statuses {
+        let Some((name, _, _)) = RESPONSES.iter().find(|(_, s, _)| *s == status) else { continue };
+        operation
+            .responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| RefOr::Ref(Ref::from_response_name(*name)));
+    }
+}
