@@ -10,6 +10,12 @@ use certctl_actors::domain::validation::is_valid_id;
 
 use super::problem::ApiError;
 
+/// What [`is_valid_id`] accepts, as the OpenAPI document's pattern for the path ids.
+pub const ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$";
+
+/// The path segments read as ids.
+pub const ID_SEGMENTS: [&str; 3] = ["id", "job_id", "cert_id"];
+
 /// `{id}`.
 pub struct Id(pub String);
 /// `{job_id}`.

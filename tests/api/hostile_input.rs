@@ -236,6 +236,28 @@ async fn a_config_the_database_would_refuse_never_reaches_it_or_its_log() {
     }
 }
 
+/// Found by the fuzzer: PostgreSQL keeps a jsonb number as an exact decimal and prints it in full,
+/// so a config holding 1.7976931348623157e308 was stored, then could not be read back: the
+/// issuer's GET answered 500 and its CA route panicked the worker.
+#[actix_web::test]
+async fn config_numbers_that_would_not_read_back_are_refused() {
+    use crate::helpers::assert_problem;
+    use reqwest::Method;
+    let app = TestApp::spawn().await;
+    let huge = serde_json::json!({"config": {"ttl": 1.797_693_134_862_315_7e308, "deep": {"x": -1e300}}});
+    let response = app.admin(Method::PUT, "/api/v1/issuers/iss-local").json(&huge).send().await.unwrap();
+    let problem = assert_problem(response, 422, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "config", "{problem}");
+    let created = serde_json::json!({"name": "big", "type": "file", "config": {"port": 1e16}});
+    let response = app.admin(Method::POST, "/api/v1/targets").json(&created).send().await.unwrap();
+    assert_problem(response, 422, "validation-failed").await;
+    // Ordinary numbers still pass, and the issuer still reads.
+    let fine = serde_json::json!({"config": {"ttl": 86_400, "ratio": 0.5}});
+    let response = app.admin(Method::PUT, "/api/v1/issuers/iss-local").json(&fine).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.admin(Method::GET, "/api/v1/issuers/iss-local/ca").send().await.unwrap().status(), 200);
+}
+
 #[actix_web::test]
 async fn secrets_are_masked_by_type_by_name_and_by_value_in_answers_and_audit_rows() {
     use reqwest::Method;

@@ -110,6 +110,9 @@ pub struct Certificate {
 /// The body of `POST /api/v1/certificates` (serialized only as the audit summary).
 #[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "api-prod", "common_name": "api.example.com", "sans": ["api.example.com", "www.api.example.com"],
+    "environment": "production", "owner_id": "o-alice", "team_id": "t-platform", "issuer_id": "iss-local",
+    "renewal_policy_id": "rp-standard", "tags": {"service": "api"}}))]
 pub struct NewCertificate {
     /// Optional client-chosen id (certctl accepts one); generated as `mc-<uuid>` when absent.
     #[serde(default)]

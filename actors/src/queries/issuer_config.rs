@@ -25,11 +25,12 @@ impl DbQuery for LoadIssuerConfig {
 
     async fn run(self, client: &mut Client) -> Result<Option<IssuerConfig>, DbError> {
         let stmt = client.prepare_cached("SELECT id, type, config, enabled FROM issuers WHERE id = $1").await?;
-        Ok(client.query_opt(&stmt, &[&self.id]).await?.map(|row| IssuerConfig {
-            id: row.get(0),
-            issuer_type: row.get(1),
-            config: row.get(2),
-            enabled: row.get(3),
+        let Some(row) = client.query_opt(&stmt, &[&self.id]).await? else { return Ok(None) };
+        Ok(Some(IssuerConfig {
+            id: row.try_get(0)?,
+            issuer_type: row.try_get(1)?,
+            config: row.try_get(2)?,
+            enabled: row.try_get(3)?,
         }))
     }
 }

@@ -27,11 +27,8 @@ impl DbQuery for LoadSealing {
     async fn run(self, client: &mut Client) -> Result<Option<SealingParameters>, DbError> {
         let stmt =
             client.prepare_cached("SELECT salt, iterations, check_blob FROM secret_sealing WHERE id = 1").await?;
-        Ok(client.query_opt(&stmt, &[]).await?.map(|row| SealingParameters {
-            salt: row.get(0),
-            iterations: row.get(1),
-            check_blob: row.get(2),
-        }))
+        let Some(row) = client.query_opt(&stmt, &[]).await? else { return Ok(None) };
+        Ok(Some(SealingParameters { salt: row.try_get(0)?, iterations: row.try_get(1)?, check_blob: row.try_get(2)? }))
     }
 }
 
@@ -77,11 +74,12 @@ impl DbQuery for LoadIssuerCa {
         let stmt = client
             .prepare_cached("SELECT key_algorithm, cert_pem, chain_pem, key_sealed FROM issuer_ca WHERE issuer_id = $1")
             .await?;
-        Ok(client.query_opt(&stmt, &[&self.issuer_id]).await?.map(|row| StoredCa {
-            key_algorithm: row.get(0),
-            cert_pem: row.get(1),
-            chain_pem: row.get(2),
-            key_sealed: row.get(3),
+        let Some(row) = client.query_opt(&stmt, &[&self.issuer_id]).await? else { return Ok(None) };
+        Ok(Some(StoredCa {
+            key_algorithm: row.try_get(0)?,
+            cert_pem: row.try_get(1)?,
+            chain_pem: row.try_get(2)?,
+            key_sealed: row.try_get(3)?,
         }))
     }
 }

@@ -1,13 +1,17 @@
 //! What every operation shares, added to the document in one place rather than on fifty
 //! handlers: the bearer key and the 401/403 of `require_api_key`, the 400/408/413/415 of the body
 //! extractor (`ValidJson`), the 414/431 problems below the HTTP layer, the 404 of an unknown id,
-//! and the 500/503 any database call can end in. Each is a problem document
+//! and the 500/503 any database call can end in; and the path ids get the pattern their
+//! extractor checks. Each is a problem document
 //! (`application/problem+json`, schema `Problem`), declared once under `components/responses`.
 //! A status a handler already documents keeps the handler's own description.
 
 use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
-use utoipa::openapi::schema::ObjectBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType};
+
+use crate::http::path_id::{ID_PATTERN, ID_SEGMENTS};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Components, ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder, Type};
 
@@ -83,10 +87,27 @@ impl Shared {
             }
             components.responses.insert(name.to_string(), RefOr::T(response.build()));
         }
+        creation_links(doc);
         for (path, item) in doc.paths.paths.iter_mut() {
             let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete];
             for operation in operations.into_iter().flatten() {
+                id_patterns(operation);
                 shared_responses(path, operation);
+            }
+        }
+    }
+}
+
+/// Gives the path ids (`http::path_id`) the pattern their extractor checks.
+fn id_patterns(operation: &mut Operation) {
+    for parameter in operation.parameters.iter_mut().flatten() {
+        let RefOr::T(parameter) = parameter else { continue };
+        if parameter.parameter_in != ParameterIn::Path || !ID_SEGMENTS.contains(&parameter.name.as_str()) {
+            continue;
+        }
+        if let Some(RefOr::T(Schema::Object(object))) = &mut parameter.schema {
+            if matches!(object.schema_type, SchemaType::Type(Type::String)) && object.pattern.is_none() {
+                object.pattern = Some(ID_PATTERN.to_string());
             }
         }
     }
@@ -123,5 +144,47 @@ fn shared_responses(path: &str, operation: &mut Operation) {
             .responses
             .entry(status.to_string())
             .or_insert_with(|| RefOr::Ref(Ref::from_response_name(*name)));
+    }
+}
+
+/// Links each creation (a `201` to `POST <P>`) to the operations on what it created: every
+/// operation on `<P>/{id}` and on the paths just below it whose only parameter is that id, with
+/// the answer's `id` as `{id}`. Clients, and the fuzzer's stateful phase, follow them.
+fn creation_links(doc: &mut OpenApi) {
+    let mut links: Vec<(String, Vec<String>)> = Vec::new();
+    for (path, item) in doc.paths.paths.iter() {
+        if !item.post.as_ref().is_some_and(|post| post.responses.responses.contains_key("201")) {
+            continue;
+        }
+        let item_path = format!("{path}/{{id}}");
+        let targets: Vec<String> = doc
+            .paths
+            .paths
+            .iter()
+            .filter(|(other, _)| {
+                *other == &item_path
+                    || other.strip_prefix(&format!("{item_path}/")).is_some_and(|rest| !rest.contains('{'))
+            })
+            .flat_map(|(_, other)| [&other.get, &other.put, &other.post, &other.delete])
+            .flatten()
+            .filter_map(|operation| operation.operation_id.clone())
+            .collect();
+        links.push((path.clone(), targets));
+    }
+    for (path, targets) in links {
+        let Some(RefOr::T(created)) = doc
+            .paths
+            .paths
+            .get_mut(&path)
+            .and_then(|item| item.post.as_mut())
+            .and_then(|post| post.responses.responses.get_mut("201"))
+        else {
+            continue;
+        };
+        for operation_id in targets {
+            let link =
+                LinkBuilder::new().operation_id(operation_id.clone()).parameter("id", "$response.body#/id").build();
+            created.links.insert(operation_id, RefOr::T(link));
+        }
     }
 }

@@ -58,7 +58,7 @@ impl utoipa::ToSchema for RevocationReasonName {
     path = "/api/v1/certificates/{id}/renew",
     tag = "certificates",
     operation_id = "renewCertificate",
-    params(("id" = String, Path, description = "The certificate's id.", pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
+    params(("id" = String, Path, description = "The certificate's id.")),
     responses(
         (status = 202, description = "A renewal job was queued; `Location` names it.", body = Job,
             headers(("Location" = String, description = "`/api/v1/jobs/{job id}`"))),
@@ -129,7 +129,7 @@ fn reason(value: Option<&str>, field: &str) -> Result<RevocationReason, ApiError
     path = "/api/v1/certificates/{id}/revoke",
     tag = "certificates",
     operation_id = "revokeCertificate",
-    params(("id" = String, Path, description = "The certificate's id.", pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
+    params(("id" = String, Path, description = "The certificate's id.")),
     request_body(content = RevokeBody, description = "Optional: without a body the reason is `unspecified`.",
         content_type = "application/json"),
     responses(
@@ -174,7 +174,7 @@ pub async fn revoke(
     path = "/api/v1/certificates/{id}/export/pem",
     tag = "certificates",
     operation_id = "exportCertificatePem",
-    params(("id" = String, Path, description = "The certificate's id.", pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
+    params(("id" = String, Path, description = "The certificate's id.")),
     responses(
         (status = 200, description = "The current version's chain, leaf first, as PEM.",
             content_type = "application/x-pem-file", body = String,

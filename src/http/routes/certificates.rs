@@ -272,7 +272,7 @@ pub async fn list(
     path = "/api/v1/certificates/{id}",
     tag = "certificates",
     operation_id = "getCertificate",
-    params(("id" = String, Path, description = "The certificate's id.", pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
+    params(("id" = String, Path, description = "The certificate's id.")),
     responses(
         (status = 200, description = "The certificate.", body = Certificate),
         (status = 404, description = "No certificate has this id (`not-found`).", content_type = "application/problem+json", body = Problem),
@@ -293,7 +293,7 @@ pub async fn get(state: web::Data<AppState>, actor: Actor, id: Id) -> Result<Htt
     path = "/api/v1/certificates/{id}",
     tag = "certificates",
     operation_id = "updateCertificate",
-    params(("id" = String, Path, description = "The certificate's id.", pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
+    params(("id" = String, Path, description = "The certificate's id.")),
     request_body(content = CertificatePatch, description = "The fields to change (at least one); absent fields keep their values.",
         content_type = "application/json"),
     responses(
@@ -339,7 +339,7 @@ pub async fn update(
     path = "/api/v1/certificates/{id}",
     tag = "certificates",
     operation_id = "archiveCertificate",
-    params(("id" = String, Path, description = "The certificate's id.", pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
+    params(("id" = String, Path, description = "The certificate's id.")),
     responses(
         (status = 204, description = "Archived (status `Archived`), or it already was."),
         (status = 404, description = "No certificate has this id (`not-found`).", content_type = "application/problem+json", body = Problem),
@@ -371,7 +371,7 @@ pub struct CertificateDeployments {
     path = "/api/v1/certificates/{id}/deployments",
     tag = "certificates",
     operation_id = "listCertificateDeployments",
-    params(("id" = String, Path, description = "The certificate's id.", pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
+    params(("id" = String, Path, description = "The certificate's id.")),
     responses(
         (status = 200, description = "Every target the certificate is bound to (not paged).", body = CertificateDeployments),
         (status = 404, description = "No certificate has this id (`not-found`).", content_type = "application/problem+json", body = Problem),
@@ -501,7 +501,7 @@ pub struct VersionPage {
     tag = "certificates",
     operation_id = "listCertificateVersions",
     params(
-        ("id" = String, Path, description = "The certificate's id.", pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"),
+        ("id" = String, Path, description = "The certificate's id."),
         ("limit" = Option<i64>, Query, description = "Rows per page (default 50).", minimum = 1, maximum = 1000),
         ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
     ),

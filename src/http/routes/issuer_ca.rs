@@ -14,7 +14,7 @@ use crate::http::AppState;
     path = "/api/v1/issuers/{id}/ca",
     tag = "resources",
     operation_id = "getIssuerCaChain",
-    params(("id" = String, Path, description = "The issuer's id.", pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
+    params(("id" = String, Path, description = "The issuer's id.")),
     responses(
         (status = 200, description = "The issuer's CA chain as PEM (a local issuer's CA is created on first use).",
             content_type = "application/x-pem-file", body = String),

@@ -129,7 +129,7 @@ pub async fn list(
     path = "/api/v1/jobs/{id}",
     tag = "jobs",
     operation_id = "getJob",
-    params(("id" = String, Path, description = "The job's id.", pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
+    params(("id" = String, Path, description = "The job's id.")),
     responses(
         (status = 200, description = "The job.", body = Job),
         (status = 404, description = "No job has this id (`not-found`).", content_type = "application/problem+json", body = Problem),
@@ -149,7 +149,7 @@ pub async fn get(state: web::Data<AppState>, id: Id) -> Result<HttpResponse, Api
     path = "/api/v1/jobs/{id}/cancel",
     tag = "jobs",
     operation_id = "cancelJob",
-    params(("id" = String, Path, description = "The job's id.", pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
+    params(("id" = String, Path, description = "The job's id.")),
     responses(
         (status = 200, description = "The job, now `Cancelled`.", body = Job),
         (status = 404, description = "No job has this id (`not-found`).", content_type = "application/problem+json", body = Problem),
@@ -183,7 +183,7 @@ pub async fn cancel(state: web::Data<AppState>, actor: Actor, id: Id) -> Result<
     path = "/api/v1/jobs/{id}/retry",
     tag = "jobs",
     operation_id = "retryJob",
-    params(("id" = String, Path, description = "The job's id.", pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
+    params(("id" = String, Path, description = "The job's id.")),
     responses(
         (status = 200, description = "The job, queued again (`Pending`).", body = Job),
         (status = 404, description = "No job has this id (`not-found`).", content_type = "application/problem+json", body = Problem),

@@ -52,6 +52,7 @@ fn empty_object() -> serde_json::Value {
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "second local CA", "type": "local"}))]
 pub struct NewIssuer {
     #[serde(default)]
     pub id: Option<String>,

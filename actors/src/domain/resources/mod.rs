@@ -57,7 +57,9 @@ pub trait Resource: Serialize + utoipa::ToSchema + Send + Sized + 'static {
 
 /// Checks a connector `config`: a JSON object of at most 64 KiB whose keys and strings hold no
 /// NUL (PostgreSQL's jsonb cannot store one, and refusing it here keeps the value, secrets and
-/// all, out of the database's error path) and nest at most 16 levels.
+/// all, out of the database's error path), nest at most 16 levels, and hold only numbers that
+/// read back as they were written (PostgreSQL keeps a jsonb number as an exact decimal and prints
+/// it in full, which past about 1e308 no longer parses as a double).
 pub fn check_config(v: &mut crate::domain::validation::Violations, config: &serde_json::Value) {
     if !config.is_object() {
         v.add("config", "must be a JSON object");
@@ -68,6 +70,10 @@ pub fn check_config(v: &mut crate::domain::validation::Violations, config: &serd
     }
 }
 
+/// The largest magnitude a config number may have: far beyond any port, size or timeout, and far
+/// from where a stored decimal stops reading back as a double.
+const MAX_CONFIG_NUMBER: f64 = 1e15;
+
 fn config_problem(value: &serde_json::Value, depth: usize) -> Option<&'static str> {
     use serde_json::Value;
     if depth > 16 {
@@ -75,6 +81,9 @@ fn config_problem(value: &serde_json::Value, depth: usize) -> Option<&'static st
     }
     match value {
         Value::String(text) if text.contains('\0') => Some("must not contain NUL characters"),
+        Value::Number(number) if number.as_f64().is_none_or(|n| n.abs() > MAX_CONFIG_NUMBER) => {
+            Some("numbers must be between -1e15 and 1e15")
+        }
         Value::Array(items) => items.iter().find_map(|item| config_problem(item, depth + 1)),
         Value::Object(map) => map.iter().find_map(|(key, item)| {
             if key.contains('\0') {

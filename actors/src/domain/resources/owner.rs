@@ -20,6 +20,7 @@ pub struct Owner {
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Bob", "email": "bob@example.com", "team_id": "t-platform"}))]
 pub struct NewOwner {
     #[serde(default)]
     pub id: Option<String>,

@@ -56,6 +56,7 @@ fn default_true() -> bool {
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "tls-server-ecdsa", "description": "ECDSA TLS server certificates"}))]
 pub struct NewProfile {
     #[serde(default)]
     pub id: Option<String>,

@@ -48,6 +48,7 @@ fn default_thresholds() -> Vec<i32> {
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "short", "renewal_window_days": 10}))]
 pub struct NewRenewalPolicy {
     #[serde(default)]
     pub id: Option<String>,

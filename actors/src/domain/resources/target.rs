@@ -56,6 +56,7 @@ fn empty_object() -> serde_json::Value {
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "edge nginx", "type": "nginx", "config": {"directory": "/etc/nginx/certs"}}))]
 pub struct NewTarget {
     #[serde(default)]
     pub id: Option<String>,

@@ -19,6 +19,7 @@ pub struct Team {
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Identity", "description": "IAM services"}))]
 pub struct NewTeam {
     #[serde(default)]
     pub id: Option<String>,
