@@ -10,11 +10,12 @@ use crate::certificate_writer::Writer;
 use crate::db::Db;
 use crate::domain::audit::AuditActor;
 use crate::domain::certificate::{Certificate, NewCertificate};
-use crate::domain::discovery::DiscoveredCertificate;
+use crate::domain::discovery::{DiscoveredCertificate, DiscoveryReport};
 use crate::domain::validation::FieldError;
 use crate::error::DbError;
+use crate::inventory::Checked;
 use crate::queries::certificates::CreateCertificate;
-use crate::queries::discovery::{GetDiscovered, TriageDiscovered};
+use crate::queries::discovery::{GetDiscovered, RecordDiscoveryScan, ScanRecorded, TriageDiscovered};
 
 /// What claiming needs besides the discovered names: where the managed certificate belongs.
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
@@ -67,6 +68,19 @@ pub struct DiscoveryTriage {
 impl DiscoveryTriage {
     pub(crate) fn new(db: Db, writer: Writer, environments: Vec<String>) -> Self {
         DiscoveryTriage { db, writer, environments }
+    }
+
+    /// Records an agent's scan report (checked, then normalised).
+    pub async fn record_scan(
+        &self,
+        agent_id: &str,
+        mut report: DiscoveryReport,
+    ) -> Result<Checked<ScanRecorded>, DbError> {
+        if let Err(errors) = report.validate() {
+            return Ok(Checked::Invalid(errors));
+        }
+        report.normalize();
+        Ok(Checked::Done(self.db.run(RecordDiscoveryScan { agent_id: agent_id.to_string(), report }).await?))
     }
 
     /// Makes an Unmanaged discovered certificate a managed one with its names.

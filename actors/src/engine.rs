@@ -21,6 +21,7 @@ use crate::cursors::Cursors;
 use crate::db::{Db, PgConnector};
 use crate::discovery::DiscoveryTriage;
 use crate::etag_cache::EtagCache;
+use crate::inventory::Inventory;
 use crate::issuers::registry::{CaSource, IssuerRegistry};
 use crate::issuers::IssueFailure;
 use crate::queries::agents::LoadAgentDirectory;
@@ -45,6 +46,8 @@ pub struct EngineSettings {
     pub notification_session: (tokio_postgres::Config, PgConnector),
     /// `CERTCTL_ENVIRONMENTS`: the environments a certificate may carry.
     pub environments: Vec<String>,
+    /// `CERTCTL_AUDIT_READS`: whether successful reads add an audit row.
+    pub audit_reads: bool,
 }
 
 impl std::fmt::Debug for EngineSettings {
@@ -75,6 +78,7 @@ pub struct Engine {
     etag_cache: Addr<EtagCache>,
     cursors: Cursors,
     discovery: DiscoveryTriage,
+    inventory: Inventory,
 }
 
 impl Engine {
@@ -91,6 +95,7 @@ impl Engine {
             agent_work_lease,
             notification_session,
             environments,
+            audit_reads,
         } = settings;
         let sealing = open_sealing_key(&db, &sealing_passphrase).await.map_err(|e| match e {
             SecretsError::Db(e) => anyhow::Error::new(e).context("reading the sealing parameters"),
@@ -121,6 +126,7 @@ impl Engine {
         Ok(Engine {
             agents: AgentRegistry::new(db.clone(), directory),
             cursors: Cursors::new(sealing.clone()),
+            inventory: Inventory::new(db.clone(), writer.clone(), environments.clone().into(), audit_reads),
             discovery: DiscoveryTriage::new(db.clone(), writer.clone(), environments),
             work: AgentWork::new(db.clone(), dispatcher.clone(), sealing, agent_work_lease),
             renewals: Renewals::new(db.clone(), dispatcher.clone()),
@@ -138,6 +144,11 @@ impl Engine {
     /// The database handle.
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// Certificates and reference resources created and changed, and audited reads.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
     }
 
     /// Certificate creations (batched by the certificate writer).

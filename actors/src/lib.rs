@@ -11,6 +11,7 @@
 //! - [`db`]: the DB actor that owns the deadpool-postgres pool, the [`db::Db`] handle every other
 //!   component uses to send it typed query messages, migrations and database bootstrap.
 //! - [`discovery`]: triage of discovered certificates (claim, dismiss), one call each.
+//! - [`inventory`]: certificates and reference resources created and changed, audited reads.
 //! - [`domain`]: the domain types (certificates, API keys) and their validation rules.
 //! - [`queries`]: every SQL statement, one typed message per query, grouped by resource.
 //! - [`renewal`]: the renewal dispatcher actor (claims, issuance under a cap, batched write-back)
@@ -33,6 +34,7 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod etag_cache;
+pub mod inventory;
 pub mod issuers;
 pub mod metrics;
 pub mod queries;

@@ -51,7 +51,7 @@ pub fn revalidate(
     tables: &[Table],
 ) -> Revalidation {
     let generations = state.db().generations();
-    if state.audit_reads || !generations.listening() {
+    if state.engine.inventory().audits_reads() || !generations.listening() {
         metrics::counter!(ETAG_REQUESTS_TOTAL, "endpoint" => endpoint, "result" => "bypass").increment(1);
         return Revalidation::Fresh(None);
     }

@@ -6,7 +6,6 @@
 //! - [`problem`]: [`problem::ApiError`] and its RFC 9457 rendering.
 //! - [`json`]: the `ValidJson<T>` body extractor.
 //! - [`actor`]: the `Actor` extractor (who acts, for audit rows).
-//! - [`audit_read`]: audit rows for reads when `CERTCTL_AUDIT_READS` is on.
 //! - [`etag`]: ETags and 304 revalidation for the hot lists, from table generations.
 //! - [`cursor`]: opaque keyset cursors.
 //! - [`paging`]: keyset and offset page requests, the list envelope, time parameters.
@@ -19,7 +18,6 @@
 //! - [`routes`]: one file per group of endpoints.
 
 pub mod actor;
-pub mod audit_read;
 pub mod body_limit;
 pub mod cursor;
 pub mod etag;
@@ -59,10 +57,6 @@ pub struct AppState {
     pub effective_settings: Vec<(&'static str, String)>,
     /// The schema version this build expects (for `/ready`).
     pub expected_schema_version: i32,
-    /// Whether successful reads are recorded in the audit trail (`CERTCTL_AUDIT_READS`).
-    pub audit_reads: bool,
-    /// Environment names certificates may carry (`CERTCTL_ENVIRONMENTS`).
-    pub environments: Vec<String>,
 }
 
 impl AppState {

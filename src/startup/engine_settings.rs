@@ -57,6 +57,7 @@ pub fn engine_settings(
         agent_work_lease: settings.agent_work_lease,
         notification_session,
         environments: settings.environments.0.clone(),
+        audit_reads: settings.audit_reads,
     })
 }
 

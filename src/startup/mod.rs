@@ -171,8 +171,6 @@ impl Application {
             engine: engine.clone(),
             effective_settings: settings.effective(),
             expected_schema_version: bootstrap::expected_schema_version(),
-            audit_reads: settings.audit_reads,
-            environments: settings.environments.0.clone(),
         });
         let auth = web::Data::new(auth);
         let body_limit = web::Data::new(BodyLimit(settings.max_body_size));

@@ -2,6 +2,7 @@
 //! which field; this only picks the status and the words.
 
 use certctl_actors::domain::validation::FieldError;
+use certctl_actors::inventory::Checked;
 use certctl_actors::DbError;
 
 use super::{ApiError, Conflict};
@@ -47,5 +48,17 @@ impl From<DbError> for ApiError {
             DbError::InvalidValue => ApiError::InvalidValue,
             DbError::Unexpected(e) => ApiError::Internal(e),
         }
+    }
+}
+
+/// A checked change's outcome: what it made, or the problem that refused it.
+pub fn checked<T>(checked: Checked<T>) -> Result<T, ApiError> {
+    match checked {
+        Checked::Done(value) => Ok(value),
+        Checked::Invalid(errors) => Err(ApiError::Validation(errors)),
+        Checked::NothingToChange => Err(ApiError::InvalidBody {
+            detail: "the body changes nothing; send at least one field".into(),
+            field: None,
+        }),
     }
 }

@@ -17,6 +17,7 @@ use certctl_actors::error::cause_chain;
 
 use super::request_id::current_request;
 pub use conflict::Conflict;
+pub use engine_errors::checked;
 
 mod conflict;
 mod engine_errors;

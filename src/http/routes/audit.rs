@@ -11,13 +11,13 @@ use certctl_actors::etag_cache::Table;
 
 use crate::auth::Caller;
 use crate::http::actor::Actor;
-use crate::http::audit_read::audit_read;
 use crate::http::cursor;
 use crate::http::etag::{self, revalidate, Revalidation};
 use crate::http::paging::{rfc3339, Page, PageRequest};
 use crate::http::problem::ApiError;
 use crate::http::query::{ListQuery, QueryFields};
 use crate::http::AppState;
+use certctl_actors::inventory::AuditedRead;
 
 /// Query parameters of the audit list.
 #[derive(Debug, Deserialize)]
@@ -102,8 +102,8 @@ pub async fn list(
         Revalidation::NotModified(response) => return Ok(response),
         Revalidation::Fresh(etag) => etag,
     };
-    let result = state.db().run(query).await?;
-    audit_read(&state, actor.0, "audit", "list", "*", serde_json::json!({ "query": summary })).await?;
+    let read = AuditedRead::of(actor.0, "audit", "list", "*").with_details(serde_json::json!({ "query": summary }));
+    let result = state.engine.inventory().read(query, read).await?;
     let body =
         paging.page(result.items, result.next.map(|id| cursor::encode_audit(state.engine.cursors(), id)), result.total);
     let mut ok = HttpResponse::Ok();
@@ -128,12 +128,13 @@ pub async fn get(state: web::Data<AppState>, actor: Actor, id: web::Path<String>
         .ok()
         .filter(|id| *id > 0)
         .ok_or_else(|| ApiError::InvalidPath(format!("audit event ids are positive integers (got {raw:?})")))?;
+    let read = AuditedRead::of(actor.0, "audit", "read", &id.to_string());
     let event = state
-        .db()
-        .run(GetAuditEvent { id })
+        .engine
+        .inventory()
+        .read_one(GetAuditEvent { id }, read)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no audit event with id {id}")))?;
-    audit_read(&state, actor.0, "audit", "read", &id.to_string(), serde_json::json!({})).await?;
     Ok(HttpResponse::Ok().json(event))
 }
 

@@ -12,25 +12,24 @@ use certctl_actors::queries::certificate_list::{
     CertificateFilters, ListCertificates, Paging, Sort, SortCursor, SortKey, SortValue,
 };
 use certctl_actors::queries::certificates::{
-    ArchiveCertificate, BulkReassign, CertificateTargets, ChangeOutcome, CreateCertificate, GetCertificate,
-    UpdateCertificate,
+    ArchiveCertificate, BulkReassign, CertificateTargets, ChangeOutcome, GetCertificate,
 };
 use certctl_actors::queries::versions::ListVersions;
 
 use crate::auth::Caller;
 use crate::http::actor::Actor;
-use crate::http::audit_read::audit_read;
 use crate::http::cursor;
 use crate::http::etag::{self, revalidate, Revalidation};
 use crate::http::json::ValidJson;
 use crate::http::paging::{rfc3339, Page, PageRequest};
 use crate::http::path_id::Id;
-use crate::http::problem::{ApiError, Conflict, Problem};
+use crate::http::problem::{checked, ApiError, Conflict, Problem};
 use crate::http::query::{ListQuery, NoParams, QueryFields};
 use crate::http::sparse::{CertificateListItem, FieldSet, Sparse};
 use crate::http::AppState;
 use certctl_actors::domain::validation::{is_valid_id, Violations};
 use certctl_actors::etag_cache::Table;
+use certctl_actors::inventory::AuditedRead;
 
 /// The paging parameters every list takes (see `http::paging`), for the OpenAPI document.
 #[derive(utoipa::IntoParams)]
@@ -166,10 +165,7 @@ pub async fn create(
     actor: Actor,
     body: ValidJson<NewCertificate>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut new = body.0;
-    new.normalize();
-    new.validate(&state.environments).map_err(ApiError::Validation)?;
-    let created = state.engine.certificates().create(CreateCertificate { new, actor: actor.0 }).await?;
+    let created: Certificate = checked(state.engine.inventory().create_certificate(body.0, actor.0).await?)?;
     tracing::info!(certificate_id = %created.id, "certificate created");
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/certificates/{}", created.id)))
@@ -252,9 +248,9 @@ pub async fn list(
         Revalidation::NotModified(response) => return Ok(response),
         Revalidation::Fresh(etag) => etag,
     };
-    let result = state.db().run(ListCertificates { filters, sort, paging, with_total: request.with_total() }).await?;
-    let details = serde_json::json!({ "query": raw });
-    audit_read(&state, actor.0, "certificate", "list", "*", details).await?;
+    let query = ListCertificates { filters, sort, paging, with_total: request.with_total() };
+    let read = AuditedRead::of(actor.0, "certificate", "list", "*").with_details(serde_json::json!({ "query": raw }));
+    let result = state.engine.inventory().read(query, read).await?;
 
     let next_cursor = result.next.as_ref().map(|c| cursor::encode(state.engine.cursors(), LIST, c));
     let mut ok = HttpResponse::Ok();
@@ -282,8 +278,13 @@ pub async fn list(
 pub async fn get(state: web::Data<AppState>, actor: Actor, id: Id) -> Result<HttpResponse, ApiError> {
     let id = id.0;
     tracing::Span::current().record("certificate_id", id.as_str());
-    let certificate = state.db().run(GetCertificate { id: id.clone() }).await?.ok_or_else(|| not_found(&id))?;
-    audit_read(&state, actor.0, "certificate", "read", &id, serde_json::json!({})).await?;
+    let read = AuditedRead::of(actor.0, "certificate", "read", &id);
+    let certificate = state
+        .engine
+        .inventory()
+        .read_one(GetCertificate { id: id.clone() }, read)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
     Ok(HttpResponse::Ok().json(certificate))
 }
 
@@ -314,16 +315,8 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.0;
     tracing::Span::current().record("certificate_id", id.as_str());
-    let mut patch = body.0;
-    patch.normalize();
-    patch.validate(&state.environments).map_err(ApiError::Validation)?;
-    if patch.is_empty() {
-        return Err(ApiError::InvalidBody {
-            detail: "the body changes nothing; send at least one field".into(),
-            field: None,
-        });
-    }
-    match state.db().run(UpdateCertificate { id: id.clone(), patch, actor: actor.0 }).await? {
+    let outcome = state.engine.inventory().update_certificate(id.clone(), body.0, actor.0).await?;
+    match checked(outcome)? {
         ChangeOutcome::Changed(certificate) => Ok(HttpResponse::Ok().json(certificate)),
         ChangeOutcome::NotFound => Err(not_found(&id)),
         ChangeOutcome::Archived => Err(ApiError::Conflict(
@@ -532,12 +525,9 @@ pub async fn versions(
             Some(_) => return Err(ApiError::InvalidQuery("cursor is not for this list".into())),
             None => None,
         };
-    let page = state
-        .db()
-        .run(ListVersions { certificate_id: id.clone(), before, limit })
-        .await?
-        .ok_or_else(|| not_found(&id))?;
-    audit_read(&state, actor.0, "certificate", "read_versions", &id, serde_json::json!({})).await?;
+    let read = AuditedRead::of(actor.0, "certificate", "read_versions", &id);
+    let query = ListVersions { certificate_id: id.clone(), before, limit };
+    let page = state.engine.inventory().read_one(query, read).await?.ok_or_else(|| not_found(&id))?;
     let next_cursor = page.next.map(|(t, id)| {
         cursor::encode(state.engine.cursors(), &list, &SortCursor { sort: order, value: SortValue::Time(t), id })
     });

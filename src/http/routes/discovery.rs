@@ -10,9 +10,7 @@ use certctl_actors::discovery::{ClaimRequest, Triage};
 use certctl_actors::domain::certificate::Certificate;
 use certctl_actors::domain::discovery::{DiscoveredCertificate, DiscoveryReport, DISCOVERY_STATUSES};
 use certctl_actors::queries::certificate_list::{Sort, SortKey};
-use certctl_actors::queries::discovery::{
-    DiscoveryFilters, GetDiscovered, ListDiscovered, RecordDiscoveryScan, ScanRecorded,
-};
+use certctl_actors::queries::discovery::{DiscoveryFilters, GetDiscovered, ListDiscovered, ScanRecorded};
 
 use crate::auth::Caller;
 use crate::http::actor::Actor;
@@ -21,7 +19,7 @@ use crate::http::etag;
 use crate::http::json::ValidJson;
 use crate::http::paging::{one_of, rfc3339, Page};
 use crate::http::path_id::Id;
-use crate::http::problem::{ApiError, Conflict};
+use crate::http::problem::{checked, ApiError, Conflict};
 use crate::http::query::{ListQuery, QueryFields};
 use crate::http::AppState;
 use certctl_actors::etag_cache::Table;
@@ -53,10 +51,7 @@ pub async fn report(
 ) -> Result<HttpResponse, ApiError> {
     let agent = super::agent_api::acting_agent(&state, &caller, &id)?;
     tracing::Span::current().record("agent_id", &*agent);
-    let mut report = body.0;
-    report.validate().map_err(ApiError::Validation)?;
-    report.normalize();
-    let recorded = state.db().run(RecordDiscoveryScan { agent_id: agent.to_string(), report }).await?;
+    let recorded = checked(state.engine.discovery().record_scan(&agent, body.0).await?)?;
     tracing::info!(
         agent_id = %agent,
         found = recorded.certificates_found,

@@ -12,18 +12,18 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use certctl_actors::domain::resources::issuer::normalize_type;
 use certctl_actors::domain::resources::Resource;
 use certctl_actors::queries::certificate_list::{Sort, SortCursor, SortValue};
-use certctl_actors::queries::resources::{CreateResource, DeleteResource, GetResource, ListResources, UpdateResource};
+use certctl_actors::queries::resources::{DeleteResource, GetResource, ListResources};
 
 use crate::http::actor::Actor;
-use crate::http::audit_read::audit_read;
 use crate::http::cursor;
 use crate::http::json::ValidJson;
 use crate::http::paging::PageRequest;
 use crate::http::path_id::Id;
-use crate::http::problem::ApiError;
+use crate::http::problem::{checked, ApiError};
 use crate::http::query::{ListQuery, QueryFields};
 use crate::http::route_table::{delete, post, put, read, Routes};
 use crate::http::AppState;
+use certctl_actors::inventory::AuditedRead;
 
 /// Registers the five routes of resource `R` under `path` (e.g. `/teams`).
 pub fn routes<R: Resource>(r: &mut Routes, path: &str) {
@@ -93,8 +93,11 @@ async fn list<R: Resource>(
         with_total: request.with_total(),
         kind: PhantomData,
     };
-    let result = state.db().run(query).await?;
-    audit_read(&state, actor.0, R::KIND, "list", "*", summary).await?;
+    let result = state
+        .engine
+        .inventory()
+        .read(query, AuditedRead::of(actor.0, R::KIND, "list", "*").with_details(summary))
+        .await?;
     let next_cursor = result.next.map(|(created_at, id)| {
         cursor::encode(
             state.engine.cursors(),
@@ -113,9 +116,7 @@ async fn create<R: Resource>(
     actor: Actor,
     body: ValidJson<R::New>,
 ) -> Result<HttpResponse, ApiError> {
-    let new = body.0;
-    R::validate_new(&new).map_err(ApiError::Validation)?;
-    let created = state.db().run(CreateResource::<R> { new, actor: actor.0 }).await?;
+    let created: R = checked(state.engine.inventory().create::<R>(body.0, actor.0).await?)?;
     let location = format!("{}/{}", request.path().trim_end_matches('/'), created.id());
     Ok(HttpResponse::Created().insert_header((header::LOCATION, location)).json(created))
 }
@@ -123,8 +124,13 @@ async fn create<R: Resource>(
 /// `GET <path>/{id}`.
 async fn get<R: Resource>(state: web::Data<AppState>, actor: Actor, id: Id) -> Result<HttpResponse, ApiError> {
     let id = id.0;
-    let resource = state.db().run(GetResource::<R>::new(id.clone())).await?.ok_or_else(|| not_found::<R>(&id))?;
-    audit_read(&state, actor.0, R::KIND, "read", &id, serde_json::json!({})).await?;
+    let read = AuditedRead::of(actor.0, R::KIND, "read", &id);
+    let resource = state
+        .engine
+        .inventory()
+        .read_one(GetResource::<R>::new(id.clone()), read)
+        .await?
+        .ok_or_else(|| not_found::<R>(&id))?;
     Ok(HttpResponse::Ok().json(resource))
 }
 
@@ -136,15 +142,8 @@ async fn update<R: Resource>(
     body: ValidJson<R::Patch>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.0;
-    let patch = body.0;
-    R::validate_patch(&patch).map_err(ApiError::Validation)?;
-    if serde_json::to_value(&patch).is_ok_and(|v| v.as_object().is_some_and(|o| o.is_empty())) {
-        return Err(ApiError::InvalidBody {
-            detail: "the body changes nothing; send at least one field".into(),
-            field: None,
-        });
-    }
-    match state.db().run(UpdateResource::<R> { id: id.clone(), patch, actor: actor.0 }).await? {
+    let updated = state.engine.inventory().update::<R>(id.clone(), body.0, actor.0).await?;
+    match checked(updated)? {
         Some(resource) => Ok(HttpResponse::Ok().json(resource)),
         None => Err(not_found::<R>(&id)),
     }
