@@ -27,6 +27,18 @@ fn main() -> ExitCode {
         print!("{}", cli.settings.render());
         return ExitCode::SUCCESS;
     }
+    if cli.command == Some(Command::Openapi) {
+        return match serde_json::to_string_pretty(&certctl::http::openapi::openapi()) {
+            Ok(document) => {
+                println!("{document}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("certctl-server: the OpenAPI document could not be rendered: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     telemetry::init_tracing(cli.settings.log_level, cli.settings.log_format);
     std::panic::set_hook(Box::new(|info| {
         tracing::error!(panic = %info, "panic: exiting so the service manager restarts certctl from a clean state");

@@ -43,6 +43,11 @@ pub enum Revalidation {
 
 /// Decides a list request against its `If-None-Match`; `endpoint` labels the metric, `tables` are
 /// the tables the list reads.
+/// The lists that answer `If-None-Match` (the endpoint labels their handlers pass to
+/// [`revalidate`]); the OpenAPI document gives these the header, the `ETag` and the 304.
+pub const REVALIDATED_LISTS: [&str; 5] =
+    ["/api/v1/certificates", "/api/v1/jobs", "/api/v1/agents", "/api/v1/discovered-certificates", "/api/v1/audit"];
+
 pub fn revalidate(
     req: &HttpRequest,
     state: &AppState,

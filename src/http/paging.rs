@@ -144,3 +144,23 @@ mod tests {
         assert!(PageRequest::parse(None, None, Some(0), None, None).is_err());
     }
 }
+
+/// The paging parameters every list takes, as the OpenAPI document describes them ([`PageRequest::parse`]
+/// reads them).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PagingParams {
+    /// Rows per keyset page (default 50).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// certctl's offset pages: the page number (from 1); not with `limit`/`cursor`.
+    #[param(minimum = 1)]
+    pub page: Option<i64>,
+    /// certctl's offset pages: rows per page (default 50); not with `limit`/`cursor`.
+    #[param(minimum = 1, maximum = 1000)]
+    pub per_page: Option<i64>,
+    /// Whether a keyset page carries `total` (offset pages always do).
+    pub include_total: Option<bool>,
+}

@@ -54,6 +54,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the effective settings (secrets masked) and exit.
     Config,
+    /// Print the OpenAPI 3.1 document of the API this build serves and exit.
+    Openapi,
 }
 
 /// How API requests are authenticated.

@@ -127,3 +127,11 @@ async fn the_document_and_its_html_view_are_served_without_a_key() {
     let head = app.anonymous(reqwest::Method::HEAD, "/api/v1/openapi.json").send().await.unwrap();
     assert_eq!(head.status(), 200);
 }
+
+#[test]
+fn the_binary_prints_the_same_document_offline() {
+    let output = crate::helpers::run_server(&["openapi"], &[]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(printed, document());
+}

@@ -2,18 +2,19 @@
 //! handlers: the bearer key and the 401/403 of `require_api_key`, the 400/408/413/415 of the body
 //! extractor (`ValidJson`), the 414/431 problems below the HTTP layer, the 404 of an unknown id,
 //! and the 500/503 any database call can end in; and the path ids get the pattern their
-//! extractor checks. Each is a problem document
+//! extractor checks; the revalidating lists their `If-None-Match`, `ETag` and 304. Each is a problem document
 //! (`application/problem+json`, schema `Problem`), declared once under `components/responses`.
 //! A status a handler already documents keeps the handler's own description.
 
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::link::LinkBuilder;
-use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType};
 
+use crate::http::etag::REVALIDATED_LISTS;
 use crate::http::path_id::{ID_PATTERN, ID_SEGMENTS};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{Components, ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder, Type};
+use utoipa::openapi::{Components, ContentBuilder, OpenApi, Ref, RefOr, Required, ResponseBuilder, Type};
 
 /// The name of the security scheme (an API key sent as a bearer token).
 const BEARER: &str = "bearerKey";
@@ -89,6 +90,9 @@ impl Shared {
         }
         creation_links(doc);
         for (path, item) in doc.paths.paths.iter_mut() {
+            if let Some(list) = item.get.as_mut().filter(|_| REVALIDATED_LISTS.contains(&path.as_str())) {
+                revalidation(list);
+            }
             let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete];
             for operation in operations.into_iter().flatten() {
                 id_patterns(operation);
@@ -96,6 +100,33 @@ impl Shared {
             }
         }
     }
+}
+
+/// What a revalidating list (`http::etag`) adds: the `If-None-Match` parameter, the `ETag` and
+/// `Cache-Control` of its 200, and the 304 that answers an unchanged list.
+fn revalidation(list: &mut Operation) {
+    let string = || Some(ObjectBuilder::new().schema_type(Type::String));
+    let parameter = ParameterBuilder::new()
+        .name("If-None-Match")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .schema(string())
+        .description(Some("An `ETag` of an earlier answer (or `*`): 304 while the list is unchanged."))
+        .build();
+    list.parameters.get_or_insert_with(Vec::new).push(RefOr::T(parameter));
+    let etag = |description: &str| HeaderBuilder::new().schema(string()).description(Some(description)).build();
+    let cache_control = || HeaderBuilder::new().schema(string()).description(Some("`private, no-cache`")).build();
+    if let Some(RefOr::T(ok)) = list.responses.responses.get_mut("200") {
+        let description = "A weak ETag for `If-None-Match`; not sent while reads are audited or change \
+                           notifications are not flowing (see docs/api.md, ETags).";
+        ok.headers.insert("ETag".into(), RefOr::T(etag(description)));
+        ok.headers.insert("Cache-Control".into(), RefOr::T(cache_control()));
+    }
+    let not_modified = ResponseBuilder::new()
+        .description("Unchanged since the `ETag` named in `If-None-Match` (no body).")
+        .header("ETag", etag("The current ETag."))
+        .header("Cache-Control", cache_control());
+    list.responses.responses.insert("304".into(), RefOr::T(not_modified.build()));
 }
 
 /// Gives the path ids (`http::path_id`) the pattern their extractor checks.

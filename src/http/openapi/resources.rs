@@ -7,12 +7,11 @@ use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, Para
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::ObjectBuilder;
 use utoipa::openapi::{Components, ContentBuilder, OpenApi, Ref, RefOr, Required, ResponseBuilder, Schema, Type};
-use utoipa::{PartialSchema, ToSchema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use certctl_actors::domain::resources::Resource;
 
-use super::super::paging::Page;
-use super::super::query::PAGING_FIELDS;
+use super::super::paging::{Page, PagingParams};
 
 /// Adds the five operations of resource `R` served under `path`; `noun` names one in prose.
 pub fn add<R: Resource>(doc: &mut OpenApi, path: &str, noun: &str) {
@@ -63,7 +62,8 @@ pub fn add<R: Resource>(doc: &mut OpenApi, path: &str, noun: &str) {
                 .content("application/json", json(<Page<R> as PartialSchema>::schema()))
                 .build(),
         );
-    for parameter in paging_parameters().into_iter().chain(filter_parameters::<R>()) {
+    for parameter in PagingParams::into_params(|| Some(ParameterIn::Query)).into_iter().chain(filter_parameters::<R>())
+    {
         list = list.parameter(parameter);
     }
     paths.add_path_operation(path, vec![HttpMethod::Get], list.build());
@@ -148,38 +148,6 @@ fn location_header() -> utoipa::openapi::header::Header {
         .schema(Some(string()))
         .description(Some("The new resource's path."))
         .build()
-}
-
-/// The paging parameters every list takes (see `http::paging`).
-pub fn paging_parameters() -> Vec<utoipa::openapi::path::Parameter> {
-    PAGING_FIELDS
-        .iter()
-        .map(|name| {
-            let (schema, description) = match *name {
-                "limit" => (
-                    ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(1000)),
-                    "Rows per keyset page (default 50).",
-                ),
-                "cursor" => (string(), "The `next_cursor` of the previous page."),
-                "page" => (
-                    ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)),
-                    "certctl's offset pages: the page number (from 1).",
-                ),
-                "per_page" => (
-                    ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(1000)),
-                    "certctl's offset pages: rows per page.",
-                ),
-                _ => (ObjectBuilder::new().schema_type(Type::Boolean), "Whether a keyset page carries `total`."),
-            };
-            ParameterBuilder::new()
-                .name(*name)
-                .parameter_in(ParameterIn::Query)
-                .required(Required::False)
-                .schema(Some(schema))
-                .description(Some(description))
-                .build()
-        })
-        .collect()
 }
 
 /// `q` and the resource's own exact-match filters.

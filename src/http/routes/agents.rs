@@ -16,6 +16,7 @@ use crate::http::actor::Actor;
 use crate::http::cursor;
 use crate::http::etag;
 use crate::http::json::ValidJson;
+use crate::http::paging::PagingParams;
 use crate::http::paging::{one_of, Page};
 use crate::http::path_id::Id;
 use crate::http::problem::ApiError;
@@ -116,24 +117,10 @@ impl QueryFields for ListParams {
             pattern = "^(Online|Offline|Retired)$"),
         ("os" = Option<String>, Query, description = "Only agents on this operating system (exact match)."),
         ("version" = Option<String>, Query, description = "Only agents of this version (exact match)."),
-        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Rows per keyset page (default 50)."),
-        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
-        ("page" = Option<i64>, Query, minimum = 1, description = "certctl's offset pages: the page number (from 1)."),
-        ("per_page" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "certctl's offset pages: rows per page."),
-        ("include_total" = Option<bool>, Query, description = "Whether a keyset page carries `total`."),
-        ("If-None-Match" = Option<String>, Header, nullable = false, description = "An `ETag` of an earlier answer: 304 while the list is unchanged."),
+        PagingParams,
     ),
     responses(
-        (status = 200, description = "A page of agents, oldest first.", body = Page<Agent>,
-            headers(
-                ("ETag" = String, description = "Weak ETag of the answer, for `If-None-Match` (absent while revalidation is off)."),
-                ("Cache-Control" = String, description = "`private, no-cache`, with the `ETag`."),
-            )),
-        (status = 304, description = "Unchanged since the `ETag` named in `If-None-Match` (no body).",
-            headers(
-                ("ETag" = String, description = "The current ETag."),
-                ("Cache-Control" = String, description = "`private, no-cache`."),
-            )),
+        (status = 200, description = "A page of agents, oldest first.", body = Page<Agent>),
     )
 )]
 #[tracing::instrument(skip_all)]

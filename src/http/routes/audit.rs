@@ -13,6 +13,7 @@ use crate::auth::Caller;
 use crate::http::actor::Actor;
 use crate::http::cursor;
 use crate::http::etag::{self, revalidate, Revalidation};
+use crate::http::paging::PagingParams;
 use crate::http::paging::{rfc3339, Page, PageRequest};
 use crate::http::problem::ApiError;
 use crate::http::query::{ListQuery, QueryFields};
@@ -50,24 +51,10 @@ impl QueryFields for ListParams {
         ("resource_id" = Option<String>, Query, description = "Only events on the resource with this id."),
         ("since" = Option<String>, Query, format = DateTime, description = "Only events at or after this RFC 3339 time."),
         ("until" = Option<String>, Query, format = DateTime, description = "Only events before this RFC 3339 time."),
-        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Rows per keyset page (default 50)."),
-        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
-        ("page" = Option<i64>, Query, minimum = 1, description = "certctl's offset pages: the page number (from 1)."),
-        ("per_page" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "certctl's offset pages: rows per page."),
-        ("include_total" = Option<bool>, Query, description = "Whether a keyset page carries `total`."),
-        ("If-None-Match" = Option<String>, Header, nullable = false, description = "An `ETag` of an earlier answer: 304 while the trail is unchanged."),
+        PagingParams,
     ),
     responses(
-        (status = 200, description = "A page of audit events, newest first.", body = Page<AuditEvent>,
-            headers(
-                ("ETag" = String, description = "Weak ETag of the answer, for `If-None-Match` (absent while revalidation is off, as it is while reads are audited)."),
-                ("Cache-Control" = String, description = "`private, no-cache`, with the `ETag`."),
-            )),
-        (status = 304, description = "Unchanged since the `ETag` named in `If-None-Match` (no body).",
-            headers(
-                ("ETag" = String, description = "The current ETag."),
-                ("Cache-Control" = String, description = "`private, no-cache`."),
-            )),
+        (status = 200, description = "A page of audit events, newest first.", body = Page<AuditEvent>),
     )
 )]
 #[tracing::instrument(skip_all)]

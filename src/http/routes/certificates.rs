@@ -21,7 +21,7 @@ use crate::http::actor::Actor;
 use crate::http::cursor;
 use crate::http::etag::{self, revalidate, Revalidation};
 use crate::http::json::ValidJson;
-use crate::http::paging::{rfc3339, Page, PageRequest};
+use crate::http::paging::{rfc3339, Page, PageRequest, PagingParams};
 use crate::http::path_id::Id;
 use crate::http::problem::{checked, ApiError, Conflict, Problem};
 use crate::http::query::{ListQuery, NoParams, QueryFields};
@@ -30,26 +30,6 @@ use crate::http::AppState;
 use certctl_actors::domain::validation::{is_valid_id, Violations};
 use certctl_actors::etag_cache::Table;
 use certctl_actors::inventory::AuditedRead;
-
-/// The paging parameters every list takes (see `http::paging`), for the OpenAPI document.
-#[derive(utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct PagingParams {
-    /// Rows per keyset page (default 50).
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<i64>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// certctl's offset pages: the page number (from 1); not with `limit`/`cursor`.
-    #[param(minimum = 1)]
-    page: Option<i64>,
-    /// certctl's offset pages: rows per page (default 50); not with `limit`/`cursor`.
-    #[param(minimum = 1, maximum = 1000)]
-    per_page: Option<i64>,
-    /// Whether a keyset page carries `total` (offset pages always do).
-    include_total: Option<bool>,
-}
 
 /// Query parameters of the list endpoint besides paging.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -181,21 +161,11 @@ pub async fn create(
     params(
         PagingParams,
         ListParams,
-        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: 304 when the list is unchanged."),
     ),
     responses(
         (status = 200, description = "A page of certificates (keyset: `data`, `next_cursor`, `limit`[, `total`]; \
             offset: `data`, `total`, `page`, `per_page`). With `fields=`, each row has only the named properties.",
-            body = Page<CertificateListItem<'static>>,
-            headers(
-                ("ETag" = String, description = "A weak ETag for `If-None-Match`; not sent while read auditing is on or change notifications are not flowing."),
-                ("Cache-Control" = String, description = "`private, no-cache`, sent with the `ETag`."),
-            )),
-        (status = 304, description = "Unchanged since the `ETag` named in `If-None-Match` (no body).",
-            headers(
-                ("ETag" = String, description = "The current ETag."),
-                ("Cache-Control" = String, description = "`private, no-cache`."),
-            )),
+            body = Page<CertificateListItem<'static>>),
     )
 )]
 #[tracing::instrument(skip_all)]

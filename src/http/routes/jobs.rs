@@ -16,11 +16,11 @@ use crate::auth::Caller;
 use crate::http::actor::Actor;
 use crate::http::cursor;
 use crate::http::etag;
+use crate::http::paging::PagingParams;
 use crate::http::paging::{one_of, Page};
 use crate::http::path_id::Id;
 use crate::http::problem::{ApiError, Conflict, Problem};
 use crate::http::query::{ListQuery, QueryFields};
-use crate::http::routes::certificates::PagingParams;
 use crate::http::AppState;
 use certctl_actors::etag_cache::Table;
 
@@ -88,20 +88,10 @@ impl QueryFields for ListParams {
     params(
         PagingParams,
         ListParams,
-        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: 304 when the list is unchanged."),
     ),
     responses(
         (status = 200, description = "A page of jobs, newest first (keyset: `data`, `next_cursor`, `limit`[, `total`]; \
-            offset: `data`, `total`, `page`, `per_page`).", body = Page<Job>,
-            headers(
-                ("ETag" = String, description = "A weak ETag for `If-None-Match`; not sent while read auditing is on or change notifications are not flowing."),
-                ("Cache-Control" = String, description = "`private, no-cache`, sent with the `ETag`."),
-            )),
-        (status = 304, description = "Unchanged since the `ETag` named in `If-None-Match` (no body).",
-            headers(
-                ("ETag" = String, description = "The current ETag."),
-                ("Cache-Control" = String, description = "`private, no-cache`."),
-            )),
+            offset: `data`, `total`, `page`, `per_page`).", body = Page<Job>),
     )
 )]
 #[tracing::instrument(skip_all)]
