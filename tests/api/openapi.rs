@@ -1,7 +1,8 @@
 //! The OpenAPI document: it describes exactly the routes the router serves (a route cannot be
 //! added without its operation, nor an operation without its route), every error it documents is
-//! a problem document, every operation under `/api/v1` but the public ones needs the key, and
-//! the server hands it and its HTML view out without a key.
+//! a problem document, every operation under `/api/v1` but the public ones needs the key, the
+//! server hands it and its HTML view out without a key (and `certctl-server openapi` prints the
+//! same), and headless Chromium renders that view with an entry per operation.
 
 use std::collections::BTreeSet;
 
@@ -134,4 +135,39 @@ fn the_binary_prints_the_same_document_offline() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(printed, document());
+}
+
+/// The HTML view, rendered by a real browser: headless Chromium loads `/api/v1/docs/`, whose
+/// scripts fetch the document from the same server and draw an entry per operation.
+#[actix_web::test]
+async fn a_browser_renders_the_html_view_with_every_operation() {
+    let app = TestApp::spawn().await;
+    let profile = crate::helpers::scratch_dir("chromium");
+    let url = app.url("/api/v1/docs/");
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("timeout")
+            .args(["60", "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"])
+            .args(["--no-first-run", "--disable-background-networking", "--disable-component-update"])
+            .args(["--disable-sync", "--ignore-certificate-errors", "--virtual-time-budget=10000"])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(["--dump-dom", &url])
+            .output()
+            .expect("running chromium (Debian's chromium package)")
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "chromium failed: {}", String::from_utf8_lossy(&output.stderr));
+    let dom = String::from_utf8_lossy(&output.stdout);
+    assert!(dom.contains("certctl API"), "the document's title is not on the page");
+    let operations = dom.matches("class=\"opblock-summary-path\"").count();
+    // Swagger UI lists an operation once under each of its tags.
+    let doc = document();
+    let expected: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .map(|operation| operation["tags"].as_array().map_or(1, Vec::len))
+        .sum();
+    assert_eq!(operations, expected, "one entry per operation and tag");
 }

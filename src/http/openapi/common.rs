@@ -97,6 +97,7 @@ impl Shared {
             for operation in operations.into_iter().flatten() {
                 id_patterns(operation);
                 shared_responses(path, operation);
+                summaries(operation);
             }
         }
     }
@@ -127,6 +128,48 @@ fn revalidation(list: &mut Operation) {
         .header("ETag", etag("The current ETag."))
         .header("Cache-Control", cache_control());
     list.responses.responses.insert("304".into(), RefOr::T(not_modified.build()));
+}
+
+/// Every summary is the operation's id as words ("listCertificates": "List certificates"), short
+/// and uniform in lists of operations; the handler's first doc paragraph, which utoipa made the
+/// summary, opens the description instead.
+fn summaries(operation: &mut Operation) {
+    let first = operation.summary.take().and_then(|summary| plain_summary(&summary));
+    operation.description = match (first, operation.description.take()) {
+        (Some(first), Some(rest)) => Some(format!("{first}\n\n{rest}")),
+        (first, rest) => first.or(rest),
+    };
+    operation.summary = operation.operation_id.as_deref().map(|id| {
+        let mut words = String::new();
+        for (i, c) in id.chars().enumerate() {
+            match (i, c.is_ascii_uppercase()) {
+                (0, _) => words.extend(c.to_uppercase()),
+                (_, true) => {
+                    words.push(' ');
+                    words.push(c.to_ascii_lowercase());
+                }
+                _ => words.push(c),
+            }
+        }
+        words
+    });
+}
+
+/// A handler's first doc line without the method and path it opens with (the document shows
+/// those already): "`GET /api/v1/auth/info` (public): which authentication the server expects."
+/// becomes "Which authentication the server expects."; `None` when nothing else is left.
+fn plain_summary(summary: &str) -> Option<String> {
+    let rest = match summary.strip_prefix('`').and_then(|s| s.split_once('`')) {
+        Some((route, rest)) if route.split(' ').next().is_some_and(|m| m.chars().all(|c| c.is_ascii_uppercase())) => {
+            rest
+        }
+        _ => summary,
+    };
+    let rest = rest.trim_start().trim_start_matches("(public)").trim_start_matches("(admin)");
+    let rest = rest.trim_start_matches([':', ',', '.']).trim();
+    let mut chars = rest.chars();
+    let first = chars.next()?;
+    Some(first.to_uppercase().chain(chars).collect())
 }
 
 /// Gives the path ids (`http::path_id`) the pattern their extractor checks.

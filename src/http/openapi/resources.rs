@@ -50,9 +50,8 @@ pub fn add<R: Resource>(doc: &mut OpenApi, path: &str, noun: &str) {
     let mut list = OperationBuilder::new()
         .tag("resources")
         .operation_id(Some(format!("list{plural}")))
-        .summary(Some(format!("List {noun}s, oldest first")))
         .description(Some(
-            "Keyset pages (`limit`, `cursor`) by default, certctl's offset pages with `page`/`per_page`; \
+            "Oldest first. Keyset pages (`limit`, `cursor`) by default, certctl's offset pages with `page`/`per_page`; \
              `q` is a name prefix.",
         ))
         .response(
@@ -71,7 +70,6 @@ pub fn add<R: Resource>(doc: &mut OpenApi, path: &str, noun: &str) {
     let create = OperationBuilder::new()
         .tag("resources")
         .operation_id(Some(format!("create{kind}")))
-        .summary(Some(format!("Create a {noun}")))
         .request_body(body(Ref::from_schema_name(R::New::name()).into()))
         .response(
             "201",
@@ -88,7 +86,6 @@ pub fn add<R: Resource>(doc: &mut OpenApi, path: &str, noun: &str) {
     let get = OperationBuilder::new()
         .tag("resources")
         .operation_id(Some(format!("get{kind}")))
-        .summary(Some(format!("Get one {noun}")))
         .parameter(id.clone())
         .response(
             "200",
@@ -102,7 +99,7 @@ pub fn add<R: Resource>(doc: &mut OpenApi, path: &str, noun: &str) {
     let update = OperationBuilder::new()
         .tag("resources")
         .operation_id(Some(format!("update{kind}")))
-        .summary(Some(format!("Change a {noun} (absent fields keep their values)")))
+        .description(Some("A partial update: absent fields keep their values."))
         .parameter(id.clone())
         .request_body(body(Ref::from_schema_name(R::Patch::name()).into()))
         .response(
@@ -119,7 +116,6 @@ pub fn add<R: Resource>(doc: &mut OpenApi, path: &str, noun: &str) {
     let delete = OperationBuilder::new()
         .tag("resources")
         .operation_id(Some(format!("delete{kind}")))
-        .summary(Some(format!("Delete a {noun}")))
         .parameter(id)
         .response("204", ResponseBuilder::new().description("Deleted.").build())
         .response("409", problem("Other resources still refer to it (`still-referenced`)."));
