@@ -42,8 +42,11 @@ impl RetentionSettings {
 
 /// Owns the retention timer; see the module docs.
 pub struct AuditRetention {
+    /// Where the purge statements run.
     db: Db,
+    /// How long events are kept and how each pass is paced; `started` reads it to decide whether to run the timer.
     settings: RetentionSettings,
+    /// True while a pass (timer or [`PurgeNow`]) is running, so a tick arriving meanwhile is skipped, not stacked.
     running: bool,
 }
 

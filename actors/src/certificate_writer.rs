@@ -41,8 +41,11 @@ type Pending = (CreateCertificate, Reply);
 
 /// Owns the creation queue; see the module docs.
 pub struct CertificateWriter {
+    /// Where the batched and single inserts run.
     db: Db,
+    /// Creations waiting for room in a batch, oldest first, each with where its answer goes.
     queue: VecDeque<Pending>,
+    /// Batches being written now, kept below [`MAX_IN_FLIGHT`] so a busy database collects the next batch.
     in_flight: usize,
 }
 
@@ -184,7 +187,10 @@ impl Handler<Create> for CertificateWriter {
 
 /// The handle the HTTP layer uses: sends [`Create`] and maps a gone writer to unavailable.
 #[derive(Clone)]
-pub struct Writer(pub Addr<CertificateWriter>);
+pub struct Writer(
+    /// The supervised writer every creation is sent to.
+    pub Addr<CertificateWriter>,
+);
 
 impl Writer {
     /// Starts the supervised writer on the current arbiter.

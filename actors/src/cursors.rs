@@ -17,6 +17,7 @@ const TAG_LEN: usize = 16;
 /// Signs and opens cursors. Cheap to clone.
 #[derive(Clone)]
 pub struct Cursors {
+    /// The sealing key the tags are made with, the same on every replica so any of them opens a cursor.
     key: Arc<SealingKey>,
 }
 

@@ -59,7 +59,9 @@ pub enum Triage {
 /// See the module docs. Cheap to clone.
 #[derive(Clone)]
 pub struct DiscoveryTriage {
+    /// Where scan reports and triage decisions are written.
     db: Db,
+    /// Creates the managed certificate of a claim, like every other creation (see ARCHITECTURE.md).
     writer: Writer,
     /// `CERTCTL_ENVIRONMENTS`: what a claimed certificate's environment may be.
     environments: Vec<String>,

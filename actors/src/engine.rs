@@ -65,19 +65,33 @@ impl std::fmt::Debug for EngineSettings {
 /// The running engine. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
+    /// The database handle, handed to the shell for the queries no service wraps.
     db: Db,
+    /// The certificate writer's handle, so creations are batched.
     writer: Writer,
+    /// The configured issuers, kept to answer CA chain requests.
     issuers: Arc<IssuerRegistry>,
+    /// The renewal dispatcher, kept so tests can drive rounds through it.
     dispatcher: Addr<RenewalDispatcher>,
+    /// The scheduler loops, kept for run-now and to give up their locks at shutdown.
     scheduler: Scheduler,
+    /// Agent registration, retirement and key look-ups.
     agents: AgentRegistry,
+    /// The agents' work flows.
     work: AgentWork,
+    /// The heartbeat buffer, kept to flush it at shutdown.
     heartbeats: Heartbeats,
+    /// Renewals asked for through the API.
     renewals: Renewals,
+    /// The audit retention actor, kept so tests can ask for a pass.
     retention: Addr<AuditRetention>,
+    /// The ETag cache actor, kept to close its notification session at shutdown.
     etag_cache: Addr<EtagCache>,
+    /// Signs and opens the lists' keyset cursors.
     cursors: Cursors,
+    /// Triage of discovered certificates.
     discovery: DiscoveryTriage,
+    /// Certificates and reference resources, and audited reads.
     inventory: Inventory,
 }
 

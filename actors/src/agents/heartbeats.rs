@@ -154,9 +154,13 @@ fn merge(newer: HostInfo, older: &HostInfo) -> HostInfo {
 /// What handlers hold: the buffer, and the aggregator to nudge when a batch is full.
 #[derive(Clone)]
 pub struct Heartbeats {
+    /// The buffer the handlers write beats into directly, shared with the aggregator.
     buffer: Arc<HeartbeatBuffer>,
+    /// The aggregator to nudge when a batch is waiting or the buffer is full.
     aggregator: Addr<HeartbeatAggregator>,
+    /// Agents waiting that start a flush before the interval is over.
     flush_batch: usize,
+    /// Set once a flush has been asked for, so a full batch sends one [`FlushNow`], not one per beat.
     nudged: Arc<AtomicBool>,
 }
 
@@ -203,14 +207,21 @@ impl Heartbeats {
 
 /// The supervised actor that flushes the buffer and refreshes the directory.
 pub struct HeartbeatAggregator {
+    /// Where the flushes and directory reads run.
     db: Db,
+    /// The beats waiting to be written; shared with the handlers and kept across restarts.
     buffer: Arc<HeartbeatBuffer>,
+    /// The agent directory the authenticator reads, kept current by the periodic refresh.
     directory: Arc<AgentDirectory>,
+    /// Flush interval, batch size and buffer capacity.
     settings: HeartbeatSettings,
+    /// The handlers' "flush asked for" flag, cleared at each flush so the next full batch nudges again.
     nudged: Arc<AtomicBool>,
     /// Held by every flush: a shutdown flush waits for one in flight, and flushes never overlap.
     flush_lock: Arc<tokio::sync::Mutex<()>>,
+    /// True while a timer or nudged flush runs, so ticks and nudges don't start a second one.
     flushing: bool,
+    /// True while a directory read runs, so a slow read doesn't pile up another each tick.
     refreshing: bool,
     /// The database's clock at the last directory read; `None` before the first.
     refreshed_at: Option<DateTime<Utc>>,

@@ -59,7 +59,9 @@ pub enum KeyOwner {
 /// See the module docs. Cheap to clone; shared by the HTTP workers.
 #[derive(Clone)]
 pub struct AgentRegistry {
+    /// Where registrations, retirements and key look-ups the directory misses run.
     db: Db,
+    /// The in-memory agents by key hash, kept current here so most key look-ups need no query.
     directory: Arc<AgentDirectory>,
     /// Hashes of agent keys found nowhere, with when: a client repeating a wrong key costs one
     /// query per [`MISS_MEMORY`], not one per request.

@@ -75,7 +75,9 @@ pub enum Pickup {
 /// See the module docs. Cheap to clone.
 #[derive(Clone)]
 pub struct AgentWork {
+    /// Where the agents' claims, CSRs, pickups and reports are written.
     db: Db,
+    /// Woken once a CSR is accepted, so its job is issued at once instead of at the next tick.
     dispatcher: Addr<RenewalDispatcher>,
     /// Opens server-generated keys for the agents that deploy them.
     sealing: Arc<SealingKey>,

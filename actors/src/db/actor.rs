@@ -25,8 +25,11 @@ use crate::metrics::{
 
 /// Owns the pool; see the module docs for its messages.
 pub struct DbActor {
+    /// The connection pool shared by every instance; queries take their connection from it.
     pool: Pool,
+    /// Pool sizing and maintenance cadence, read by the maintenance timer.
     settings: PoolSettings,
+    /// True on the one instance that runs the maintenance timer, so the others don't repeat it.
     maintains_pool: bool,
     /// How many instances share the pool (sizes the mailbox).
     instances: usize,

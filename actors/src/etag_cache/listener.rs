@@ -56,15 +56,21 @@ enum Event {
 
 /// See the module docs.
 pub struct EtagCache {
+    /// The per-table counters it bumps on notifications, and whose `listening` flag it keeps honest.
     generations: Arc<Generations>,
+    /// The pool's connection settings, under the listener's own name, for each reconnection.
     config: tokio_postgres::Config,
+    /// The pool's TLS settings, so the listening session is secured like every other one.
     tls: PgConnector,
     /// Keeps the session open; dropped when the connection ends.
     client: Option<Arc<tokio_postgres::Client>>,
+    /// Whether a session was ever trusted, so a later first echo counts (and logs) as a reconnection.
     connected_before: bool,
+    /// Connection failures since the last success; sets the backoff before the next attempt.
     failures: u32,
     /// The probe sent and not yet echoed: its number and when it was sent.
     probe: Option<(u64, std::time::Instant)>,
+    /// Probes sent so far; numbers the next one, so a late echo of an older probe is not mistaken for it.
     probes_sent: u64,
     /// Number of the current session; events of earlier ones are ignored.
     session: u64,

@@ -90,24 +90,37 @@ pub struct RoundStats {
 }
 
 pub struct RenewalDispatcher {
+    /// Where claims, releases and write-backs run.
     db: Db,
+    /// Finds the issuer each claimed job names.
     registry: Arc<IssuerRegistry>,
+    /// Seals server-generated private keys before they are stored.
     sealing: Arc<SealingKey>,
+    /// Concurrency cap, key generation, lease and wake-up budget.
     settings: DispatcherSettings,
+    /// Jobs claimed and waiting for an issuance slot, so the issuers stay busy while the next claim runs.
     ready: VecDeque<ClaimedJob>,
+    /// Issuances running now, kept at or below the concurrency cap.
     in_flight: usize,
+    /// Issued certificates waiting for the next write-back (kept for another try if one fails).
     completed: Vec<CompletedRenewal>,
+    /// Failed issuances waiting for the next write-back (kept for another try if one fails).
     failed: Vec<FailedRenewal>,
+    /// True while a claim statement runs, so a pump doesn't start a second one.
     claiming: bool,
     /// Write-back transactions in flight (at most [`MAX_WRITES`]).
     writes: usize,
+    /// True while unstarted jobs are being given back, so the round does not end before they are.
     releasing: bool,
     /// No due job was left at the last claim.
     exhausted: bool,
     /// A round is running.
     active: bool,
+    /// After this the round starts nothing new and gives unstarted jobs back; `None` between rounds.
     deadline: Option<Instant>,
+    /// What the running round has done so far, logged and answered when it ends.
     round: RoundStats,
+    /// [`Dispatch`] callers waiting for the running round to end, each answered with its stats.
     waiters: Vec<tokio::sync::oneshot::Sender<RoundStats>>,
 }
 

@@ -16,7 +16,9 @@ use crate::queries::jobs::{JobChange, RetryJob};
 /// See the module docs. Cheap to clone.
 #[derive(Clone)]
 pub struct Renewals {
+    /// Where the renewals are enqueued.
     db: Db,
+    /// Woken after an enqueue, so the job starts at once instead of at the next job-processor tick.
     dispatcher: Addr<RenewalDispatcher>,
 }
 

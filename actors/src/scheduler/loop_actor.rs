@@ -48,11 +48,17 @@ pub enum TickOutcome {
 }
 
 pub struct SchedulerLoop {
+    /// The loop's name, for its metrics, logs and the admin endpoint.
     name: &'static str,
+    /// The advisory lock whose holder runs this loop, so only one replica ticks it.
     lock_key: i64,
+    /// Interval, jitter and budget of the ticks, and whether the timer runs at all.
     timing: LoopTiming,
+    /// What a tick does.
     task: Arc<dyn LoopTask>,
+    /// This replica's loop locks, shared by every loop, checked at the start of each tick.
     leader: Arc<LeaderLocks>,
+    /// True while a tick runs, so a timer tick or [`RunNow`] arriving meanwhile is skipped, not stacked.
     running: bool,
 }
 

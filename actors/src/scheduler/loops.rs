@@ -65,7 +65,9 @@ pub const LOOPS: [(&str, u16); 6] = [
 /// The started loops, by name.
 #[derive(Clone)]
 pub struct Scheduler {
+    /// Each loop's actor by name, so the admin endpoint can run one now.
     loops: BTreeMap<&'static str, Addr<SchedulerLoop>>,
+    /// The loops' shared advisory locks, kept to give them up at shutdown.
     leader: Arc<LeaderLocks>,
 }
 
