@@ -16,15 +16,21 @@ use crate::agents::heartbeats::{HeartbeatAggregator, HeartbeatSettings, Heartbea
 use crate::agents::registry::AgentRegistry;
 use crate::agents::work::AgentWork;
 use crate::audit_retention::{AuditRetention, RetentionSettings};
+use crate::ca_poller::{CaPoller, CaPollerSettings};
 use crate::certificate_writer::Writer;
 use crate::cursors::Cursors;
 use crate::db::{Db, PgConnector};
 use crate::discovery::DiscoveryTriage;
 use crate::etag_cache::EtagCache;
 use crate::inventory::Inventory;
+use crate::issuers::connectors::ConnectorContext;
+use crate::issuers::http::HttpSettings;
 use crate::issuers::registry::{CaSource, IssuerRegistry};
-use crate::issuers::IssueFailure;
+use crate::issuers::remote::Check;
+use crate::issuers::{Connector, IssueFailure};
+use crate::queries::acme::Http01Answer;
 use crate::queries::agents::LoadAgentDirectory;
+use crate::queries::secrets::SealClearIssuerSecrets;
 use crate::renewal::dispatcher::{DispatcherSettings, RenewalDispatcher};
 use crate::renewal::requests::Renewals;
 use crate::scheduler::loops::{Scheduler, SchedulerSettings};
@@ -38,6 +44,10 @@ pub struct EngineSettings {
     pub ca_source: CaSource,
     pub audit_retention: RetentionSettings,
     pub dispatcher: DispatcherSettings,
+    /// The CA poller: backoff, budgets, per-issuer cap.
+    pub ca_poller: CaPollerSettings,
+    /// Timeouts of requests to remote CAs.
+    pub ca_http: HttpSettings,
     pub scheduler: SchedulerSettings,
     pub heartbeats: HeartbeatSettings,
     /// `CERTCTL_AGENT_WORK_LEASE`.
@@ -73,6 +83,8 @@ pub struct Engine {
     issuers: Arc<IssuerRegistry>,
     /// The renewal dispatcher, kept so tests can drive rounds through it.
     dispatcher: Addr<RenewalDispatcher>,
+    /// The CA poller, kept so it can be woken.
+    ca_poller: Addr<CaPoller>,
     /// The scheduler loops, kept for run-now and to give up their locks at shutdown.
     scheduler: Scheduler,
     /// Agent registration, retirement and key look-ups.
@@ -104,6 +116,8 @@ impl Engine {
             ca_source,
             audit_retention,
             dispatcher: dispatcher_settings,
+            ca_poller: ca_poller_settings,
+            ca_http,
             scheduler: scheduler_settings,
             heartbeats: heartbeat_settings,
             agent_work_lease,
@@ -115,6 +129,15 @@ impl Engine {
             SecretsError::Db(e) => anyhow::Error::new(e).context("reading the sealing parameters"),
             other => anyhow::anyhow!("{other}"),
         })?;
+        // Issuer secrets written before they were sealed (or straight into the database) are
+        // sealed now, before anything reads them.
+        let sealed = db
+            .run(SealClearIssuerSecrets { sealing: sealing.clone() })
+            .await
+            .context("sealing issuer secrets stored in clear")?;
+        if sealed > 0 {
+            tracing::info!(issuers = sealed, "sealed issuer secrets that were stored in clear");
+        }
         let directory = Arc::new(AgentDirectory::default());
         let known = db.run(LoadAgentDirectory { since: None }).await.context("loading the agent directory")?;
         directory.upsert(known.entries);
@@ -124,10 +147,17 @@ impl Engine {
             actix::Supervisor::start(move |_| AuditRetention::new(db, audit_retention))
         };
         let writer = Writer::start(db.clone());
-        let issuers = IssuerRegistry::new(db.clone(), sealing.clone(), ca_source);
+        let context = ConnectorContext { db: db.clone(), sealing: sealing.clone(), http: ca_http };
+        let issuers = IssuerRegistry::new(db.clone(), sealing.clone(), ca_source, context);
+        let ca_poller = {
+            let (db, issuers) = (db.clone(), issuers.clone());
+            actix::Supervisor::start(move |_| CaPoller::new(db, issuers, ca_poller_settings))
+        };
         let dispatcher = {
-            let (db, issuers, sealing) = (db.clone(), issuers.clone(), sealing.clone());
-            actix::Supervisor::start(move |_| RenewalDispatcher::new(db, issuers, sealing, dispatcher_settings))
+            let (db, issuers, sealing, poller) = (db.clone(), issuers.clone(), sealing.clone(), ca_poller.clone());
+            actix::Supervisor::start(move |_| {
+                RenewalDispatcher::new(db, issuers, sealing, dispatcher_settings).with_poller(poller.recipient())
+            })
         };
         let scheduler = Scheduler::start(db.clone(), dispatcher.clone(), &scheduler_settings);
         let heartbeats = HeartbeatAggregator::start(db.clone(), directory.clone(), heartbeat_settings);
@@ -140,7 +170,13 @@ impl Engine {
         Ok(Engine {
             agents: AgentRegistry::new(db.clone(), directory),
             cursors: Cursors::new(sealing.clone()),
-            inventory: Inventory::new(db.clone(), writer.clone(), environments.clone().into(), audit_reads),
+            inventory: Inventory::new(
+                db.clone(),
+                writer.clone(),
+                environments.clone().into(),
+                audit_reads,
+                sealing.clone(),
+            ),
             discovery: DiscoveryTriage::new(db.clone(), writer.clone(), environments),
             work: AgentWork::new(db.clone(), dispatcher.clone(), sealing, agent_work_lease),
             renewals: Renewals::new(db.clone(), dispatcher.clone()),
@@ -148,6 +184,7 @@ impl Engine {
             writer,
             issuers,
             dispatcher,
+            ca_poller,
             scheduler,
             heartbeats,
             retention,
@@ -218,7 +255,38 @@ impl Engine {
     /// The PEM chain an issuer's certificates chain to (a local issuer's CA is created on first
     /// use); `None` when there is no such issuer, a `validation` failure when it cannot be used.
     pub async fn issuer_ca_chain(&self, issuer_id: &str) -> Result<Option<String>, IssueFailure> {
-        Ok(self.issuers.lookup(issuer_id).await?.map(|issuer| issuer.ca_chain_pem()))
+        match self.issuers.lookup(issuer_id).await? {
+            Some(entry) => Ok(Some(entry.connector.ca_chain_pem().await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Checks an issuer's credentials and reachability with harmless calls (`None`: no such
+    /// issuer). A local issuer's check is that its CA loads.
+    pub async fn test_issuer(&self, issuer_id: &str) -> Result<Option<Vec<Check>>, IssueFailure> {
+        let Some(entry) = self.issuers.lookup(issuer_id).await? else { return Ok(None) };
+        Ok(Some(match entry.connector {
+            Connector::Remote(connector) => connector.test().await,
+            Connector::InProcess(issuer) => {
+                vec![Check::passed(
+                    "ca",
+                    format!(
+                        "the local CA signs; its chain holds {} certificate(s)",
+                        issuer.ca_chain_pem().matches("-----BEGIN CERTIFICATE-----").count()
+                    ),
+                )]
+            }
+        }))
+    }
+
+    /// The key authorization for an ACME http-01 token any issuer published (`None`: unknown).
+    pub async fn acme_http01_answer(&self, token: &str) -> Result<Option<String>, crate::error::DbError> {
+        self.db.run(Http01Answer { token: token.to_owned() }).await
+    }
+
+    /// Asks the CA poller to look for due orders and revocations now.
+    pub fn wake_ca_poller(&self) {
+        self.ca_poller.do_send(crate::ca_poller::Wake);
     }
 
     /// Stops the engine's work for a clean exit: another replica takes the loops over at its

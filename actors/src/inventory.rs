@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use crate::certificate_writer::Writer;
+use crate::crypto::seal::SealingKey;
 use crate::db::{Db, DbQuery};
 use crate::domain::audit::AuditActor;
 use crate::domain::certificate::{Certificate, CertificatePatch, NewCertificate};
@@ -66,11 +67,19 @@ pub struct Inventory {
     environments: Arc<[String]>,
     /// `CERTCTL_AUDIT_READS`: whether successful reads add an audit row.
     audit_reads: bool,
+    /// Seals issuers' secret config fields before they are stored.
+    sealing: Arc<SealingKey>,
 }
 
 impl Inventory {
-    pub(crate) fn new(db: Db, writer: Writer, environments: Arc<[String]>, audit_reads: bool) -> Self {
-        Inventory { db, writer, environments, audit_reads }
+    pub(crate) fn new(
+        db: Db,
+        writer: Writer,
+        environments: Arc<[String]>,
+        audit_reads: bool,
+        sealing: Arc<SealingKey>,
+    ) -> Self {
+        Inventory { db, writer, environments, audit_reads, sealing }
     }
 
     /// Whether reads are audited (then nothing may answer a read from a cache).
@@ -109,10 +118,11 @@ impl Inventory {
     }
 
     /// `POST` of a reference resource.
-    pub async fn create<R: Resource>(&self, new: R::New, actor: AuditActor) -> Result<Checked<R>, DbError> {
+    pub async fn create<R: Resource>(&self, mut new: R::New, actor: AuditActor) -> Result<Checked<R>, DbError> {
         if let Err(errors) = R::validate_new(&new) {
             return Ok(Checked::Invalid(errors));
         }
+        R::seal_new(&mut new, &self.sealing);
         Ok(Checked::Done(self.db.run(CreateResource::<R> { new, actor }).await?))
     }
 
@@ -120,12 +130,13 @@ impl Inventory {
     pub async fn update<R: Resource>(
         &self,
         id: String,
-        patch: R::Patch,
+        mut patch: R::Patch,
         actor: AuditActor,
     ) -> Result<Checked<Option<R>>, DbError> {
         if let Err(errors) = R::validate_patch(&patch) {
             return Ok(Checked::Invalid(errors));
         }
+        R::seal_patch(&mut patch, &self.sealing);
         // A patch serialises only the fields it sets.
         if serde_json::to_value(&patch).is_ok_and(|v| v.as_object().is_some_and(|o| o.is_empty())) {
             return Ok(Checked::NothingToChange);

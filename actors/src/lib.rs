@@ -5,6 +5,8 @@
 //! - [`agents`]: the agent directory, registration and key look-ups, the heartbeat aggregator
 //!   actor, and the agents' work flows (CSRs, chain pickup, deployment reports).
 //! - [`audit_retention`]: the supervised actor that deletes expired audit events in batches.
+//! - [`ca_poller`]: the supervised actor that submits and polls orders with remote CAs and tells
+//!   them about revocations.
 //! - [`certificate_writer`]: the supervised actor that batches certificate creations.
 //! - [`cursors`]: keyset cursors signed so that only this server's, for their own list, open.
 //! - [`crypto`]: sealing secrets at rest, key algorithms, the local CA's signing.
@@ -18,13 +20,14 @@
 //!   and the renewals asked for through the API.
 //! - [`scheduler`]: the periodic loops as supervised actors, one leader per loop across replicas.
 //! - [`secrets`]: the sealing key, derived from `CERTCTL_CONFIG_ENCRYPTION_KEY` and checked at start.
-//! - [`issuers`]: issuer connectors (the local CA) and the registry that builds them.
+//! - [`issuers`]: issuer connectors (the local CA, remote CAs) and the registry that builds them.
 //! - [`metrics`]: the names and help texts of every metric the engine records.
 //! - [`etag_cache`]: table generations and the ETag cache actor listening for change notifications.
 //! - [`error`]: [`DbError`], the one error type a query can return.
 
 pub mod agents;
 pub mod audit_retention;
+pub mod ca_poller;
 pub mod certificate_writer;
 pub mod crypto;
 pub mod cursors;

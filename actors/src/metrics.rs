@@ -56,6 +56,22 @@ pub const DISPATCHER_WRITE_BATCH_SIZE: &str = "certctl_renewal_write_batch_size"
 pub const ISSUANCE_DURATION_SECONDS: &str = "certctl_issuance_duration_seconds";
 /// Counter, labels `issuer_type` and `error_class`: failed issuances.
 pub const ISSUANCE_FAILURES_TOTAL: &str = "certctl_issuance_failures_total";
+/// Gauge, label `issuer` (an issuer id: configuration, a handful per deployment): orders with
+/// remote CAs not yet issued or refused.
+pub const CA_ORDERS_PENDING: &str = "certctl_ca_orders_pending";
+/// Counter, labels `issuer_type` and `outcome` (`pending` | `issued` | `rejected` | `error` |
+/// `failed`): answers to the CA poller's submissions and polls.
+pub const CA_POLLS_TOTAL: &str = "certctl_ca_polls_total";
+/// Histogram, label `issuer_type`: time from an order's submission to its issuance.
+pub const CA_ISSUANCE_SECONDS: &str = "certctl_ca_issuance_seconds";
+/// Counter, label `issuer_type`: orders whose poll budget ran out (the job went back to the scheduler).
+pub const CA_POLL_BUDGET_EXPIRIES_TOTAL: &str = "certctl_ca_poll_budget_expiries_total";
+/// Histogram, labels `issuer` (an issuer id) and `endpoint`: time of requests to remote CAs.
+pub const CA_REQUEST_DURATION_SECONDS: &str = "certctl_ca_request_duration_seconds";
+/// Counter, labels `issuer`, `endpoint` and `error_class`: requests to remote CAs that failed.
+pub const CA_REQUEST_ERRORS_TOTAL: &str = "certctl_ca_request_errors_total";
+/// Counter, label `outcome` (`accepted` | `failed`): revocations told to remote CAs.
+pub const CA_REVOCATIONS_TOTAL: &str = "certctl_ca_revocations_total";
 /// Counter: renewal jobs enqueued by the renewal scan.
 pub const RENEWALS_ENQUEUED_TOTAL: &str = "certctl_renewals_enqueued_total";
 /// Counter, label `trigger` (`api` | `bulk`): renewal jobs enqueued through the API.
@@ -119,6 +135,24 @@ pub fn describe() {
     );
     describe_histogram!(ISSUANCE_DURATION_SECONDS, Unit::Seconds, "Time one issuance took, by issuer type.");
     describe_counter!(ISSUANCE_FAILURES_TOTAL, "Failed issuances by issuer type and error class.");
+    describe_gauge!(CA_ORDERS_PENDING, "Orders with remote CAs not yet issued or refused, by issuer.");
+    describe_counter!(CA_POLLS_TOTAL, "Answers to the CA poller's submissions and polls, by issuer type and outcome.");
+    describe_histogram!(
+        CA_ISSUANCE_SECONDS,
+        Unit::Seconds,
+        "Time from an order's submission to its issuance, by issuer type."
+    );
+    describe_counter!(CA_POLL_BUDGET_EXPIRIES_TOTAL, "Orders whose poll budget ran out, by issuer type.");
+    describe_histogram!(
+        CA_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time of requests to remote CAs, by issuer and endpoint."
+    );
+    describe_counter!(
+        CA_REQUEST_ERRORS_TOTAL,
+        "Requests to remote CAs that failed, by issuer, endpoint and error class."
+    );
+    describe_counter!(CA_REVOCATIONS_TOTAL, "Revocations told to remote CAs, by outcome.");
     describe_counter!(RENEWALS_ENQUEUED_TOTAL, "Renewal and issuance jobs enqueued by the renewal scan.");
     describe_counter!(RENEWALS_REQUESTED_TOTAL, "Renewal jobs enqueued through the API, by trigger (api, bulk).");
     describe_histogram!(

@@ -102,6 +102,7 @@ fn register(cfg: &mut web::ServiceConfig, table: &mut Vec<RouteEntry>) {
             .at("/admin/config", [read(meta::admin_config)])
             .at("/admin/scheduler/{loop}/run", [post(scheduler::run)])
             .at("/issuers/{id}/ca", [read(issuer_ca::ca)])
+            .at("/issuers/{id}/test", [post(issuer_ca::test)])
             .at("/certificates", [read(certificates::list), post(certificates::create)])
             .at("/certificates/bulk-reassign", [post(certificates::bulk_reassign)])
             .at("/certificates/bulk-renew", [post(certificate_ops::bulk_renew)])

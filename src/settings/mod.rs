@@ -260,6 +260,77 @@ pub struct Settings {
     #[arg(long, env = "CERTCTL_RENEWAL_LEASE", default_value = "5m", value_parser = parsers::positive_duration)]
     pub renewal_lease: Duration,
 
+    /// First wait before polling an order a remote CA has not issued yet; each later wait is
+    /// three times the previous one (±20% jitter), up to CERTCTL_ASYNC_POLL_MAX_INTERVAL. A
+    /// Retry-After from the CA wins.
+    #[arg(long, env = "CERTCTL_ASYNC_POLL_INITIAL_INTERVAL", default_value = "5s", value_parser = parsers::positive_duration)]
+    pub async_poll_initial_interval: Duration,
+
+    /// Longest wait between two polls of an order.
+    #[arg(long, env = "CERTCTL_ASYNC_POLL_MAX_INTERVAL", default_value = "5m", value_parser = parsers::positive_duration)]
+    pub async_poll_max_interval: Duration,
+
+    /// Poll budget, in seconds, for every remote CA without a budget of its own (the issuer's
+    /// poll_max_wait_seconds or its connector's variable); unset: 600. Past the budget the job
+    /// goes back to the scheduler and the same order is polled again later.
+    #[arg(long, env = "CERTCTL_ASYNC_POLL_MAX_WAIT_SECONDS", value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub async_poll_max_wait_seconds: Option<u64>,
+
+    /// Poll budget, in seconds, for DigiCert issuers without poll_max_wait_seconds.
+    #[arg(long, env = "CERTCTL_DIGICERT_POLL_MAX_WAIT_SECONDS", value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub digicert_poll_max_wait_seconds: Option<u64>,
+
+    /// Poll budget, in seconds, for Sectigo issuers without poll_max_wait_seconds.
+    #[arg(long, env = "CERTCTL_SECTIGO_POLL_MAX_WAIT_SECONDS", value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub sectigo_poll_max_wait_seconds: Option<u64>,
+
+    /// Poll budget, in seconds, for Entrust issuers without poll_max_wait_seconds.
+    #[arg(long, env = "CERTCTL_ENTRUST_POLL_MAX_WAIT_SECONDS", value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub entrust_poll_max_wait_seconds: Option<u64>,
+
+    /// Poll budget, in seconds, for GlobalSign issuers without poll_max_wait_seconds.
+    #[arg(long, env = "CERTCTL_GLOBALSIGN_POLL_MAX_WAIT_SECONDS", value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub globalsign_poll_max_wait_seconds: Option<u64>,
+
+    /// Orders the CA poller works on at once per issuer, on each replica.
+    #[arg(long, env = "CERTCTL_ASYNC_POLL_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub async_poll_concurrency: u32,
+
+    /// Longest one request to a remote CA may take (connecting included).
+    #[arg(long, env = "CERTCTL_CA_REQUEST_TIMEOUT", default_value = "30s", value_parser = parsers::positive_duration)]
+    pub ca_request_timeout: Duration,
+
+    /// Address of the plain-HTTP listener that answers ACME http-01 challenges
+    /// (`/.well-known/acme-challenge/{token}`), e.g. 0.0.0.0:80, or a high port that a proxy on
+    /// port 80 forwards that path to. Unset: no listener (dns-01 only).
+    #[arg(long, env = "CERTCTL_ACME_HTTP01_LISTEN")]
+    pub acme_http01_listen: Option<std::net::SocketAddr>,
+
+    /// Seeds the issuer `iss-acme` (type acme) with this directory URL at start-up when no issuer
+    /// has that id (certctl's variable; edit the issuer through the API afterwards).
+    #[arg(long, env = "CERTCTL_ACME_DIRECTORY_URL", value_parser = parsers::http_url)]
+    pub acme_directory_url: Option<String>,
+
+    /// Contact e-mail of the seeded ACME issuer's account.
+    #[arg(long, env = "CERTCTL_ACME_EMAIL")]
+    pub acme_email: Option<String>,
+
+    /// Challenge type of the seeded ACME issuer: http-01 or dns-01.
+    #[arg(long, env = "CERTCTL_ACME_CHALLENGE_TYPE", value_parser = ["http-01", "dns-01"])]
+    pub acme_challenge_type: Option<String>,
+
+    /// dns-01 hook that creates the TXT record (seeded ACME issuer).
+    #[arg(long, env = "CERTCTL_ACME_DNS_PRESENT_SCRIPT")]
+    pub acme_dns_present_script: Option<String>,
+
+    /// dns-01 hook that removes the TXT record (seeded ACME issuer).
+    #[arg(long, env = "CERTCTL_ACME_DNS_CLEANUP_SCRIPT")]
+    pub acme_dns_cleanup_script: Option<String>,
+
+    /// ACME profile the seeded issuer asks for (when the CA offers profiles).
+    #[arg(long, env = "CERTCTL_ACME_PROFILE")]
+    pub acme_profile: Option<String>,
+
     /// Run the scheduler loops on their timers. false: they run only when
     /// POST /api/v1/admin/scheduler/{loop}/run asks (maintenance, tests).
     #[arg(long, env = "CERTCTL_SCHEDULER_ENABLED", default_value = "true", value_parser = parsers::boolean, action = clap::ArgAction::Set)]

@@ -134,6 +134,14 @@ pub fn host(value: &str) -> Result<String, String> {
     }
 }
 
+/// An http or https URL (a CA's API or ACME directory).
+pub fn http_url(value: &str) -> Result<String, String> {
+    match reqwest::Url::parse(value.trim()) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => Ok(value.trim().to_string()),
+        _ => Err("expected an http or https URL such as https://acme-v02.api.letsencrypt.org/directory".to_string()),
+    }
+}
+
 /// A PostgreSQL connection string in URL or key=value form.
 pub fn database_url(value: &str) -> Result<DatabaseUrl, String> {
     tokio_postgres::Config::from_str(value.trim()).map(|config| DatabaseUrl { config }).map_err(|_| {

@@ -8,6 +8,7 @@ use super::{AuthType, Settings};
 impl Settings {
     /// Every setting with its effective value; secrets show only what is safe (key names).
     pub fn effective(&self) -> Vec<(&'static str, String)> {
+        let opt_number = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
         let opt_path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
         let key_names = |keys: &Option<super::Secret<Vec<super::NamedKey>>>| {
             keys.as_ref()
@@ -82,6 +83,28 @@ impl Settings {
             ("CERTCTL_KEYGEN_ALGORITHM", self.keygen_algorithm.to_string()),
             ("CERTCTL_RENEWAL_CONCURRENCY", self.renewal_concurrency.to_string()),
             ("CERTCTL_RENEWAL_LEASE", super::parsers::format_duration(self.renewal_lease).to_string()),
+            (
+                "CERTCTL_ASYNC_POLL_INITIAL_INTERVAL",
+                super::parsers::format_duration(self.async_poll_initial_interval).to_string(),
+            ),
+            (
+                "CERTCTL_ASYNC_POLL_MAX_INTERVAL",
+                super::parsers::format_duration(self.async_poll_max_interval).to_string(),
+            ),
+            ("CERTCTL_ASYNC_POLL_MAX_WAIT_SECONDS", opt_number(self.async_poll_max_wait_seconds)),
+            ("CERTCTL_DIGICERT_POLL_MAX_WAIT_SECONDS", opt_number(self.digicert_poll_max_wait_seconds)),
+            ("CERTCTL_SECTIGO_POLL_MAX_WAIT_SECONDS", opt_number(self.sectigo_poll_max_wait_seconds)),
+            ("CERTCTL_ENTRUST_POLL_MAX_WAIT_SECONDS", opt_number(self.entrust_poll_max_wait_seconds)),
+            ("CERTCTL_GLOBALSIGN_POLL_MAX_WAIT_SECONDS", opt_number(self.globalsign_poll_max_wait_seconds)),
+            ("CERTCTL_ASYNC_POLL_CONCURRENCY", self.async_poll_concurrency.to_string()),
+            ("CERTCTL_CA_REQUEST_TIMEOUT", super::parsers::format_duration(self.ca_request_timeout).to_string()),
+            ("CERTCTL_ACME_HTTP01_LISTEN", self.acme_http01_listen.map(|a| a.to_string()).unwrap_or_default()),
+            ("CERTCTL_ACME_DIRECTORY_URL", self.acme_directory_url.clone().unwrap_or_default()),
+            ("CERTCTL_ACME_EMAIL", self.acme_email.clone().unwrap_or_default()),
+            ("CERTCTL_ACME_CHALLENGE_TYPE", self.acme_challenge_type.clone().unwrap_or_default()),
+            ("CERTCTL_ACME_DNS_PRESENT_SCRIPT", self.acme_dns_present_script.clone().unwrap_or_default()),
+            ("CERTCTL_ACME_DNS_CLEANUP_SCRIPT", self.acme_dns_cleanup_script.clone().unwrap_or_default()),
+            ("CERTCTL_ACME_PROFILE", self.acme_profile.clone().unwrap_or_default()),
             ("CERTCTL_SCHEDULER_ENABLED", self.scheduler_enabled.to_string()),
             ("CERTCTL_SCHEDULER_JITTER_PERCENT", self.scheduler_jitter_percent.to_string()),
             (

@@ -10,7 +10,10 @@ use anyhow::{bail, Context as _};
 
 use certctl_actors::agents::heartbeats::HeartbeatSettings;
 use certctl_actors::audit_retention::RetentionSettings;
+use certctl_actors::ca_poller::schedule::{Backoff, PollBudgets};
+use certctl_actors::ca_poller::CaPollerSettings;
 use certctl_actors::db::PgConnector;
+use certctl_actors::issuers::http::HttpSettings;
 use certctl_actors::issuers::registry::CaSource;
 use certctl_actors::renewal::dispatcher::DispatcherSettings;
 use certctl_actors::scheduler::loops::SchedulerSettings;
@@ -36,6 +39,17 @@ pub fn engine_settings(
             lease: settings.renewal_lease,
             wake_budget: settings.scheduler_job_processor_interval,
         },
+        ca_poller: CaPollerSettings {
+            backoff: Backoff { initial: settings.async_poll_initial_interval, max: settings.async_poll_max_interval },
+            budgets: poll_budgets(settings),
+            per_issuer_concurrency: settings.async_poll_concurrency as usize,
+            // A step makes a few CA requests; its claim outlasts them all.
+            claim_lease: settings.ca_request_timeout * 4,
+        },
+        ca_http: HttpSettings {
+            timeout: settings.ca_request_timeout,
+            connect_timeout: settings.ca_request_timeout.min(std::time::Duration::from_secs(10)),
+        },
         scheduler: SchedulerSettings {
             enabled: settings.scheduler_enabled,
             jitter_percent: settings.scheduler_jitter_percent,
@@ -59,6 +73,21 @@ pub fn engine_settings(
         environments: settings.environments.0.clone(),
         audit_reads: settings.audit_reads,
     })
+}
+
+/// The poll budgets the environment sets: the global one and one per asynchronous connector.
+fn poll_budgets(settings: &Settings) -> PollBudgets {
+    let seconds = std::time::Duration::from_secs;
+    let per_type = [
+        ("digicert", settings.digicert_poll_max_wait_seconds),
+        ("sectigo", settings.sectigo_poll_max_wait_seconds),
+        ("entrust", settings.entrust_poll_max_wait_seconds),
+        ("globalsign", settings.globalsign_poll_max_wait_seconds),
+    ]
+    .into_iter()
+    .filter_map(|(t, s)| s.map(|s| (t, seconds(s))))
+    .collect();
+    PollBudgets { global: settings.async_poll_max_wait_seconds.map(seconds), per_type }
 }
 
 /// The sealing passphrase: the setting, or with the embedded PostgreSQL a key file generated on

@@ -9,8 +9,12 @@
 //! (loop locks released, heartbeats flushed), then the DB actors and the embedded cluster stop.
 //!
 //! - [`engine_settings`]: the engine's settings from the server's.
+//! - [`acme_http01`]: the ACME http-01 challenge listener.
+//! - [`issuer_seeds`]: issuers seeded from certctl's environment variables.
 
+mod acme_http01;
 mod engine_settings;
+mod issuer_seeds;
 mod listener;
 
 use std::net::TcpListener;
@@ -44,9 +48,13 @@ const MAX_HANDSHAKES_PER_WORKER: usize = 4096;
 pub struct Application {
     port: u16,
     metrics_port: Option<u16>,
+    /// The ACME http-01 challenge listener's port, when configured.
+    http01_port: Option<u16>,
     scheme: &'static str,
     server: Server,
     metrics_server: Option<Server>,
+    /// The ACME http-01 challenge listener, when configured.
+    http01_server: Option<Server>,
     engine: Engine,
     embedded: Option<EmbeddedPostgres>,
     generated_admin_key: Option<String>,
@@ -151,6 +159,13 @@ impl Application {
             }
             None => None,
         };
+        let http01_listener = match settings.acme_http01_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .with_context(|| format!("cannot listen on CERTCTL_ACME_HTTP01_LISTEN={addr}"))?,
+            ),
+            None => None,
+        };
         let port = listener.local_addr()?.port();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url_host = match settings.server_host.parse::<std::net::IpAddr>() {
@@ -166,6 +181,7 @@ impl Application {
         // The engine's actors start only now that nothing else can fail: an actor started before
         // a failed build would be polled after the runtime is gone.
         let engine = Engine::start(db, engine_settings).await?;
+        issuer_seeds::seed_issuers(&engine, &settings).await;
         let auth = keys.into_authenticator(engine.agents().clone(), &settings);
         let state = web::Data::new(AppState {
             engine: engine.clone(),
@@ -230,14 +246,26 @@ impl Application {
             None => (None, None),
         };
 
+        let (http01_server, http01_port) = match http01_listener {
+            Some(listener) => {
+                let addr = listener.local_addr()?;
+                let server = acme_http01::serve(listener, engine.clone())?;
+                tracing::info!(address = %addr, "ACME http-01 challenge listener started");
+                (Some(server), Some(addr.port()))
+            }
+            None => (None, None),
+        };
+
         let embedded = cluster.take();
         tracing::info!(address = %base_url, tls = scheme == "https", embedded_database = embedded.is_some(), "certctl server listening");
         Ok(Application {
             port,
             metrics_port,
+            http01_port,
             scheme,
             server,
             metrics_server,
+            http01_server,
             engine,
             embedded,
             generated_admin_key,
@@ -248,6 +276,11 @@ impl Application {
     /// The port the API listens on (useful with `CERTCTL_SERVER_PORT=0`).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the ACME http-01 challenge listener, when configured.
+    pub fn http01_port(&self) -> Option<u16> {
+        self.http01_port
     }
 
     /// The port of the separate metrics listener, when configured.
@@ -289,11 +322,15 @@ impl Application {
     /// actors and the embedded cluster in order. Fails if the embedded cluster could not be kept
     /// running.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Application { server, metrics_server, engine, mut embedded, mut signals, .. } = self;
+        let Application { server, metrics_server, http01_server, engine, mut embedded, mut signals, .. } = self;
         let handle = server.handle();
         let metrics_handle = metrics_server.as_ref().map(Server::handle);
         if let Some(metrics_server) = metrics_server {
             actix_web::rt::spawn(metrics_server);
+        }
+        let http01_handle = http01_server.as_ref().map(Server::handle);
+        if let Some(http01_server) = http01_server {
+            actix_web::rt::spawn(http01_server);
         }
         // Histograms of a recorder that is never scraped grow until upkeep drains them.
         let upkeep = actix_web::rt::spawn(async move {
@@ -326,6 +363,9 @@ impl Application {
         upkeep.abort();
         if let Some(metrics_handle) = metrics_handle {
             metrics_handle.stop(true).await;
+        }
+        if let Some(http01_handle) = http01_handle {
+            http01_handle.stop(true).await;
         }
         // Another replica takes the loops over on its next tick; beats accepted before the stop
         // reach the database before the pool closes.

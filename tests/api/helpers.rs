@@ -239,6 +239,8 @@ pub struct TestApp {
     pub db: Db,
     pub handle: ServerHandle,
     pub metrics_port: Option<u16>,
+    /// The ACME http-01 challenge listener's port, when the server has one.
+    pub http01_port: Option<u16>,
     pub retention: actix::Addr<certctl_actors::audit_retention::AuditRetention>,
     /// The engine: its actors and services.
     pub engine: certctl_actors::Engine,
@@ -311,12 +313,25 @@ impl TestApp {
         let db = app.db();
         let handle = app.handle();
         let metrics_port = app.metrics_port();
+        let http01_port = app.http01_port();
         let engine = app.engine();
         let retention = engine.audit_retention().clone();
         let heartbeats = engine.heartbeats().clone();
         actix_web::rt::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        TestApp { address, client, db_name, db, handle, metrics_port, retention, engine, heartbeats, data_dir }
+        TestApp {
+            address,
+            client,
+            db_name,
+            db,
+            handle,
+            metrics_port,
+            http01_port,
+            retention,
+            engine,
+            heartbeats,
+            data_dir,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

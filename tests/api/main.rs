@@ -1,6 +1,7 @@
 //! Integration tests: real servers from `Application::build`, real PostgreSQL (one cluster per
 //! test process, a fresh database per test), real HTTP and TLS over real sockets.
 
+mod acme_issuer;
 mod agent_binary;
 mod agent_heartbeats;
 mod agent_registration;
@@ -26,6 +27,7 @@ mod jobs;
 mod migrations;
 mod observability;
 mod openapi;
+mod pebble;
 mod pool;
 mod renewal;
 mod resilience;

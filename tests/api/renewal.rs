@@ -131,11 +131,17 @@ async fn the_local_ca_is_created_once_and_survives_restarts() {
 async fn unknown_and_unusable_issuers_are_problems() {
     let app = TestApp::spawn().await;
     assert_problem(app.get("/api/v1/issuers/iss-nope/ca").await, 404, "not-found").await;
+    let unbuilt = json!({"name": "Google CAS", "type": "googlecas", "config": {}});
+    let created = app.admin(Method::POST, "/api/v1/issuers").json(&unbuilt).send().await.unwrap();
+    let id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let problem = assert_problem(app.get(&format!("/api/v1/issuers/{id}/ca")).await, 409, "issuer-unusable").await;
+    assert!(problem["detail"].as_str().unwrap().contains("cannot issue"), "{problem}");
+    // An ACME CA publishes no chain of its own: it is known once a certificate came with one.
     let acme = json!({"name": "ACME", "type": "acme", "config": {"directory_url": "https://acme.example/dir"}});
     let created = app.admin(Method::POST, "/api/v1/issuers").json(&acme).send().await.unwrap();
     let id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
     let problem = assert_problem(app.get(&format!("/api/v1/issuers/{id}/ca")).await, 409, "issuer-unusable").await;
-    assert!(problem["detail"].as_str().unwrap().contains("cannot issue"), "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("once it has issued"), "{problem}");
     assert_problem(app.admin(Method::POST, "/api/v1/admin/scheduler/nope/run").send().await.unwrap(), 404, "not-found")
         .await;
     let forbidden = app.user(Method::POST, "/api/v1/admin/scheduler/renewal_scan/run").send().await.unwrap();

@@ -10,8 +10,8 @@ use crate::error::DbError;
 /// Job types certctl knows.
 pub const JOB_TYPES: [&str; 4] = ["Issuance", "Renewal", "Deployment", "Validation"];
 /// Job statuses certctl knows.
-pub const JOB_STATUSES: [&str; 7] =
-    ["Pending", "AwaitingCSR", "AwaitingApproval", "Running", "Completed", "Failed", "Cancelled"];
+pub const JOB_STATUSES: [&str; 8] =
+    ["Pending", "AwaitingCSR", "AwaitingApproval", "AwaitingCA", "Running", "Completed", "Failed", "Cancelled"];
 
 /// A job as the API shows it (certctl's field names, plus the lease, retry time and failure class).
 #[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
@@ -27,7 +27,8 @@ pub struct Job {
     pub target_id: Option<String>,
     /// The agent doing the job; `null` when none.
     pub agent_id: Option<String>,
-    /// `Pending`, `AwaitingCSR`, `AwaitingApproval`, `Running`, `Completed`, `Failed` or `Cancelled`.
+    /// `Pending`, `AwaitingCSR`, `AwaitingApproval`, `AwaitingCA` (its order is with a remote CA),
+    /// `Running`, `Completed`, `Failed` or `Cancelled`.
     pub status: String,
     /// Attempts made so far.
     pub attempts: i32,

@@ -109,9 +109,25 @@ pub fn is_secret_name(name: &str) -> bool {
             .any(|w| joined.contains(w))
 }
 
+/// Whether a top-level field of a `type_name` config is secret: declared for the type (or, with
+/// no type, for any issuer type), secret by name, or a private key by value. These are the
+/// fields sealed at rest.
+pub fn is_secret_field(type_name: Option<&str>, key: &str, value: &Value) -> bool {
+    let declared_here = match type_name {
+        Some(t) => declared(&t.to_ascii_lowercase()).contains(&key),
+        None => crate::domain::resources::issuer::ISSUER_TYPES.iter().any(|t| declared(t).contains(&key)),
+    };
+    declared_here
+        || is_secret_name(key)
+        || value.as_str().is_some_and(|text| masked_value(text).as_deref() == Some(MASK))
+}
+
+/// Prefix of a config value sealed at rest (`sealed:v1:<base64>`): never shown, whatever its name.
+pub const SEALED_PREFIX: &str = "sealed:v1:";
+
 /// A value masked by what it is (rule 3), or `None` when it may be shown.
 fn masked_value(text: &str) -> Option<String> {
-    if text.contains("-----BEGIN") && text.contains("PRIVATE KEY-----") {
+    if text.starts_with(SEALED_PREFIX) || (text.contains("-----BEGIN") && text.contains("PRIVATE KEY-----")) {
         return Some(MASK.into());
     }
     // `scheme://user:password@host…`: the password goes, the rest stays readable.

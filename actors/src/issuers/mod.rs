@@ -1,13 +1,25 @@
-//! Issuers: what the renewal dispatcher calls to get a certificate signed.
+//! Issuers: the connectors that get certificates signed.
 //!
-//! - [`Issuer`]: the connector trait (issue, revoke, CA chain). Connectors are asynchronous;
-//!   CPU work inside them runs on blocking threads.
+//! - [`Issuer`]: an in-process issuer (the local CA), called by the renewal dispatcher. CPU work
+//!   inside it runs on blocking threads.
+//! - [`remote::RemoteIssuer`]: a CA over the network, driven by the CA poller through orders.
+//! - [`Connector`]: either, as the registry hands it out.
 //! - [`local`]: the local CA connector (`type = local`).
 //! - [`registry`]: builds and caches one connector per issuer id, creating a local issuer's CA
 //!   on first use and storing it sealed so every replica signs with the same CA.
+//! - [`sealed_config`]: issuers' secret config fields, sealed at rest.
+//! - [`connectors`]: building a remote connector from its row; [`http`]: their HTTP client.
+//! - [`acme`]: the ACME connector.
 
+pub mod acme;
+pub mod connectors;
+pub mod http;
 pub mod local;
 pub mod registry;
+pub mod remote;
+pub mod sealed_config;
+
+use std::sync::Arc;
 
 use std::time::Duration;
 
@@ -45,6 +57,12 @@ impl ErrorClass {
     pub fn retryable(self) -> bool {
         !matches!(self, ErrorClass::Validation)
     }
+
+    /// Whether a remote CA's answer of this class means "ask again later" rather than "no": rate
+    /// limits, server errors, timeouts and broken connections.
+    pub fn transient(self) -> bool {
+        matches!(self, ErrorClass::Timeout | ErrorClass::RateLimited | ErrorClass::Upstream5xx | ErrorClass::Network)
+    }
 }
 
 /// A failed issuance: its class and a message for the job's `last_error`.
@@ -53,11 +71,28 @@ impl ErrorClass {
 pub struct IssueFailure {
     pub class: ErrorClass,
     pub message: String,
+    /// When the CA said to come back (`Retry-After`).
+    pub retry_after: Option<Duration>,
+    /// The request never reached the CA (the connection was refused, the name did not resolve):
+    /// a submission that failed so can be placed again without risking a second order.
+    pub unsent: bool,
 }
 
 impl IssueFailure {
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
-        IssueFailure { class, message: message.into() }
+        IssueFailure { class, message: message.into(), retry_after: None, unsent: false }
+    }
+
+    /// The same failure, marked as never having reached the CA.
+    pub fn unsent(mut self) -> Self {
+        self.unsent = true;
+        self
+    }
+
+    /// The same failure with the CA's `Retry-After`.
+    pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
+        self.retry_after = retry_after;
+        self
     }
 }
 
@@ -85,7 +120,7 @@ pub struct IssueRequest {
 /// An issued certificate.
 pub type Issued = crate::crypto::local_ca::IssuedLeaf;
 
-/// An issuer connector.
+/// An in-process issuer connector.
 pub trait Issuer: Send + Sync {
     /// The issuer's type (`local`, …), the `issuer_type` label of the issuance metrics.
     fn issuer_type(&self) -> &'static str;
@@ -95,4 +130,31 @@ pub trait Issuer: Send + Sync {
     fn revoke(&self, serial_hex: String, reason: u8) -> BoxFuture<'static, Result<(), IssueFailure>>;
     /// The CA chain new certificates chain to, PEM, issuing CA first.
     fn ca_chain_pem(&self) -> String;
+}
+
+/// A connector as the registry hands it out.
+#[derive(Clone)]
+pub enum Connector {
+    /// Signs in this process: the dispatcher calls it.
+    InProcess(Arc<dyn Issuer>),
+    /// A CA over the network: the dispatcher hands the job to the CA poller as an order.
+    Remote(Arc<dyn remote::RemoteIssuer>),
+}
+
+impl Connector {
+    /// The issuer's type, the `issuer_type` label of the metrics.
+    pub fn issuer_type(&self) -> &'static str {
+        match self {
+            Connector::InProcess(issuer) => issuer.issuer_type(),
+            Connector::Remote(issuer) => issuer.issuer_type(),
+        }
+    }
+
+    /// The CA chain new certificates chain to, PEM, issuing CA first.
+    pub async fn ca_chain_pem(&self) -> Result<String, IssueFailure> {
+        match self {
+            Connector::InProcess(issuer) => Ok(issuer.ca_chain_pem()),
+            Connector::Remote(issuer) => issuer.ca_chain().await,
+        }
+    }
 }

@@ -1,14 +1,18 @@
-//! One connector per issuer id, built from the issuer's row and cached briefly (so an edited
-//! `validity_days` takes effect within [`CACHE_TTL`]). A local issuer's CA is created on first
-//! use: generated on a blocking thread, its key sealed under the sealing key, and stored with
-//! `ON CONFLICT DO NOTHING`, so when two replicas race, both end up signing with the one stored.
+//! One connector per issuer id, built from the issuer's row (its sealed secrets opened) and
+//! checked against the row again after [`CACHE_TTL`], so an edited config takes effect within
+//! it; an unchanged row keeps its connector, and so a remote CA's pooled connections. A local
+//! issuer's CA is created on first use: generated on a blocking thread, its key sealed under the
+//! sealing key, and stored with `ON CONFLICT DO NOTHING`, so when two replicas race, both end up
+//! signing with the one stored.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::connectors::{build_remote, ConnectorContext};
 use super::local::LocalIssuer;
-use super::{ErrorClass, IssueFailure, Issuer};
+use super::sealed_config::open_config;
+use super::{Connector, ErrorClass, IssueFailure};
 use crate::crypto::key_algorithm::KeyAlgorithm;
 use crate::crypto::local_ca::LocalCa;
 use crate::crypto::seal::SealingKey;
@@ -45,8 +49,21 @@ impl CaSource {
     }
 }
 
-/// A connector and when it was built.
-type Built = (Instant, Arc<dyn Issuer>);
+/// A connector as the registry keeps it.
+#[derive(Clone)]
+pub struct IssuerEntry {
+    pub connector: Connector,
+    /// The issuer's `poll_max_wait_seconds` (the first link of the poll budget chain).
+    pub poll_max_wait: Option<Duration>,
+}
+
+/// A built connector, when its row was last read, and the row it was built from.
+struct Built {
+    checked: Instant,
+    issuer_type: String,
+    config: serde_json::Value,
+    entry: IssuerEntry,
+}
 
 impl std::fmt::Debug for CaSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,6 +78,8 @@ pub struct IssuerRegistry {
     db: Db,
     sealing: Arc<SealingKey>,
     ca_source: CaSource,
+    /// What remote connectors are built with (database, sealing key, HTTP timeouts).
+    context: ConnectorContext,
     cache: Mutex<HashMap<String, Built>>,
     /// CAs by issuer id: they never change once stored.
     cas: Mutex<HashMap<String, Arc<LocalCa>>>,
@@ -69,11 +88,17 @@ pub struct IssuerRegistry {
 }
 
 impl IssuerRegistry {
-    pub fn new(db: Db, sealing: Arc<SealingKey>, ca_source: CaSource) -> Arc<IssuerRegistry> {
+    pub fn new(
+        db: Db,
+        sealing: Arc<SealingKey>,
+        ca_source: CaSource,
+        context: ConnectorContext,
+    ) -> Arc<IssuerRegistry> {
         Arc::new(IssuerRegistry {
             db,
             sealing,
             ca_source,
+            context,
             cache: Mutex::default(),
             cas: Mutex::default(),
             creating: tokio::sync::Mutex::new(()),
@@ -81,47 +106,62 @@ impl IssuerRegistry {
     }
 
     /// The connector for `issuer_id`; a validation failure when it does not exist, is disabled,
-    /// or is of a type that cannot issue in this version.
-    pub async fn get(&self, issuer_id: &str) -> Result<Arc<dyn Issuer>, IssueFailure> {
+    /// or its config cannot make a connector.
+    pub async fn get(&self, issuer_id: &str) -> Result<Connector, IssueFailure> {
+        Ok(self.entry(issuer_id).await?.connector)
+    }
+
+    /// Like [`IssuerRegistry::get`], with the issuer's settings the poller needs.
+    pub async fn entry(&self, issuer_id: &str) -> Result<IssuerEntry, IssueFailure> {
         self.lookup(issuer_id)
             .await?
             .ok_or_else(|| IssueFailure::new(ErrorClass::Validation, format!("issuer {issuer_id} does not exist")))
     }
 
-    /// Like [`IssuerRegistry::get`], with `None` for an issuer that does not exist.
-    pub async fn lookup(&self, issuer_id: &str) -> Result<Option<Arc<dyn Issuer>>, IssueFailure> {
-        if let Some((built, issuer)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(issuer_id) {
-            if built.elapsed() < CACHE_TTL {
-                return Ok(Some(issuer.clone()));
+    /// Like [`IssuerRegistry::entry`], with `None` for an issuer that does not exist.
+    pub async fn lookup(&self, issuer_id: &str) -> Result<Option<IssuerEntry>, IssueFailure> {
+        if let Some(built) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(issuer_id) {
+            if built.checked.elapsed() < CACHE_TTL {
+                return Ok(Some(built.entry.clone()));
             }
         }
-        let Some(config) = self
+        let Some(row) = self
             .db
             .run(LoadIssuerConfig { id: issuer_id.to_owned() })
             .await
             .map_err(|e| IssueFailure::new(ErrorClass::Internal, format!("reading issuer {issuer_id}: {e}")))?
         else {
+            self.cache.lock().unwrap_or_else(|e| e.into_inner()).remove(issuer_id);
             return Ok(None);
         };
-        if !config.enabled {
+        if !row.enabled {
             return Err(IssueFailure::new(ErrorClass::Validation, format!("issuer {issuer_id} is disabled")));
         }
-        let issuer: Arc<dyn Issuer> = match config.issuer_type.as_str() {
-            "local" => Arc::new(LocalIssuer::new(self.local_ca(issuer_id, &config.config).await?, &config.config)),
-            other => {
-                return Err(IssueFailure::new(
-                    ErrorClass::Validation,
-                    format!(
-                        "issuer {issuer_id} is of type {other}, which this version of certctl cannot issue with yet"
-                    ),
-                ))
+        {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(built) = cache.get_mut(issuer_id) {
+                if built.issuer_type == row.issuer_type && built.config == row.config {
+                    built.checked = Instant::now();
+                    return Ok(Some(built.entry.clone()));
+                }
             }
+        }
+        let config = open_config(&row.config, &self.sealing)
+            .map_err(|e| IssueFailure::new(ErrorClass::Internal, format!("issuer {issuer_id}: {e}")))?;
+        let connector = match row.issuer_type.as_str() {
+            "local" => {
+                Connector::InProcess(Arc::new(LocalIssuer::new(self.local_ca(issuer_id, &config).await?, &config)))
+            }
+            other => Connector::Remote(build_remote(&self.context, issuer_id, other, &config).await?),
         };
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(issuer_id.to_owned(), (Instant::now(), issuer.clone()));
-        Ok(Some(issuer))
+        let poll_max_wait =
+            config.get("poll_max_wait_seconds").and_then(|v| v.as_u64()).filter(|s| *s > 0).map(Duration::from_secs);
+        let entry = IssuerEntry { connector, poll_max_wait };
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            issuer_id.to_owned(),
+            Built { checked: Instant::now(), issuer_type: row.issuer_type, config: row.config, entry: entry.clone() },
+        );
+        Ok(Some(entry))
     }
 
     /// The CA of local issuer `issuer_id`, loaded, or created and stored on first use.

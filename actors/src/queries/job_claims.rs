@@ -33,6 +33,9 @@ pub struct ClaimedJob {
     pub status: String,
     /// The agent's CSR, when it answered one.
     pub csr_pem: Option<String>,
+    /// The job already has an order with a remote CA (placed under an earlier attempt whose
+    /// poll budget ran out): it is polled again, never placed again.
+    pub order_live: bool,
 }
 
 /// Claims up to `limit` due Pending issuance/renewal jobs, oldest first, skipping rows another
@@ -73,7 +76,9 @@ impl DbQuery for ClaimRenewalJobs {
                    RETURNING j.id, j.type, j.certificate_id, j.attempts, j.status, j.csr_pem) \
                  SELECT c.id, c.type, c.attempts, c.certificate_id, m.common_name, m.sans, m.issuer_id, \
                         coalesce(pr.allowed_ekus, '[\"serverAuth\"]'::jsonb), pr.max_ttl_seconds, \
-                        coalesce(pr.allowed_key_algorithms, '[]'::jsonb), c.status, c.csr_pem \
+                        coalesce(pr.allowed_key_algorithms, '[]'::jsonb), c.status, c.csr_pem, \
+                        EXISTS (SELECT 1 FROM ca_orders o WHERE o.job_id = c.id \
+                                   AND o.state IN ('new', 'submitting', 'pending')) \
                    FROM claimed c JOIN managed_certificates m ON m.id = c.certificate_id \
                    LEFT JOIN certificate_profiles pr ON pr.id = m.certificate_profile_id",
             )
@@ -97,6 +102,7 @@ impl DbQuery for ClaimRenewalJobs {
                     allowed_key_algorithms: parse_key_algorithms(&algorithms),
                     status: row.try_get(10)?,
                     csr_pem: row.try_get(11)?,
+                    order_live: row.try_get(12)?,
                 })
             })
             .collect()
@@ -144,6 +150,7 @@ pub struct ActiveJobs {
     pub running: i64,
     pub awaiting_csr: i64,
     pub awaiting_approval: i64,
+    pub awaiting_ca: i64,
     pub retry_waiting: i64,
 }
 
@@ -159,7 +166,8 @@ impl DbQuery for CountActiveJobs {
                         (SELECT count(*) FROM jobs WHERE status = 'AwaitingCSR'), \
                         (SELECT count(*) FROM jobs WHERE status = 'AwaitingApproval'), \
                         (SELECT count(*) FROM jobs WHERE status = 'Failed' AND retry_at IS NOT NULL \
-                            AND type IN ('Issuance', 'Renewal'))",
+                            AND type IN ('Issuance', 'Renewal')), \
+                        (SELECT count(*) FROM jobs WHERE status = 'AwaitingCA')",
             )
             .await?;
         let row = client.query_one(&stmt, &[]).await?;
@@ -169,6 +177,7 @@ impl DbQuery for CountActiveJobs {
             awaiting_csr: row.try_get(2)?,
             awaiting_approval: row.try_get(3)?,
             retry_waiting: row.try_get(4)?,
+            awaiting_ca: row.try_get(5)?,
         })
     }
 }

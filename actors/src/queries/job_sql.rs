@@ -18,7 +18,7 @@ pub(crate) fn next_retry(from: &str) -> String {
 
 /// Statuses of an issuance or renewal that is still going on (the partial unique index on active
 /// renewals uses the same list).
-pub(crate) const ACTIVE_STATUSES: &str = "('Pending', 'AwaitingCSR', 'AwaitingApproval', 'Running')";
+pub(crate) const ACTIVE_STATUSES: &str = "('Pending', 'AwaitingCSR', 'AwaitingApproval', 'AwaitingCA', 'Running')";
 
 /// A job that has not ended: active, or failed with a retry planned (`j` is the job row).
 pub(crate) fn open_job(j: &str) -> String {

@@ -2,9 +2,10 @@
 //! next `renew_at`, deployment jobs, audit rows) or of failures (retry by the policy's backoff, or
 //! failed for good) in one statement each.
 //!
-//! Results are matched on `(job id, attempts)` and only while the job is still `Running`: a job
-//! whose lease ran out and was reaped, or that was cancelled meanwhile, does not get a late result
-//! written over it.
+//! Results are matched on `(job id, attempts)` and only while the job is still `Running` (the
+//! dispatcher's) or `AwaitingCA` (the CA poller's): a job whose lease ran out and was reaped, or
+//! that was cancelled meanwhile, does not get a late result written over it. A result from a
+//! remote CA also ends the job's live order (`ca_orders`).
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Client;
@@ -78,9 +79,14 @@ impl DbQuery for CompleteRenewals {
                  done AS ( \
                    UPDATE jobs j SET status = 'Completed', completed_at = now(), lease_expires_at = NULL, \
                           last_error = '', error_class = NULL, updated_at = now() \
-                     FROM input i WHERE j.id = i.job_id AND j.status = 'Running' AND j.attempts = i.attempts \
+                     FROM input i WHERE j.id = i.job_id AND j.status IN ('Running', 'AwaitingCA') \
+                      AND j.attempts = i.attempts \
                    RETURNING j.id, j.type), \
                  kept AS (SELECT i.*, d.type FROM input i JOIN done d ON d.id = i.job_id), \
+                 orders AS ( \
+                   UPDATE ca_orders o SET state = 'issued', issued_at = now(), serial_number = k.serial_number, \
+                          version_id = k.version_id, next_poll_at = NULL, last_error = '', updated_at = now() \
+                     FROM kept k WHERE o.job_id = k.job_id AND o.state IN ('new', 'submitting', 'pending')), \
                  versions AS ( \
                    INSERT INTO certificate_versions (id, certificate_id, serial_number, not_before, not_after, \
                           fingerprint_sha256, pem_chain, key_algorithm, key_size, private_key_sealed, issuer_id, \
@@ -137,6 +143,9 @@ pub struct FailedRenewal {
     pub error_class: &'static str,
     pub message: String,
     pub retryable: bool,
+    /// The CA refused the job's order for good: the order ends with the job, so a retry places
+    /// a new one.
+    pub ends_order: bool,
 }
 
 /// Records a batch of failures: the job `Failed` with its error and class, and a `retry_at`
@@ -159,15 +168,20 @@ impl DbQuery for FailRenewals {
         let stmt = client
             .prepare_cached(&format!(
                 "WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(job_id text, attempts int, \
-                   error_class text, message text, retryable boolean)), \
+                   error_class text, message text, retryable boolean, ends_order boolean)), \
                  failed AS ( \
                    UPDATE jobs j SET status = 'Failed', last_error = i.message, error_class = i.error_class, \
                           lease_expires_at = NULL, completed_at = now(), updated_at = now(), \
                           retry_at = CASE WHEN i.retryable AND j.attempts < j.max_attempts THEN {} END \
                      FROM input i, managed_certificates m, renewal_policies p \
-                    WHERE j.id = i.job_id AND j.status = 'Running' AND j.attempts = i.attempts \
+                    WHERE j.id = i.job_id AND j.status IN ('Running', 'AwaitingCA') AND j.attempts = i.attempts \
                       AND m.id = j.certificate_id AND p.id = m.renewal_policy_id \
-                   RETURNING j.id, j.certificate_id, j.retry_at, i.error_class, i.message), \
+                   RETURNING j.id, j.certificate_id, j.retry_at, i.error_class, i.message, i.ends_order), \
+                 orders AS ( \
+                   UPDATE ca_orders o SET state = 'failed', next_poll_at = NULL, last_error = f.message, \
+                          updated_at = now() \
+                     FROM failed f WHERE f.ends_order AND o.job_id = f.id \
+                      AND o.state IN ('new', 'submitting', 'pending')), \
                  certs AS ( \
                    UPDATE managed_certificates m SET status = 'Failed', updated_at = now() FROM failed f \
                     WHERE m.id = f.certificate_id AND f.retry_at IS NULL AND m.status = 'RenewalInProgress'), \

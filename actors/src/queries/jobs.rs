@@ -100,8 +100,9 @@ async fn change_job(
 const RESTORED_STATUS: &str =
     "CASE WHEN m.expires_at IS NULL THEN 'Pending' WHEN m.expires_at <= now() THEN 'Expired' ELSE 'Active' END";
 
-/// Cancels a job that has not finished (Pending, AwaitingCSR, AwaitingApproval, Running, or
-/// Failed with a retry planned). A Running job's late result is discarded by the dispatcher's
+/// Cancels a job that has not finished (Pending, AwaitingCSR, AwaitingApproval, AwaitingCA,
+/// Running, or Failed with a retry planned); a cancelled job's order with a remote CA is no
+/// longer polled. A Running job's late result is discarded by the dispatcher's
 /// write-back, which only accepts results for Running jobs. The certificate leaves
 /// RenewalInProgress.
 pub struct CancelJob {

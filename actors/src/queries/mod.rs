@@ -7,7 +7,9 @@
 //! - [`agents`]: agent registration, list, retirement, the directory, heartbeat flushes, stale agents.
 //! - [`agent_work`]: agents' work claims, CSR submission, chain pickup and deployment reports.
 //! - [`api_keys`]: the stored API keys the server authenticates with.
+//! - [`acme`]: ACME accounts (sealed) and the http-01 answers the challenge listener serves.
 //! - [`audit`]: audit rows (inside mutations), audited reads, audit pages, retention batches.
+//! - [`ca_orders`]: orders with remote CAs: hand-over, the poller's claims and steps, revocations to tell CAs.
 //! - [`issuer_config`]: an issuer's type and full config, for building its connector.
 //! - [`job_claims`]: the dispatcher's claims, releases of unstarted claims, queue counts.
 //! - [`job_writebacks`]: the dispatcher's batched completions and failures.
@@ -20,10 +22,12 @@
 //! - [`discovery`]: agents' scan reports, the discovered-certificate list, claim and dismiss.
 //! - [`health`]: reachability and schema version for `/ready`.
 
+pub mod acme;
 pub mod agent_work;
 pub mod agents;
 pub mod api_keys;
 pub mod audit;
+pub mod ca_orders;
 pub mod certificate_batch;
 pub mod certificate_list;
 pub mod certificate_ops;

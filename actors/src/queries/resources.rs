@@ -161,8 +161,11 @@ impl<R: Resource> DbQuery for UpdateResource<R> {
     async fn run(self, client: &mut Client) -> Result<Option<R>, DbError> {
         let record = audit::<R>(self.actor, "update", redact(serde_json::to_value(&self.patch).unwrap_or_default()));
         let columns = R::update_columns(self.patch);
-        let sets: Vec<String> =
-            columns.iter().enumerate().map(|(i, (name, _))| format!("{name} = ${}", i + 2)).collect();
+        let sets: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| format!("{name} = {}", R::set_expression(name, i + 2)))
+            .collect();
         let follow_up = R::UPDATE_FOLLOW_UP.map(|cte| format!(", {cte}")).unwrap_or_default();
         let sql = format!(
             "WITH c AS (UPDATE {} SET {}, updated_at = now() WHERE id = $1 RETURNING {}){follow_up}, a AS ({}) \

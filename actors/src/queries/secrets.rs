@@ -112,3 +112,37 @@ impl DbQuery for InitIssuerCa {
             .ok_or_else(|| DbError::Unexpected(anyhow::anyhow!("issuer_ca row vanished")))
     }
 }
+
+/// Seals the secret config fields of issuers that still hold them in clear (stored before V12,
+/// or written straight into the database), one row at a time under its own lock; answers how
+/// many issuers changed. Only rows whose config changes are written.
+pub struct SealClearIssuerSecrets {
+    pub sealing: std::sync::Arc<crate::crypto::seal::SealingKey>,
+}
+
+impl DbQuery for SealClearIssuerSecrets {
+    type Output = u64;
+    const NAME: &'static str = "seal_clear_issuer_secrets";
+
+    async fn run(self, client: &mut Client) -> Result<u64, DbError> {
+        use crate::issuers::sealed_config::{has_clear_secrets, seal_config};
+        // The issuers table holds a handful of rows: reading them all at start-up is cheap.
+        let stmt = client.prepare_cached("SELECT id, type, config FROM issuers").await?;
+        let rows = client.query(&stmt, &[]).await?;
+        let update = client
+            .prepare_cached("UPDATE issuers SET config = $3, updated_at = now() WHERE id = $1 AND config = $2")
+            .await?;
+        let mut changed = 0;
+        for row in rows {
+            let (id, issuer_type, config): (String, String, serde_json::Value) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            if !has_clear_secrets(&issuer_type, &config) {
+                continue;
+            }
+            let sealed = seal_config(Some(&issuer_type), config.clone(), &self.sealing);
+            // Matching the old config keeps a concurrent edit (another replica starting) intact.
+            changed += client.execute(&update, &[&id, &config, &sealed]).await?;
+        }
+        Ok(changed)
+    }
+}

@@ -16,6 +16,10 @@
 //! With `CERTCTL_KEYGEN_MODE=agent` a job without a CSR is claimed into `AwaitingCSR` for an
 //! agent to answer; once an agent's CSR is on it (the job is Pending again), it is issued here for
 //! the CSR's public key like any other.
+//!
+//! A job whose issuer is a remote CA is not issued here: it is handed to the CA poller as an
+//! order (with the agent's CSR, or one made here for a key sealed with the order) and becomes
+//! `AwaitingCA`, so a slow CA never holds an issuance slot.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -25,14 +29,17 @@ use actix::prelude::*;
 use base64::Engine;
 
 use crate::crypto::key_algorithm::{choose, KeyAlgorithm};
+use crate::crypto::remote_leaf::make_csr;
 use crate::crypto::seal::SealingKey;
 use crate::db::Db;
 use crate::issuers::registry::IssuerRegistry;
-use crate::issuers::{ErrorClass, IssueFailure, IssueRequest, KeySource};
+use crate::issuers::remote::OrderRequest;
+use crate::issuers::{Connector, ErrorClass, IssueFailure, IssueRequest, KeySource};
 use crate::metrics::{
     ACTOR_RESTARTS_TOTAL, DISPATCHER_CAP, DISPATCHER_IN_FLIGHT, DISPATCHER_WRITE_BATCH_SIZE, ISSUANCE_DURATION_SECONDS,
     ISSUANCE_FAILURES_TOTAL,
 };
+use crate::queries::ca_orders::{HandOverOrders, OrderHandOver};
 use crate::queries::job_claims::{ClaimRenewalJobs, ClaimedJob, ReleaseJobs};
 use crate::queries::job_writebacks::{CompleteRenewals, CompletedRenewal, FailRenewals, FailedRenewal};
 
@@ -87,6 +94,8 @@ pub struct RoundStats {
     /// Moved to AwaitingCSR (agent key generation).
     pub awaiting_csr: u64,
     pub deployments_enqueued: u64,
+    /// Handed to the CA poller (remote CAs).
+    pub handed_over: u64,
 }
 
 pub struct RenewalDispatcher {
@@ -106,6 +115,10 @@ pub struct RenewalDispatcher {
     completed: Vec<CompletedRenewal>,
     /// Failed issuances waiting for the next write-back (kept for another try if one fails).
     failed: Vec<FailedRenewal>,
+    /// Jobs for remote CAs waiting to be handed to the CA poller in the next write-back.
+    handed: Vec<OrderHandOver>,
+    /// Told when orders were handed over, so it polls at once.
+    poller: Option<Recipient<crate::ca_poller::Wake>>,
     /// True while a claim statement runs, so a pump doesn't start a second one.
     claiming: bool,
     /// Write-back transactions in flight (at most [`MAX_WRITES`]).
@@ -135,6 +148,8 @@ impl RenewalDispatcher {
             in_flight: 0,
             completed: Vec::new(),
             failed: Vec::new(),
+            handed: Vec::new(),
+            poller: None,
             claiming: false,
             writes: 0,
             releasing: false,
@@ -144,6 +159,16 @@ impl RenewalDispatcher {
             round: RoundStats::default(),
             waiters: Vec::new(),
         }
+    }
+
+    /// The CA poller to wake after a hand-over (set once both actors run).
+    pub fn with_poller(mut self, poller: Recipient<crate::ca_poller::Wake>) -> Self {
+        self.poller = Some(poller);
+        self
+    }
+
+    fn has_results(&self) -> bool {
+        !self.completed.is_empty() || !self.failed.is_empty() || !self.handed.is_empty()
     }
 
     fn cap(&self) -> usize {
@@ -189,14 +214,13 @@ impl RenewalDispatcher {
                 self.claim(room, ctx);
             }
         }
-        if self.writes < MAX_WRITES && (!self.completed.is_empty() || !self.failed.is_empty()) {
+        if self.writes < MAX_WRITES && self.has_results() {
             self.write(ctx);
         }
         metrics::gauge!(DISPATCHER_IN_FLIGHT).set(self.in_flight as f64);
         let idle =
             self.ready.is_empty() && self.in_flight == 0 && !self.claiming && self.writes == 0 && !self.releasing;
-        let results_left = !self.completed.is_empty() || !self.failed.is_empty();
-        if idle && !results_left && (self.exhausted || self.past_deadline()) {
+        if idle && !self.has_results() && (self.exhausted || self.past_deadline()) {
             self.finish();
         }
     }
@@ -256,8 +280,9 @@ impl RenewalDispatcher {
         ctx.spawn(work.into_actor(self).map(|outcome, act, ctx| {
             act.in_flight -= 1;
             match outcome {
-                Ok(done) => act.completed.push(done),
-                Err(failed) => act.failed.push(failed),
+                Outcome::Completed(done) => act.completed.push(done),
+                Outcome::Failed(failed) => act.failed.push(failed),
+                Outcome::HandedOver(order) => act.handed.push(order),
             }
             act.pump(ctx);
         }));
@@ -267,21 +292,38 @@ impl RenewalDispatcher {
         self.writes += 1;
         let completed = std::mem::take(&mut self.completed);
         let failed = std::mem::take(&mut self.failed);
-        metrics::histogram!(DISPATCHER_WRITE_BATCH_SIZE).record((completed.len() + failed.len()) as f64);
+        let handed = std::mem::take(&mut self.handed);
+        metrics::histogram!(DISPATCHER_WRITE_BATCH_SIZE).record((completed.len() + failed.len() + handed.len()) as f64);
         let db = self.db.clone();
         let work = async move {
-            let mut outcome = (Ok(Default::default()), Ok(Default::default()));
+            let mut outcome = (Ok(Default::default()), Ok(Default::default()), Ok(Default::default()));
             if !completed.is_empty() {
                 outcome.0 = db.run(CompleteRenewals { items: completed.clone() }).await;
             }
             if !failed.is_empty() {
                 outcome.1 = db.run(FailRenewals { items: failed.clone() }).await;
             }
-            (outcome, completed, failed)
+            if !handed.is_empty() {
+                outcome.2 = db.run(HandOverOrders { items: handed.clone() }).await;
+            }
+            (outcome, completed, failed, handed)
         };
-        ctx.spawn(work.into_actor(self).map(|((done, fail), completed, failed), act, ctx| {
+        ctx.spawn(work.into_actor(self).map(|((done, fail, hand), completed, failed, handed), act, ctx| {
             act.writes -= 1;
             let mut retry_later = false;
+            match hand {
+                Ok(written) => {
+                    act.round.handed_over += (written.created + written.resumed) as u64;
+                    if let Some(poller) = &act.poller {
+                        poller.do_send(crate::ca_poller::Wake);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, jobs = handed.len(), "handing jobs to the CA poller failed; retrying");
+                    act.handed.extend(handed);
+                    retry_later = true;
+                }
+            }
             match done {
                 Ok(written) => {
                     act.round.completed += written.written as u64;
@@ -335,41 +377,116 @@ impl RenewalDispatcher {
     }
 }
 
-/// Issues one claimed job; a failure carries its class for the retry policy.
+/// What became of one claimed job.
+enum Outcome {
+    Completed(CompletedRenewal),
+    Failed(FailedRenewal),
+    /// For a remote CA: the order to hand to the CA poller.
+    HandedOver(OrderHandOver),
+}
+
+/// A failure to write back, counted in the issuance failure metric.
+fn failed(job: &ClaimedJob, failure: IssueFailure, issuer_type: &'static str) -> FailedRenewal {
+    metrics::counter!(ISSUANCE_FAILURES_TOTAL, "issuer_type" => issuer_type, "error_class" => failure.class.as_str())
+        .increment(1);
+    FailedRenewal {
+        job_id: job.job_id.clone(),
+        attempts: job.attempts,
+        error_class: failure.class.as_str(),
+        retryable: failure.class.retryable(),
+        message: failure.message,
+        ends_order: false,
+    }
+}
+
+/// Issues one claimed job (or hands it over for a remote CA); a failure carries its class for
+/// the retry policy.
 async fn issue_one(
     registry: Arc<IssuerRegistry>,
     sealing: Arc<SealingKey>,
     job: ClaimedJob,
     settings: DispatcherSettings,
-) -> Result<CompletedRenewal, FailedRenewal> {
-    let fail = |job: &ClaimedJob, failure: IssueFailure, issuer_type: &'static str| {
-        metrics::counter!(ISSUANCE_FAILURES_TOTAL, "issuer_type" => issuer_type, "error_class" => failure.class.as_str())
-            .increment(1);
-        FailedRenewal {
-            job_id: job.job_id.clone(),
-            attempts: job.attempts,
-            error_class: failure.class.as_str(),
-            retryable: failure.class.retryable(),
-            message: failure.message,
+) -> Outcome {
+    let issuer = match registry.get(&job.issuer_id).await {
+        Ok(Connector::InProcess(issuer)) => issuer,
+        Ok(Connector::Remote(remote)) => {
+            return match hand_over(&job, &sealing, &settings).await {
+                Ok(order) => Outcome::HandedOver(order),
+                Err(failure) => Outcome::Failed(failed(&job, failure, remote.issuer_type())),
+            }
+        }
+        Err(failure) => return Outcome::Failed(failed(&job, failure, "unknown")),
+    };
+    match issue_in_process(issuer, sealing, job, settings).await {
+        Ok(done) => Outcome::Completed(done),
+        Err(failure) => Outcome::Failed(failure),
+    }
+}
+
+/// The order for a remote CA: the agent's CSR, or a key generated and sealed here with a CSR
+/// for it. A job whose order is already placed needs neither.
+async fn hand_over(
+    job: &ClaimedJob,
+    sealing: &SealingKey,
+    settings: &DispatcherSettings,
+) -> Result<OrderHandOver, IssueFailure> {
+    let sans = sans_with_common_name(job);
+    let request = OrderRequest {
+        order_id: format!("cao-{}", uuid::Uuid::now_v7().simple()),
+        common_name: job.common_name.clone(),
+        sans: sans.clone(),
+        ekus: job.ekus.clone(),
+        max_lifetime_secs: job.max_ttl.map(|d| d.as_secs()),
+        csr_pem: String::new(),
+    };
+    let (csr_pem, private_key_sealed) = match (&job.csr_pem, job.order_live) {
+        (_, true) => (String::new(), None),
+        (Some(csr), false) => (csr.clone(), None),
+        (None, false) => {
+            let algorithm = choose(&job.allowed_key_algorithms, settings.key_algorithm).ok_or_else(no_key_type)?;
+            let common_name = job.common_name.clone();
+            let made = tokio::task::spawn_blocking(move || make_csr(&common_name, &sans, algorithm))
+                .await
+                .map_err(|e| IssueFailure::new(ErrorClass::Internal, format!("the key generation thread failed: {e}")))?
+                .map_err(|e| IssueFailure::new(ErrorClass::Validation, e))?;
+            let sealed = base64::engine::general_purpose::STANDARD.encode(sealing.seal(made.key_pem.as_bytes()));
+            (made.csr_pem, Some(sealed))
         }
     };
-    let issuer = match registry.get(&job.issuer_id).await {
-        Ok(issuer) => issuer,
-        Err(failure) => return Err(fail(&job, failure, "unknown")),
-    };
+    Ok(OrderHandOver {
+        job_id: job.job_id.clone(),
+        attempts: job.attempts,
+        certificate_id: job.certificate_id.clone(),
+        issuer_id: job.issuer_id.clone(),
+        order_id: request.order_id.clone(),
+        request: serde_json::to_value(&request).unwrap_or_default(),
+        csr_pem,
+        private_key_sealed,
+    })
+}
+
+fn no_key_type() -> IssueFailure {
+    IssueFailure::new(
+        ErrorClass::Validation,
+        "the certificate's profile allows no key type this server can generate (ECDSA P-256/P-384, RSA 2048-4096, \
+         Ed25519)",
+    )
+}
+
+/// Issues one claimed job with an in-process issuer.
+async fn issue_in_process(
+    issuer: Arc<dyn crate::issuers::Issuer>,
+    sealing: Arc<SealingKey>,
+    job: ClaimedJob,
+    settings: DispatcherSettings,
+) -> Result<CompletedRenewal, FailedRenewal> {
+    let fail = |job: &ClaimedJob, failure: IssueFailure, issuer_type: &'static str| failed(job, failure, issuer_type);
     let issuer_type = issuer.issuer_type();
     let key = match &job.csr_pem {
         Some(csr) => KeySource::Csr(csr.clone()),
         None => match choose(&job.allowed_key_algorithms, settings.key_algorithm) {
             Some(algorithm) => KeySource::Generate(algorithm),
-            None => {
-                let failure = IssueFailure::new(
-                    ErrorClass::Validation,
-                    "the certificate's profile allows no key type this server can generate (ECDSA P-256/P-384, RSA \
-                     2048-4096, Ed25519)",
-                );
-                return Err(fail(&job, failure, issuer_type));
-            }
+            None => return Err(fail(&job, no_key_type(), issuer_type)),
         },
     };
     let request = IssueRequest {

@@ -205,16 +205,18 @@ impl LoopTask for JobProcessor {
                 ("Running", depth.running),
                 ("AwaitingCSR", depth.awaiting_csr),
                 ("AwaitingApproval", depth.awaiting_approval),
+                ("AwaitingCA", depth.awaiting_ca),
                 ("RetryWaiting", depth.retry_waiting),
             ] {
                 metrics::gauge!(JOBS_QUEUE_DEPTH, "status" => status).set(n as f64);
             }
             Ok(json!({
                 "claimed": stats.claimed, "completed": stats.completed, "failed": stats.failed,
-                "released": stats.released, "awaiting_csr": stats.awaiting_csr,
+                "released": stats.released, "awaiting_csr": stats.awaiting_csr, "handed_over": stats.handed_over,
                 "deployments_enqueued": stats.deployments_enqueued,
                 "queue": {"pending": depth.pending, "running": depth.running, "awaiting_csr": depth.awaiting_csr,
-                          "awaiting_approval": depth.awaiting_approval, "retry_waiting": depth.retry_waiting}
+                          "awaiting_approval": depth.awaiting_approval, "awaiting_ca": depth.awaiting_ca,
+                          "retry_waiting": depth.retry_waiting}
             }))
         }
         .boxed()

@@ -9,7 +9,8 @@
 //! - [`jobs`]: `/api/v1/jobs` list, get, cancel, retry.
 //! - [`resources`]: generic CRUD for teams, owners, renewal policies, issuers, profiles, targets.
 //! - [`scheduler`]: `POST /api/v1/admin/scheduler/{loop}/run`, one tick now.
-//! - [`issuer_ca`]: `GET /api/v1/issuers/{id}/ca`, an issuer's CA chain as PEM.
+//! - [`issuer_ca`]: `GET /api/v1/issuers/{id}/ca`, an issuer's CA chain as PEM, and
+//!   `POST /api/v1/issuers/{id}/test`, a check of its credentials and reachability.
 //! - [`agents`]: agent registration, list, one agent, retirement (operators).
 //! - [`agent_api`]: the agents' own endpoints (heartbeat, work, CSR, certificate pickup, job
 //!   status).

@@ -1,6 +1,6 @@
 //! Issuers (certctl's `issuers`): a certificate authority connection: a type and its config.
-//! Only the record is kept for now (issuing comes with the renewal engine). Config fields whose
-//! names look secret are write-only: they are stored, and shown as `"***"`.
+//! Secret config fields are write-only: sealed at rest (`issuers::sealed_config`), shown as
+//! `"***"`, and a `"***"` sent back in an update keeps the stored value.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -8,9 +8,11 @@ use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 
 use super::{check_config, set_if, Column, Resource};
+use crate::crypto::seal::SealingKey;
 use crate::domain::redaction::redact_config;
 use crate::domain::validation::{FieldError, Violations};
 use crate::error::DbError;
+use crate::issuers::sealed_config::seal_config;
 
 /// Issuer types certctl knows (its `GenericCA` is our `local`).
 pub const ISSUER_TYPES: [&str; 12] = [
@@ -165,5 +167,25 @@ impl Resource for Issuer {
         set_if(&mut columns, "config", patch.config.map(Json));
         set_if(&mut columns, "enabled", patch.enabled);
         columns
+    }
+
+    /// A config sent back with its secrets masked keeps the stored (sealed) values (V12).
+    fn set_expression(column: &str, param: usize) -> String {
+        match column {
+            "config" => format!("certctl_keep_masked(config, ${param})"),
+            _ => format!("${param}"),
+        }
+    }
+
+    fn seal_new(new: &mut NewIssuer, sealing: &SealingKey) {
+        let type_name = normalize_type(new.issuer_type.clone());
+        new.config = seal_config(Some(&type_name), std::mem::take(&mut new.config), sealing);
+    }
+
+    fn seal_patch(patch: &mut IssuerPatch, sealing: &SealingKey) {
+        let type_name = patch.issuer_type.clone().map(normalize_type);
+        if let Some(config) = patch.config.take() {
+            patch.config = Some(seal_config(type_name.as_deref(), config, sealing));
+        }
     }
 }

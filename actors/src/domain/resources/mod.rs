@@ -18,6 +18,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::validation::FieldError;
+use crate::crypto::seal::SealingKey;
 use crate::error::DbError;
 
 /// A column and the value to write into it.
@@ -53,6 +54,15 @@ pub trait Resource: Serialize + utoipa::ToSchema + Send + Sized + 'static {
     fn insert_columns(new: Self::New) -> (Option<String>, Vec<Column>);
     /// The columns a patch changes (empty: nothing to do).
     fn update_columns(patch: Self::Patch) -> Vec<Column>;
+    /// The SQL an update assigns to `column` from parameter `$param` (the value itself unless a
+    /// resource merges it with the stored one).
+    fn set_expression(_column: &str, param: usize) -> String {
+        format!("${param}")
+    }
+    /// Seals the secret parts of a create body before it is stored (issuers' secrets).
+    fn seal_new(_new: &mut Self::New, _sealing: &SealingKey) {}
+    /// Seals the secret parts of an update body before it is stored.
+    fn seal_patch(_patch: &mut Self::Patch, _sealing: &SealingKey) {}
 }
 
 /// Checks a connector `config`: a JSON object of at most 64 KiB whose keys and strings hold no

@@ -1,0 +1,305 @@
+//! The ACME connector against a real Pebble (`tests/api/pebble.rs`), through the real dispatcher
+//! and CA poller. Covered: http-01 answered by the server's challenge listener (Pebble fetches the
+//! key authorization over HTTP), the job `AwaitingCA` while the poller works, the chain checked
+//! with `openssl verify` against Pebble's root, the issuer's chain then served by
+//! `GET /issuers/{id}/ca`, and revocation told to Pebble with its RFC 5280 reason; dns-01 through
+//! certctl's hook scripts writing TXT records into Pebble's DNS server; External Account Binding
+//! with a sealed HMAC key (stored sealed, shown masked, kept when sent back masked); a name the CA
+//! refuses failing the job with the CA's own words; `POST /issuers/{id}/test`.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{cluster, TestApp};
+use crate::pebble::{free_port, Pebble, PebbleOptions};
+use crate::renewal::run_loop;
+
+/// `openssl verify` of the chain's leaf against `root`, the rest of the chain as intermediates.
+fn openssl_verifies(root: &str, chain: &str) -> bool {
+    let dir = crate::helpers::scratch_dir("verify-acme");
+    let end = "-----END CERTIFICATE-----";
+    let split = chain.find(end).map(|i| i + end.len()).unwrap();
+    std::fs::write(dir.join("root.pem"), root).unwrap();
+    std::fs::write(dir.join("leaf.pem"), &chain[..split]).unwrap();
+    std::fs::write(dir.join("chain.pem"), chain).unwrap();
+    let output = std::process::Command::new("openssl")
+        .args(["verify", "-x509_strict", "-CAfile"])
+        .arg(dir.join("root.pem"))
+        .arg("-untrusted")
+        .arg(dir.join("chain.pem"))
+        .arg(dir.join("leaf.pem"))
+        .output()
+        .expect("running openssl");
+    let _ = std::fs::remove_dir_all(&dir);
+    if !output.status.success() {
+        eprintln!(
+            "openssl verify: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output.status.success()
+}
+
+/// A server whose CA poller polls every fraction of a second, with an http-01 listener on a port
+/// of its own (`http01_port`, which Pebble is then told to validate on).
+async fn server() -> TestApp {
+    TestApp::spawn_with(&[
+        "--keygen-mode",
+        "server",
+        "--acme-http01-listen",
+        "127.0.0.1:0",
+        "--async-poll-initial-interval",
+        "100ms",
+        "--async-poll-max-interval",
+        "500ms",
+    ])
+    .await
+}
+
+/// Creates an ACME issuer for `pebble` with extra config fields.
+async fn acme_issuer(app: &TestApp, pebble: &Pebble, id: &str, extra: Value) -> Value {
+    let mut config = json!({
+        "directory_url": pebble.directory_url,
+        "email": "ops@certctl.test",
+        "tls_ca_file": pebble.tls_ca_file,
+    });
+    config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    let response = app
+        .admin(Method::POST, "/api/v1/issuers")
+        .json(&json!({"id": id, "name": id, "type": "acme", "config": config}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+/// A certificate for `names` from `issuer`, renewed now; answers its id.
+async fn issue(app: &TestApp, issuer: &str, names: &[&str]) -> String {
+    let body = json!({
+        "name": names[0],
+        "common_name": names[0],
+        "sans": names,
+        "environment": "production",
+        "owner_id": "o-alice",
+        "team_id": "t-platform",
+        "issuer_id": issuer,
+        "renewal_policy_id": "rp-standard",
+    });
+    let created: Value = app.post_certificate(&body).await.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    run_loop(app, "renewal_scan").await;
+    let round = run_loop(app, "job_processor").await;
+    assert_eq!(round["handed_over"], 1, "the dispatcher hands the job to the CA poller: {round}");
+    id
+}
+
+/// The certificate's job, once it has left `AwaitingCA` (or the deadline came).
+async fn settled_job(app: &TestApp, certificate_id: &str, pebble: &Pebble) -> Value {
+    let started = Instant::now();
+    loop {
+        let jobs: Value = app.get(&format!("/api/v1/jobs?certificate_id={certificate_id}")).await.json().await.unwrap();
+        let job = jobs["data"].as_array().unwrap().iter().find(|j| j["type"] != "Deployment").cloned().unwrap();
+        if job["status"] != "AwaitingCA" {
+            return job;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the order never settled: {job}\n{}", pebble.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn newest_version(app: &TestApp, certificate_id: &str) -> Value {
+    let page: Value = app.get(&format!("/api/v1/certificates/{certificate_id}/versions")).await.json().await.unwrap();
+    page["data"][0].clone()
+}
+
+#[actix_web::test]
+async fn http01_issuance_through_pebble_then_revocation_reaches_it() {
+    let app = server().await;
+    let pebble = Pebble::start(PebbleOptions { http_port: app.http01_port.unwrap(), ..Default::default() }).await;
+    acme_issuer(&app, &pebble, "iss-pebble", json!({})).await;
+
+    let id = issue(&app, "iss-pebble", &["web.certctl.test", "api.certctl.test"]).await;
+    let job = settled_job(&app, &id, &pebble).await;
+    assert_eq!(job["status"], "Completed", "{job}\n{}", pebble.logs());
+
+    let version = newest_version(&app, &id).await;
+    let chain = version["pem_chain"].as_str().unwrap();
+    assert!(openssl_verifies(&pebble.root_pem().await, chain), "the chain verifies against Pebble's root");
+    let certificate: Value = app.get(&format!("/api/v1/certificates/{id}")).await.json().await.unwrap();
+    assert_eq!(certificate["status"], "Active");
+
+    let db = cluster().admin_client_for(&app.db_name).await;
+    let order = db
+        .query_one("SELECT state, external_id, polls FROM ca_orders WHERE certificate_id = $1", &[&id])
+        .await
+        .unwrap();
+    assert_eq!(order.get::<_, String>(0), "issued");
+    assert!(order.get::<_, String>(1).starts_with("https://127.0.0.1:"), "the order URL is recorded");
+    let left: i64 = db.query_one("SELECT count(*) FROM acme_http01_tokens", &[]).await.unwrap().get(0);
+    assert_eq!(left, 0, "the http-01 answers are withdrawn once the order is done");
+    let account: Vec<u8> = db.query_one("SELECT credentials_sealed FROM acme_accounts", &[]).await.unwrap().get(0);
+    assert!(!String::from_utf8_lossy(&account).contains("key_pkcs8"), "the account key is stored sealed");
+
+    // The issuer's CA chain is the one its certificates came with.
+    let ca = app.get("/api/v1/issuers/iss-pebble/ca").await;
+    assert_eq!(ca.status(), 200);
+    let ca_chain = ca.text().await.unwrap();
+    assert!(chain.ends_with(&ca_chain) || chain.contains(ca_chain.trim()), "the chain after the leaf");
+
+    let revoked = app
+        .admin(Method::POST, &format!("/api/v1/certificates/{id}/revoke"))
+        .json(&json!({"reason": "keyCompromise"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200, "{}", revoked.text().await.unwrap());
+    let serial = version["serial_number"].as_str().unwrap();
+    let started = Instant::now();
+    loop {
+        let status = pebble.cert_status(serial).await;
+        if status["Status"] == "Revoked" {
+            assert_eq!(status["Reason"], 1, "keyCompromise reaches the CA: {status}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "Pebble never heard of the revocation: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let started = Instant::now();
+    loop {
+        let notified: bool =
+            db.query_one("SELECT issuer_notified FROM certificate_revocations", &[]).await.unwrap().get(0);
+        if notified {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the revocation is never marked as told");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[actix_web::test]
+async fn dns01_through_the_hook_scripts() {
+    let app = server().await;
+    let pebble = Pebble::start(PebbleOptions { http_port: free_port(), ..Default::default() }).await;
+    let dir = crate::helpers::scratch_dir("dns-hooks");
+    let present = dir.join("present.sh");
+    let cleanup = dir.join("cleanup.sh");
+    // certctl's hook contract: the record in CERTCTL_DNS_FQDN / CERTCTL_DNS_VALUE.
+    std::fs::write(
+        &present,
+        format!(
+            "#!/bin/sh\nset -e\necho \"$CERTCTL_DNS_DOMAIN $CERTCTL_DNS_TOKEN\" >> {log}\n\
+             curl -sf -X POST -d \"{{\\\"host\\\":\\\"$CERTCTL_DNS_FQDN.\\\",\\\"value\\\":\\\"$CERTCTL_DNS_VALUE\\\"}}\" {url}\n",
+            log = dir.join("presented").display(),
+            url = pebble.set_txt_url()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &cleanup,
+        format!(
+            "#!/bin/sh\nset -e\necho \"$CERTCTL_DNS_FQDN\" >> {log}\ncurl -sf -X POST -d \"{{\\\"host\\\":\\\"$CERTCTL_DNS_FQDN.\\\"}}\" {url}\n",
+            log = dir.join("cleaned").display(),
+            url = pebble.clear_txt_url()
+        ),
+    )
+    .unwrap();
+    for script in [&present, &cleanup] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    acme_issuer(
+        &app,
+        &pebble,
+        "iss-pebble-dns",
+        json!({"challenge_type": "dns-01", "dns_present_script": present, "dns_cleanup_script": cleanup}),
+    )
+    .await;
+
+    let id = issue(&app, "iss-pebble-dns", &["dns.certctl.test"]).await;
+    let job = settled_job(&app, &id, &pebble).await;
+    assert_eq!(job["status"], "Completed", "{job}\n{}", pebble.logs());
+    let version = newest_version(&app, &id).await;
+    assert!(openssl_verifies(&pebble.root_pem().await, version["pem_chain"].as_str().unwrap()));
+    let presented = std::fs::read_to_string(dir.join("presented")).unwrap();
+    assert!(presented.starts_with("dns.certctl.test "), "the hook got the domain and token: {presented}");
+    let started = Instant::now();
+    while !dir.join("cleaned").exists() {
+        assert!(started.elapsed() < Duration::from_secs(10), "the clean-up hook never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cleaned = std::fs::read_to_string(dir.join("cleaned")).unwrap();
+    assert_eq!(cleaned.trim(), "_acme-challenge.dns.certctl.test");
+}
+
+#[actix_web::test]
+async fn eab_with_a_sealed_key_and_a_refused_name() {
+    // The HMAC key as CAs hand it out: base64url without padding.
+    let hmac = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let app = server().await;
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: app.http01_port.unwrap(),
+        eab: Some(("kid-certctl".into(), hmac.into())),
+        blocklist: vec!["blocked.certctl.test".into()],
+    })
+    .await;
+    let created =
+        acme_issuer(&app, &pebble, "iss-pebble-eab", json!({"eab_kid": "kid-certctl", "eab_hmac_key": hmac})).await;
+    assert_eq!(created["config"]["eab_hmac_key"], "***", "shown masked");
+    let db = cluster().admin_client_for(&app.db_name).await;
+    let stored: Value =
+        db.query_one("SELECT config FROM issuers WHERE id = 'iss-pebble-eab'", &[]).await.unwrap().get(0);
+    let sealed = stored["eab_hmac_key"].as_str().unwrap();
+    assert!(sealed.starts_with("sealed:v1:") && !sealed.contains(hmac), "stored sealed: {sealed}");
+
+    // The config sent back as shown keeps the key.
+    let shown = created["config"].clone();
+    let updated =
+        app.admin(Method::PUT, "/api/v1/issuers/iss-pebble-eab").json(&json!({"config": shown})).send().await.unwrap();
+    assert_eq!(updated.status(), 200);
+    let kept: Value = db.query_one("SELECT config FROM issuers WHERE id = 'iss-pebble-eab'", &[]).await.unwrap().get(0);
+    assert_eq!(kept["eab_hmac_key"], stored["eab_hmac_key"], "the mask keeps the stored value");
+
+    let test: Value =
+        app.admin(Method::POST, "/api/v1/issuers/iss-pebble-eab/test").send().await.unwrap().json().await.unwrap();
+    assert_eq!(test["ok"], true, "{test}");
+    assert_eq!(test["checks"][1]["name"], "account");
+
+    let id = issue(&app, "iss-pebble-eab", &["eab.certctl.test"]).await;
+    let job = settled_job(&app, &id, &pebble).await;
+    assert_eq!(job["status"], "Completed", "the account made with the opened key works: {job}");
+
+    let refused = issue(&app, "iss-pebble-eab", &["blocked.certctl.test"]).await;
+    let job = settled_job(&app, &refused, &pebble).await;
+    assert_eq!(job["status"], "Failed", "{job}");
+    assert_eq!(job["error_class"], "upstream_4xx");
+    let error = job["last_error"].as_str().unwrap();
+    assert!(error.contains("rejectedIdentifier"), "the CA's own words: {error}");
+    assert!(job["retry_at"].is_null(), "a refusal is not retried by itself");
+}
+
+#[actix_web::test]
+async fn a_connection_test_reports_an_unreachable_directory() {
+    let app = TestApp::spawn().await;
+    let port = free_port();
+    let response = app
+        .admin(Method::POST, "/api/v1/issuers")
+        .json(&json!({"id": "iss-nowhere", "name": "nowhere", "type": "acme",
+                      "config": {"directory_url": format!("https://127.0.0.1:{port}/dir")}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let test: Value =
+        app.admin(Method::POST, "/api/v1/issuers/iss-nowhere/test").send().await.unwrap().json().await.unwrap();
+    assert_eq!(test["ok"], false, "{test}");
+    assert_eq!(test["checks"][0]["name"], "directory");
+    assert!(test["checks"][0]["detail"].as_str().unwrap().contains("cannot connect"), "{test}");
+    let missing = app.admin(Method::POST, "/api/v1/issuers/iss-missing/test").send().await.unwrap();
+    crate::helpers::assert_problem(missing, 404, "not-found").await;
+}
