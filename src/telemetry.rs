@@ -24,6 +24,9 @@ const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256
 const TICK_BUCKETS: &[f64] = &[0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0];
 /// One issuance: sub-millisecond local signing to slow remote CAs.
 const ISSUANCE_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0, 30.0, 120.0];
+/// From an order's submission to its issuance: seconds (Vault, ACME) to a day (a CA whose staff
+/// approve orders).
+const CA_ISSUANCE_BUCKETS: &[f64] = &[1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.0];
 /// Buckets for query latency.
 const DB_BUCKETS: &[f64] = &[0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0];
 
@@ -68,7 +71,7 @@ pub fn metrics_handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             use certctl_actors::metrics as engine;
-            let histograms: [(&str, &[f64]); 9] = [
+            let histograms: [(&str, &[f64]); 11] = [
                 (HTTP_REQUEST_DURATION_SECONDS, HTTP_BUCKETS),
                 (engine::DB_QUERY_DURATION_SECONDS, DB_BUCKETS),
                 (engine::DB_POOL_WAIT_SECONDS, DB_BUCKETS),
@@ -78,6 +81,8 @@ pub fn metrics_handle() -> PrometheusHandle {
                 (engine::DISPATCHER_WRITE_BATCH_SIZE, BATCH_BUCKETS),
                 (engine::HEARTBEAT_FLUSH_DURATION_SECONDS, DB_BUCKETS),
                 (engine::ETAG_NOTIFICATION_LAG_SECONDS, DB_BUCKETS),
+                (engine::CA_REQUEST_DURATION_SECONDS, ISSUANCE_BUCKETS),
+                (engine::CA_ISSUANCE_SECONDS, CA_ISSUANCE_BUCKETS),
             ];
             let recorder = histograms
                 .iter()

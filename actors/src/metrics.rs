@@ -72,6 +72,8 @@ pub const CA_REQUEST_DURATION_SECONDS: &str = "certctl_ca_request_duration_secon
 pub const CA_REQUEST_ERRORS_TOTAL: &str = "certctl_ca_request_errors_total";
 /// Counter, label `outcome` (`accepted` | `failed`): revocations told to remote CAs.
 pub const CA_REVOCATIONS_TOTAL: &str = "certctl_ca_revocations_total";
+/// Counter, label `result` (`success` | `failure` | `not_renewable`): Vault token renewals.
+pub const VAULT_TOKEN_RENEWALS_TOTAL: &str = "certctl_vault_token_renewals_total";
 /// Counter: renewal jobs enqueued by the renewal scan.
 pub const RENEWALS_ENQUEUED_TOTAL: &str = "certctl_renewals_enqueued_total";
 /// Counter, label `trigger` (`api` | `bulk`): renewal jobs enqueued through the API.
@@ -153,6 +155,7 @@ pub fn describe() {
         "Requests to remote CAs that failed, by issuer, endpoint and error class."
     );
     describe_counter!(CA_REVOCATIONS_TOTAL, "Revocations told to remote CAs, by outcome.");
+    describe_counter!(VAULT_TOKEN_RENEWALS_TOTAL, "Vault token renewals, by result.");
     describe_counter!(RENEWALS_ENQUEUED_TOTAL, "Renewal and issuance jobs enqueued by the renewal scan.");
     describe_counter!(RENEWALS_REQUESTED_TOTAL, "Renewal jobs enqueued through the API, by trigger (api, bulk).");
     describe_histogram!(

@@ -10,8 +10,9 @@
 //!   resources they refer to, renewals, revocations, jobs, discovery triage.
 //! - An **admin key** reaches everything. Only an admin may do what decides what runs on, or is
 //!   handed to, an agent's host — create, change or delete deployment targets (their agent, reload
-//!   command and config secrets), register, retire or act for agents — and the bulk and operations
-//!   endpoints (bulk renew and revoke, `/admin/…`).
+//!   command and config secrets), create, change, delete or test issuers (their credentials, the
+//!   hook scripts and URLs the server itself runs and calls), register, retire or act for agents —
+//!   and the bulk and operations endpoints (bulk renew and revoke, `/admin/…`).
 
 use actix_web::http::Method;
 
@@ -78,6 +79,9 @@ fn admin_only(method: &Method, reads: bool, rest: &str) -> Option<&'static str> 
     }
     if !reads && (rest == "/targets" || rest.starts_with("/targets/")) {
         return Some("changing deployment targets (what runs on and is handed to agents' hosts)");
+    }
+    if !reads && (rest == "/issuers" || rest.starts_with("/issuers/")) {
+        return Some("changing or testing issuers (their CA credentials, hook scripts and URLs the server calls)");
     }
     if method == Method::POST && rest == "/agents" {
         return Some("registering an agent (or the agent bootstrap token)");

@@ -284,10 +284,6 @@ pub struct Settings {
     #[arg(long, env = "CERTCTL_SECTIGO_POLL_MAX_WAIT_SECONDS", value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     pub sectigo_poll_max_wait_seconds: Option<u64>,
 
-    /// Poll budget, in seconds, for Entrust issuers without poll_max_wait_seconds.
-    #[arg(long, env = "CERTCTL_ENTRUST_POLL_MAX_WAIT_SECONDS", value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
-    pub entrust_poll_max_wait_seconds: Option<u64>,
-
     /// Poll budget, in seconds, for GlobalSign issuers without poll_max_wait_seconds.
     #[arg(long, env = "CERTCTL_GLOBALSIGN_POLL_MAX_WAIT_SECONDS", value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     pub globalsign_poll_max_wait_seconds: Option<u64>,

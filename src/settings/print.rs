@@ -94,7 +94,6 @@ impl Settings {
             ("CERTCTL_ASYNC_POLL_MAX_WAIT_SECONDS", opt_number(self.async_poll_max_wait_seconds)),
             ("CERTCTL_DIGICERT_POLL_MAX_WAIT_SECONDS", opt_number(self.digicert_poll_max_wait_seconds)),
             ("CERTCTL_SECTIGO_POLL_MAX_WAIT_SECONDS", opt_number(self.sectigo_poll_max_wait_seconds)),
-            ("CERTCTL_ENTRUST_POLL_MAX_WAIT_SECONDS", opt_number(self.entrust_poll_max_wait_seconds)),
             ("CERTCTL_GLOBALSIGN_POLL_MAX_WAIT_SECONDS", opt_number(self.globalsign_poll_max_wait_seconds)),
             ("CERTCTL_ASYNC_POLL_CONCURRENCY", self.async_poll_concurrency.to_string()),
             ("CERTCTL_CA_REQUEST_TIMEOUT", super::parsers::format_duration(self.ca_request_timeout).to_string()),

@@ -81,7 +81,6 @@ fn poll_budgets(settings: &Settings) -> PollBudgets {
     let per_type = [
         ("digicert", settings.digicert_poll_max_wait_seconds),
         ("sectigo", settings.sectigo_poll_max_wait_seconds),
-        ("entrust", settings.entrust_poll_max_wait_seconds),
         ("globalsign", settings.globalsign_poll_max_wait_seconds),
     ]
     .into_iter()

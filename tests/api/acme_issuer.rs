@@ -302,4 +302,49 @@ async fn a_connection_test_reports_an_unreachable_directory() {
     assert!(test["checks"][0]["detail"].as_str().unwrap().contains("cannot connect"), "{test}");
     let missing = app.admin(Method::POST, "/api/v1/issuers/iss-missing/test").send().await.unwrap();
     crate::helpers::assert_problem(missing, 404, "not-found").await;
+    // Issuer configs name scripts the server runs and URLs it calls: an admin's business.
+    let writer = app.user(Method::POST, "/api/v1/issuers/iss-nowhere/test").send().await.unwrap();
+    crate::helpers::assert_problem(writer, 403, "forbidden").await;
+    let writer = app
+        .user(Method::POST, "/api/v1/issuers")
+        .json(&json!({"name": "mine", "type": "acme", "config": {"directory_url": "https://127.0.0.1:1/dir"}}))
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::assert_problem(writer, 403, "forbidden").await;
+}
+
+#[actix_web::test]
+async fn certctls_acme_variables_seed_an_issuer_once() {
+    let app = TestApp::spawn_with(&[
+        "--acme-directory-url",
+        "https://acme.example.test/directory",
+        "--acme-email",
+        "ops@example.test",
+        "--acme-challenge-type",
+        "dns-01",
+        "--acme-dns-present-script",
+        "/usr/local/bin/present",
+    ])
+    .await;
+    let issuer: Value = app.get("/api/v1/issuers/iss-acme").await.json().await.unwrap();
+    assert_eq!(issuer["type"], "acme");
+    assert_eq!(issuer["config"]["directory_url"], "https://acme.example.test/directory");
+    assert_eq!(issuer["config"]["challenge_type"], "dns-01");
+    assert_eq!(issuer["config"]["dns_present_script"], "/usr/local/bin/present");
+    // Edited through the API, it stays edited across restarts.
+    let edited = app
+        .admin(Method::PUT, "/api/v1/issuers/iss-acme")
+        .json(&json!({"config": {"directory_url": "https://other.example.test/dir"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(edited.status(), 200);
+    let mut args = crate::helpers::base_args(&app.db_name);
+    args.extend(["--acme-directory-url".to_string(), "https://acme.example.test/directory".to_string()]);
+    let again = TestApp::start(crate::helpers::settings_from(args), app.db_name.clone()).await;
+    let issuer: Value = again.get("/api/v1/issuers/iss-acme").await.json().await.unwrap();
+    assert_eq!(issuer["config"]["directory_url"], "https://other.example.test/dir");
+    let audit: Value = again.get("/api/v1/audit?action=issuer.create").await.json().await.unwrap();
+    assert_eq!(audit["data"][0]["actor"], "env-seed");
 }

@@ -25,6 +25,7 @@ use crate::db::Db;
 use crate::issuers::registry::IssuerRegistry;
 use crate::metrics::{ACTOR_RESTARTS_TOTAL, CA_ORDERS_PENDING};
 use crate::queries::ca_orders::{ClaimDueOrders, EndOrphanedOrders, LiveOrdersByIssuer, NextOrderDue};
+use crate::queries::job_writebacks::{CompleteRenewals, CompletedRenewal};
 
 /// Longest the poller sleeps without looking for due orders.
 pub const IDLE_CHECK: Duration = Duration::from_secs(5);
@@ -66,6 +67,12 @@ pub struct CaPoller {
     revoking: bool,
     /// Issuers the pending-orders gauge has a value for, so one that drains is set to zero.
     gauged: std::collections::HashSet<String>,
+    /// Issued certificates waiting for the next batched write (kept for another try if one fails).
+    completed: Vec<Completed>,
+    /// True while a batch of completions is being written.
+    writing: bool,
+    /// This actor, for the order steps to hand their completions to.
+    myself: Option<Recipient<Completed>>,
 }
 
 impl CaPoller {
@@ -80,16 +87,53 @@ impl CaPoller {
             next_wake: None,
             revoking: false,
             gauged: Default::default(),
+            completed: Vec::new(),
+            writing: false,
+            myself: None,
         }
     }
 
-    fn deps(&self) -> OrderDeps {
+    fn deps(&mut self, ctx: &mut Context<Self>) -> OrderDeps {
+        let completions = self.myself.get_or_insert_with(|| ctx.address().recipient()).clone();
         OrderDeps {
             db: self.db.clone(),
             registry: self.registry.clone(),
             backoff: self.settings.backoff,
             budgets: self.settings.budgets.clone(),
+            completions,
         }
+    }
+
+    /// Writes the completions gathered so far in one statement (while one batch is written, the
+    /// next gathers), then lets each connector clean up after its order.
+    fn write_completions(&mut self, ctx: &mut Context<Self>) {
+        if self.writing || self.completed.is_empty() {
+            return;
+        }
+        self.writing = true;
+        let batch = std::mem::take(&mut self.completed);
+        let items: Vec<CompletedRenewal> = batch.iter().map(|c| c.done.clone()).collect();
+        let db = self.db.clone();
+        ctx.spawn(async move { db.run(CompleteRenewals { items }).await }.into_actor(self).map(
+            move |result, act, ctx| {
+                act.writing = false;
+                match result {
+                    Ok(written) => {
+                        tracing::debug!(written = written.written, batch = batch.len(), "remote issuances written");
+                        // An order whose job ended meanwhile was not written: its next claim ends it.
+                        for c in batch {
+                            actix::spawn(async move { c.connector.finished(c.reference, c.request).await });
+                        }
+                        act.write_completions(ctx);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, batch = batch.len(), "writing remote issuances failed; retrying");
+                        act.completed.extend(batch);
+                        ctx.run_later(Duration::from_secs(1), |act, ctx| act.write_completions(ctx));
+                    }
+                }
+            },
+        ));
     }
 
     /// Claims due orders this replica has room for and starts them.
@@ -136,7 +180,16 @@ impl CaPoller {
     fn start(&mut self, order: crate::queries::ca_orders::ClaimedOrder, ctx: &mut Context<Self>) {
         let issuer = order.issuer_id.clone();
         *self.in_flight.entry(issuer.clone()).or_default() += 1;
-        ctx.spawn(order_work::work(self.deps(), order).into_actor(self).map(move |(), act, ctx| {
+        // A step never outlives its claim (hook scripts included: dropping the step kills them),
+        // so no other replica takes the order while it runs.
+        let limit = self.settings.claim_lease.mul_f64(0.9);
+        let (order_id, deps) = (order.order_id.clone(), self.deps(ctx));
+        let step = async move {
+            if tokio::time::timeout(limit, order_work::work(deps, order)).await.is_err() {
+                tracing::warn!(order_id, "an order's step outlived its claim and was stopped; it is due again");
+            }
+        };
+        ctx.spawn(step.into_actor(self).map(move |(), act, ctx| {
             if let Some(n) = act.in_flight.get_mut(&issuer) {
                 *n -= 1;
                 if *n == 0 {
@@ -227,8 +280,33 @@ impl Supervised for CaPoller {
         self.again = false;
         self.next_wake = None;
         self.revoking = false;
+        // Completions not yet written stay for the new context; a write in flight died with the old.
+        self.writing = false;
+        self.myself = None;
         metrics::counter!(ACTOR_RESTARTS_TOTAL, "actor" => "ca_poller").increment(1);
         tracing::warn!(actor = "ca_poller", "supervised actor restarting");
+    }
+}
+
+/// An order the CA issued, its chain checked, to be written in the next batch.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Completed {
+    /// The version and the job's completion.
+    pub done: CompletedRenewal,
+    /// The order's connector, told once it is written (`finished`).
+    pub connector: Arc<dyn crate::issuers::remote::RemoteIssuer>,
+    pub reference: crate::issuers::remote::OrderRef,
+    pub request: crate::issuers::remote::OrderRequest,
+    pub order_id: String,
+}
+
+impl Handler<Completed> for CaPoller {
+    type Result = ();
+
+    fn handle(&mut self, msg: Completed, ctx: &mut Self::Context) {
+        self.completed.push(msg);
+        self.write_completions(ctx);
     }
 }
 

@@ -1,6 +1,7 @@
 //! One claimed order, one step: submit it, recover it after a crash, or poll it; then record
-//! what happened (the next poll, the issued certificate, the CA's refusal, or the end of the
-//! budget). Runs outside the actor: it holds no actor state, only what it was given.
+//! what happened (the next poll, the CA's refusal, or the end of the budget), or hand the issued
+//! certificate, its chain checked, to the poller's batched write. Runs outside the actor: it
+//! holds no actor state, only what it was given.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use crate::issuers::remote::{OrderRef, OrderRequest, OrderStatus, Placed, Remote
 use crate::issuers::{Connector, ErrorClass, IssueFailure};
 use crate::metrics::{CA_ISSUANCE_SECONDS, CA_POLLS_TOTAL, CA_POLL_BUDGET_EXPIRIES_TOTAL, ISSUANCE_FAILURES_TOTAL};
 use crate::queries::ca_orders::{CancelOrder, ClaimedOrder, OrderProgress, OrderStep, ParkOrder, RecordProgress};
-use crate::queries::job_writebacks::{CompleteRenewals, CompletedRenewal, FailRenewals, FailedRenewal};
+use crate::queries::job_writebacks::{CompletedRenewal, FailRenewals, FailedRenewal};
 
 /// What an order's step needs.
 #[derive(Clone)]
@@ -24,10 +25,13 @@ pub struct OrderDeps {
     pub registry: Arc<IssuerRegistry>,
     pub backoff: Backoff,
     pub budgets: PollBudgets,
+    /// The poller, which writes issued certificates in batches.
+    pub completions: actix::Recipient<super::Completed>,
 }
 
 /// Works one claimed order; every outcome is written before it returns (a failed write leaves
-/// the claim to run out, and the order is due again).
+/// the claim to run out, and the order is due again), but for an issued certificate, which the
+/// poller writes in its next batch.
 pub async fn work(deps: OrderDeps, order: ClaimedOrder) {
     if order.step == OrderStep::Cancel {
         if let Err(e) = deps.db.run(CancelOrder { order_id: order.order_id.clone() }).await {
@@ -41,7 +45,12 @@ pub async fn work(deps: OrderDeps, order: ClaimedOrder) {
         Err(failure) if !failure.class.transient() && failure.class != ErrorClass::Internal => {
             return end_with_failure(&deps, &order, "unknown", failure).await;
         }
-        Err(failure) => return later(&deps, &order, None, failure.retry_after, failure.message, false).await,
+        // Nothing was sent: an intent stays new (the claim marked it submitting).
+        Err(failure) => {
+            let budget = deps.budgets.resolve("", None);
+            let reopen = order.step == OrderStep::Submit;
+            return later(&deps, &order, failure.retry_after, failure.message, reopen, budget).await;
+        }
     };
     let Connector::Remote(connector) = entry.connector else {
         let failure =
@@ -88,13 +97,18 @@ async fn submit(
 ) {
     match connector.submit(request.clone()).await {
         Ok(placed) => placed_order(deps, order, connector, request, placed, budget).await,
-        Err(failure) if failure.unsent && failure.class.transient() => {
-            // Nothing reached the CA: the intent stays new and is submitted again later.
-            later(deps, order, None, failure.retry_after, failure.message, true).await
+        // Nothing reached the CA, or it answered "not now" (429): the intent stays new and is
+        // submitted again later.
+        Err(failure) if failure.class.transient() && (failure.unsent || failure.class == ErrorClass::RateLimited) => {
+            metrics::counter!(CA_POLLS_TOTAL, "issuer_type" => connector.issuer_type(), "outcome" => "error")
+                .increment(1);
+            later(deps, order, failure.retry_after, failure.message, true, budget).await
         }
         Err(failure) if failure.class.transient() => {
             // It may have reached the CA: the next step looks it up instead of placing it again.
-            later(deps, order, None, failure.retry_after, failure.message, false).await
+            metrics::counter!(CA_POLLS_TOTAL, "issuer_type" => connector.issuer_type(), "outcome" => "error")
+                .increment(1);
+            later(deps, order, failure.retry_after, failure.message, false, budget).await
         }
         Err(failure) => end_with_failure(deps, order, connector.issuer_type(), failure).await,
     }
@@ -125,7 +139,7 @@ async fn recover(
             end_with_failure(deps, order, connector.issuer_type(), failure).await
         }
         Err(failure) if failure.class.transient() => {
-            later(deps, order, None, failure.retry_after, failure.message, false).await
+            later(deps, order, failure.retry_after, failure.message, false, budget).await
         }
         Err(failure) => end_with_failure(deps, order, connector.issuer_type(), failure).await,
     }
@@ -178,8 +192,7 @@ async fn settle(
                 // The CA's id is kept even if the write below fails, so the next step polls it.
                 record(deps, order, external_id, state, "issued".into()).await;
             }
-            complete(deps, order, issuer_type, chain_pem, renewal_window).await;
-            connector.finished(reference, request).await;
+            complete(deps, order, connector.clone(), chain_pem, renewal_window, reference, request).await;
         }
     }
 }
@@ -214,6 +227,7 @@ async fn pending(
             job_attempts: order.job_attempts,
             retry_in: deps.backoff.max,
             message,
+            reopen: false,
         };
         if let Err(e) = deps.db.run(park).await {
             tracing::warn!(order_id = %order.order_id, error = %e, "parking an order failed");
@@ -245,20 +259,42 @@ async fn failed_call(
     end_with_failure(deps, order, issuer_type, failure).await
 }
 
-/// Records the next poll after `wait` (the backoff step stays where it was).
+/// Records the next try of a submission or recovery that got no answer (`reopen`: it surely
+/// reached nothing, so the intent is new again); past the budget, the job goes back to the
+/// scheduler like a pending order's.
 async fn later(
     deps: &OrderDeps,
     order: &ClaimedOrder,
-    external_id: Option<String>,
     retry_after: Option<Duration>,
     note: String,
     reopen: bool,
+    budget: Duration,
 ) {
+    let elapsed = (chrono::Utc::now() - order.handed_over_at).to_std().unwrap_or_default();
+    if elapsed >= budget {
+        let message = format!(
+            "the CA could not be reached for order {} within its poll budget of {}s ({note}); the job is retried later",
+            order.order_id,
+            budget.as_secs()
+        );
+        let park = ParkOrder {
+            order_id: order.order_id.clone(),
+            job_id: order.job_id.clone(),
+            job_attempts: order.job_attempts,
+            retry_in: deps.backoff.max,
+            message,
+            reopen,
+        };
+        if let Err(e) = deps.db.run(park).await {
+            tracing::warn!(order_id = %order.order_id, error = %e, "parking an order failed");
+        }
+        return;
+    }
     let step = deps.backoff.next_step(order.poll_interval);
     let wait = deps.backoff.wait(step, retry_after);
     let progress = OrderProgress {
         order_id: order.order_id.clone(),
-        external_id,
+        external_id: None,
         external_state: None,
         next_poll_in: wait,
         poll_interval: step,
@@ -312,14 +348,18 @@ async fn record(
 /// How long an order whose outcome is being written waits before it is due again.
 const RECORD_HOLD: Duration = Duration::from_secs(60);
 
-/// The issued chain checked and written through the same completion as the dispatcher's.
+/// The issued chain checked, and handed to the poller to write through the same completion as the
+/// dispatcher's.
 async fn complete(
     deps: &OrderDeps,
     order: &ClaimedOrder,
-    issuer_type: &'static str,
+    connector: Arc<dyn RemoteIssuer>,
     chain_pem: String,
     renewal_window: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
+    reference: OrderRef,
+    request: OrderRequest,
 ) {
+    let issuer_type = connector.issuer_type();
     let csr = order.csr_pem.clone();
     let checked = tokio::task::spawn_blocking(move || check_issued_chain(&chain_pem, &csr)).await;
     let leaf = match checked {
@@ -358,15 +398,14 @@ async fn complete(
         ari_window_start: renewal_window.map(|(start, _)| start),
         ari_window_end: renewal_window.map(|(_, end)| end),
     };
-    match deps.db.run(CompleteRenewals { items: vec![done] }).await {
-        Ok(written) if written.written == 0 => {
-            tracing::info!(order_id = %order.order_id, job_id = %order.job_id, "issued, but the job had ended meanwhile");
-            let _ = deps.db.run(CancelOrder { order_id: order.order_id.clone() }).await;
-        }
-        Ok(_) => tracing::info!(order_id = %order.order_id, job_id = %order.job_id, "remote CA issued the certificate"),
-        // The claim runs out and the next poll downloads it again.
-        Err(e) => tracing::warn!(order_id = %order.order_id, error = %e, "writing an issued certificate failed"),
-    }
+    // Written in the poller's next batch (one statement for many orders), then `finished`.
+    deps.completions.do_send(super::Completed {
+        done,
+        connector,
+        reference,
+        request,
+        order_id: order.order_id.clone(),
+    });
 }
 
 /// Ends the job (and its order) with the CA's reason.

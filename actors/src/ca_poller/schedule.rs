@@ -21,7 +21,8 @@ const JITTER: f64 = 0.2;
 pub struct PollBudgets {
     /// `CERTCTL_ASYNC_POLL_MAX_WAIT_SECONDS`.
     pub global: Option<Duration>,
-    /// `CERTCTL_<TYPE>_POLL_MAX_WAIT_SECONDS` for `digicert`, `sectigo`, `entrust`, `globalsign`.
+    /// `CERTCTL_<TYPE>_POLL_MAX_WAIT_SECONDS` for `digicert`, `sectigo`, `globalsign` (and Entrust's
+    /// once its connector exists).
     pub per_type: Vec<(&'static str, Duration)>,
 }
 

@@ -37,17 +37,21 @@ pub fn make_csr(common_name: &str, sans: &[String], algorithm: KeyAlgorithm) -> 
 
 /// Checks a chain a remote CA returned for `csr_pem` and describes its leaf: the leaf's public
 /// key must be the CSR's, the chain must hold the issuing CA, and every certificate must be
-/// signed by the one after it. The chain is returned re-encoded, leaf first, nothing but the
-/// certificates.
+/// signed by the one after it. CAs return bundles in any order (DigiCert's `pem_all` puts the
+/// root first): the chain is put in order from the leaf (the certificate that issued none of the
+/// others), and returned re-encoded, leaf first, nothing but the certificates.
 pub fn check_issued_chain(chain_pem: &str, csr_pem: &str) -> Result<IssuedLeaf, String> {
     let pems: Vec<Pem> = Pem::iter_from_buffer(chain_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("the CA's answer is not a PEM certificate chain: {e}"))?;
     let pems: Vec<Pem> = pems.into_iter().filter(|p| p.label == "CERTIFICATE").collect();
-    let certs = pems
+    let parsed = pems
         .iter()
         .map(|p| p.parse_x509().map_err(|e| format!("a certificate the CA returned does not parse: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
+    let order = chain_order(&parsed);
+    let pems: Vec<&Pem> = order.iter().map(|&i| &pems[i]).collect();
+    let certs: Vec<_> = order.iter().map(|&i| parsed[i].clone()).collect();
     let Some(leaf) = certs.first() else {
         return Err("the CA's answer holds no certificate".into());
     };
@@ -95,6 +99,34 @@ pub fn check_issued_chain(chain_pem: &str, csr_pem: &str) -> Result<IssuedLeaf, 
     })
 }
 
+/// The certificates' indices from the leaf up: the leaf issued none of the others; each next one
+/// is the issuer of the previous (certificates that fit nowhere come last, and fail the check).
+fn chain_order(certs: &[x509_parser::certificate::X509Certificate<'_>]) -> Vec<usize> {
+    let issues_another = |i: usize| {
+        certs
+            .iter()
+            .enumerate()
+            .any(|(j, other)| j != i && other.issuer() == certs[i].subject() && other.issuer() != other.subject())
+    };
+    let Some(leaf) = (0..certs.len()).find(|&i| !issues_another(i)) else {
+        return (0..certs.len()).collect();
+    };
+    let mut order = vec![leaf];
+    while let Some(&last) = order.last() {
+        let current = &certs[last];
+        if current.issuer() == current.subject() {
+            break;
+        }
+        match (0..certs.len()).find(|i| !order.contains(i) && certs[*i].subject() == current.issuer()) {
+            Some(next) => order.push(next),
+            None => break,
+        }
+    }
+    let rest: Vec<usize> = (0..certs.len()).filter(|i| !order.contains(i)).collect();
+    order.extend(rest);
+    order
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +157,10 @@ mod tests {
         let leaf_only: String = issued.chain_pem.split_inclusive("-----END CERTIFICATE-----\n").next().unwrap().into();
         let error = check_issued_chain(&leaf_only, &csr.csr_pem).unwrap_err();
         assert!(error.contains("without the CA certificate"), "{error}");
+
+        let (leaf, ca) = issued.chain_pem.split_at(leaf_only.len());
+        let reversed = check_issued_chain(&format!("{ca}{leaf}"), &csr.csr_pem).unwrap();
+        assert_eq!(reversed.chain_pem, checked.chain_pem, "a bundle root-first is put in order");
 
         let stranger = LocalCa::generate("another CA", KeyAlgorithm::EcdsaP256).unwrap();
         let forged = format!("{leaf_only}{}", stranger.chain_pem());

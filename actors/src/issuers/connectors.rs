@@ -150,16 +150,21 @@ pub async fn build_remote(
         (context.clone(), issuer_id.to_owned(), issuer_type.to_owned(), config.clone());
     tokio::task::spawn_blocking(move || {
         let reader = ConfigReader::new(&issuer_id, &issuer_type, &config);
-        let connector: Arc<dyn RemoteIssuer> =
-            match issuer_type.as_str() {
-                "acme" => Arc::new(super::acme::AcmeIssuer::new(&context, &issuer_id, &reader)?),
-                other => return Err(IssueFailure::new(
+        let connector: Arc<dyn RemoteIssuer> = match issuer_type.as_str() {
+            "acme" => Arc::new(super::acme::AcmeIssuer::new(&context, &issuer_id, &reader)?),
+            "digicert" => Arc::new(super::digicert::DigicertIssuer::new(&context, &issuer_id, &reader)?),
+            "sectigo" => Arc::new(super::sectigo::SectigoIssuer::new(&context, &issuer_id, &reader)?),
+            "globalsign" => Arc::new(super::globalsign::GlobalsignIssuer::new(&context, &issuer_id, &reader)?),
+            "vault" => Arc::new(super::vault::VaultIssuer::new(&context, &issuer_id, &reader)?),
+            other => {
+                return Err(IssueFailure::new(
                     ErrorClass::Validation,
                     format!(
                         "issuer {issuer_id} is of type {other}, which this version of certctl cannot issue with yet"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         Ok(connector)
     })
     .await

@@ -9,15 +9,19 @@
 //!   on first use and storing it sealed so every replica signs with the same CA.
 //! - [`sealed_config`]: issuers' secret config fields, sealed at rest.
 //! - [`connectors`]: building a remote connector from its row; [`http`]: their HTTP client.
-//! - [`acme`]: the ACME connector.
+//! - [`acme`], [`digicert`], [`globalsign`], [`sectigo`], [`vault`]: the remote connectors, one per CA.
 
 pub mod acme;
 pub mod connectors;
+pub mod digicert;
+pub mod globalsign;
 pub mod http;
 pub mod local;
 pub mod registry;
 pub mod remote;
 pub mod sealed_config;
+pub mod sectigo;
+pub mod vault;
 
 use std::sync::Arc;
 

@@ -154,8 +154,12 @@ impl IssuerRegistry {
             }
             other => Connector::Remote(build_remote(&self.context, issuer_id, other, &config).await?),
         };
-        let poll_max_wait =
-            config.get("poll_max_wait_seconds").and_then(|v| v.as_u64()).filter(|s| *s > 0).map(Duration::from_secs);
+        // A number, or a number in a string, as every connector field.
+        let poll_max_wait = config
+            .get("poll_max_wait_seconds")
+            .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())))
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs);
         let entry = IssuerEntry { connector, poll_max_wait };
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(
             issuer_id.to_owned(),

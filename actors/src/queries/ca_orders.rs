@@ -283,6 +283,8 @@ pub struct ParkOrder {
     pub job_attempts: i32,
     pub retry_in: Duration,
     pub message: String,
+    /// The order's submission surely reached nothing: it is a new intent again.
+    pub reopen: bool,
 }
 
 impl DbQuery for ParkOrder {
@@ -301,14 +303,22 @@ impl DbQuery for ParkOrder {
                    UPDATE jobs SET status = 'Pending', scheduled_at = now() + make_interval(secs => $4), \
                           last_error = $5, error_class = 'timeout', updated_at = now() \
                     WHERE id = $2 AND status = 'AwaitingCA' AND attempts = $3 RETURNING id) \
-                 UPDATE ca_orders SET next_poll_at = NULL, last_error = $5, updated_at = now() \
+                 UPDATE ca_orders SET next_poll_at = NULL, last_error = $5, updated_at = now(), \
+                        state = CASE WHEN $6 THEN 'new' ELSE state END \
                   WHERE id = $1 AND state IN {LIVE_ORDER_STATES} AND EXISTS (SELECT 1 FROM job)"
             ))
             .await?;
         let n = client
             .execute(
                 &stmt,
-                &[&self.order_id, &self.job_id, &self.job_attempts, &self.retry_in.as_secs_f64(), &self.message],
+                &[
+                    &self.order_id,
+                    &self.job_id,
+                    &self.job_attempts,
+                    &self.retry_in.as_secs_f64(),
+                    &self.message,
+                    &self.reopen,
+                ],
             )
             .await?;
         Ok(n == 1)

@@ -2,7 +2,8 @@
 //! every replica's challenge listener (`CERTCTL_ACME_HTTP01_LISTEN`) finds it, and withdrawn when
 //! the order is done. dns-01: certctl's hook scripts create and remove the `_acme-challenge` TXT
 //! record; they get `CERTCTL_DNS_DOMAIN`, `CERTCTL_DNS_FQDN`, `CERTCTL_DNS_VALUE` and
-//! `CERTCTL_DNS_TOKEN` in their environment, and the challenge is set ready
+//! `CERTCTL_DNS_TOKEN` (and `PATH`, nothing else of the server's) in their environment, and the
+//! challenge is set ready
 //! `dns_propagation_wait` seconds after the record was created.
 
 use std::time::Duration;
@@ -141,7 +142,11 @@ impl ChallengeKind {
 
 /// Runs a hook script with the record in its environment; a failure quotes its stderr.
 async fn run_hook(field: &str, script: &str, record: &DnsRecord) -> Result<(), IssueFailure> {
+    // The hook gets the record and a search path, not the server's environment (which holds the
+    // sealing passphrase and the database URL).
     let run = tokio::process::Command::new(script)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
         .env("CERTCTL_DNS_DOMAIN", &record.domain)
         .env("CERTCTL_DNS_FQDN", &record.fqdn)
         .env("CERTCTL_DNS_VALUE", &record.value)
