@@ -221,23 +221,28 @@ async fn pending(
             order.order_id,
             budget.as_secs()
         );
-        let park = ParkOrder {
-            order_id: order.order_id.clone(),
-            job_id: order.job_id.clone(),
-            job_attempts: order.job_attempts,
-            retry_in: deps.backoff.max,
-            message,
-            reopen: false,
-        };
-        if let Err(e) = deps.db.run(park).await {
-            tracing::warn!(order_id = %order.order_id, error = %e, "parking an order failed");
-        }
-        return;
+        return park(deps, order, message, false).await;
     }
     let step = deps.backoff.next_step(order.poll_interval);
     // Never sleep past the budget: the last poll happens when it ends.
     let wait = deps.backoff.wait(step, retry_after).min(budget - elapsed);
     progress(deps, order, external_id, state, wait, step, detail, true).await
+}
+
+/// Past its budget: the job goes back to the scheduler (claimable again after the longest poll
+/// interval) and the order is parked until then (`reopen`: as a new intent).
+async fn park(deps: &OrderDeps, order: &ClaimedOrder, message: String, reopen: bool) {
+    let park = ParkOrder {
+        order_id: order.order_id.clone(),
+        job_id: order.job_id.clone(),
+        job_attempts: order.job_attempts,
+        retry_in: deps.backoff.max,
+        message,
+        reopen,
+    };
+    if let Err(e) = deps.db.run(park).await {
+        tracing::warn!(order_id = %order.order_id, error = %e, "parking an order failed");
+    }
 }
 
 /// A call that failed: transient failures poll again, the others end the job.
@@ -277,18 +282,7 @@ async fn later(
             order.order_id,
             budget.as_secs()
         );
-        let park = ParkOrder {
-            order_id: order.order_id.clone(),
-            job_id: order.job_id.clone(),
-            job_attempts: order.job_attempts,
-            retry_in: deps.backoff.max,
-            message,
-            reopen,
-        };
-        if let Err(e) = deps.db.run(park).await {
-            tracing::warn!(order_id = %order.order_id, error = %e, "parking an order failed");
-        }
-        return;
+        return park(deps, order, message, reopen).await;
     }
     let step = deps.backoff.next_step(order.poll_interval);
     let wait = deps.backoff.wait(step, retry_after);

@@ -5,7 +5,7 @@
 
 use actix_web::{web, HttpResponse};
 use certctl_actors::issuers::remote::Check;
-use certctl_actors::issuers::ErrorClass;
+use certctl_actors::issuers::{ErrorClass, IssueFailure};
 
 use crate::http::path_id::Id;
 use crate::http::problem::{ApiError, Conflict, Problem};
@@ -34,13 +34,19 @@ pub async fn ca(state: web::Data<AppState>, id: Id) -> Result<HttpResponse, ApiE
         .engine
         .issuer_ca_chain(&id)
         .await
-        .map_err(|failure| match failure.class {
-            // Disabled, or a type that cannot issue yet: the request is fine, the issuer's state is not.
-            ErrorClass::Validation => ApiError::Conflict(Conflict::IssuerUnusable, failure.message),
-            _ => ApiError::Internal(anyhow::anyhow!(failure.message)),
-        })?
+        .map_err(unusable)?
         .ok_or_else(|| ApiError::NotFound(format!("no issuer has id {id:?}")))?;
     Ok(HttpResponse::Ok().content_type("application/x-pem-file").body(chain))
+}
+
+/// An issuer that cannot serve the request as a problem: disabled, of a type that cannot issue
+/// yet, or a config that makes no connector is a 409 (the request is fine, the issuer's state is
+/// not); anything else a 500.
+fn unusable(failure: IssueFailure) -> ApiError {
+    match failure.class {
+        ErrorClass::Validation => ApiError::Conflict(Conflict::IssuerUnusable, failure.message),
+        _ => ApiError::Internal(anyhow::anyhow!(failure.message)),
+    }
 }
 
 /// What a connection test found.
@@ -80,10 +86,7 @@ pub async fn test(state: web::Data<AppState>, id: Id) -> Result<HttpResponse, Ap
         .engine
         .test_issuer(&id)
         .await
-        .map_err(|failure| match failure.class {
-            ErrorClass::Validation => ApiError::Conflict(Conflict::IssuerUnusable, failure.message),
-            _ => ApiError::Internal(anyhow::anyhow!(failure.message)),
-        })?
+        .map_err(unusable)?
         .ok_or_else(|| ApiError::NotFound(format!("no issuer has id {id:?}")))?;
     let ok = checks.iter().all(|c| c.ok);
     Ok(HttpResponse::Ok().json(IssuerTest { issuer_id: id, ok, checks }))
