@@ -246,6 +246,7 @@ async fn eab_with_a_sealed_key_and_a_refused_name() {
         http_port: app.http01_port.unwrap(),
         eab: Some(("kid-certctl".into(), hmac.into())),
         blocklist: vec!["blocked.certctl.test".into()],
+        dns_server: None,
     })
     .await;
     let created =
@@ -347,4 +348,45 @@ async fn certctls_acme_variables_seed_an_issuer_once() {
     assert_eq!(issuer["config"]["directory_url"], "https://other.example.test/dir");
     let audit: Value = again.get("/api/v1/audit?action=issuer.create").await.json().await.unwrap();
     assert_eq!(audit["data"][0]["actor"], "env-seed");
+}
+
+#[actix_web::test]
+async fn dns01_by_rfc2136_update_to_a_real_authoritative_server() {
+    let named = crate::named::Named::start();
+    let app = server().await;
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: free_port(),
+        dns_server: Some(named.address.clone()),
+        ..Default::default()
+    })
+    .await;
+    acme_issuer(
+        &app,
+        &pebble,
+        "iss-pebble-2136",
+        json!({"challenge_type": "dns-01", "dns_update_server": named.address, "dns_zone": "test",
+               "tsig_key_name": named.key_name, "tsig_secret": named.secret}),
+    )
+    .await;
+    let db = cluster().admin_client_for(&app.db_name).await;
+    let stored: Value =
+        db.query_one("SELECT config FROM issuers WHERE id = 'iss-pebble-2136'", &[]).await.unwrap().get(0);
+    assert!(stored["tsig_secret"].as_str().unwrap().starts_with("sealed:v1:"), "the TSIG key is sealed");
+
+    let id = issue(&app, "iss-pebble-2136", &["dyn.test", "*.dyn.test"]).await;
+    let job = settled_job(&app, &id, &pebble).await;
+    assert_eq!(job["status"], "Completed", "{job}\n{}\n{}", pebble.logs(), named.logs());
+    let version = newest_version(&app, &id).await;
+    assert!(openssl_verifies(&pebble.root_pem().await, version["pem_chain"].as_str().unwrap()));
+    // named logged both values added under one name (wildcard and base name), then removed.
+    let started = Instant::now();
+    loop {
+        let log = named.logs();
+        if log.matches("deleting an RR").count() >= 2 || log.matches("deleting rrset").count() >= 1 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the records were not removed: {log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(named.logs().matches("adding an RR at '_acme-challenge.dyn.test' TXT").count() >= 2, "{}", named.logs());
 }

@@ -26,6 +26,7 @@ mod helpers;
 mod hostile_input;
 mod jobs;
 mod migrations;
+mod named;
 mod observability;
 mod openapi;
 mod pebble;

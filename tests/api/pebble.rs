@@ -22,6 +22,8 @@ pub struct PebbleOptions {
     pub eab: Option<(String, String)>,
     /// Names Pebble refuses (`rejectedIdentifier`).
     pub blocklist: Vec<String>,
+    /// Resolve through this DNS server (`127.0.0.1:port`) instead of a challtestsrv of its own.
+    pub dns_server: Option<String>,
 }
 
 /// A running Pebble and its DNS server.
@@ -77,19 +79,27 @@ impl Pebble {
         std::fs::write(dir.join("pebble.json"), json!({ "pebble": pebble }).to_string()).unwrap();
 
         let log = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
-        let dns = Command::new("/usr/bin/pebble-challtestsrv")
-            .args(["-management", &format!("127.0.0.1:{dns_management_port}")])
-            .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-            .stdout(log("challtestsrv.log"))
-            .stderr(log("challtestsrv.err"))
-            .spawn()
-            .expect("starting /usr/bin/pebble-challtestsrv (Debian package pebble; .ci/run installs it)");
+        let mut children = Vec::new();
+        let dns_server = match options.dns_server {
+            Some(server) => server,
+            None => {
+                let dns = Command::new("/usr/bin/pebble-challtestsrv")
+                    .args(["-management", &format!("127.0.0.1:{dns_management_port}")])
+                    .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
+                    .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+                    .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+                    .stdout(log("challtestsrv.log"))
+                    .stderr(log("challtestsrv.err"))
+                    .spawn()
+                    .expect("starting /usr/bin/pebble-challtestsrv (Debian package pebble; .ci/run installs it)");
+                children.push(dns);
+                format!("127.0.0.1:{dns_port}")
+            }
+        };
         let ca_process = Command::new("/usr/bin/pebble")
             .arg("-config")
             .arg(dir.join("pebble.json"))
-            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}"), "-strict"])
+            .args(["-dnsserver", &dns_server, "-strict"])
             // No random sleep before validating, no nonces refused on purpose, no reused
             // authorizations: each test sees one validation of its own.
             .env("PEBBLE_VA_NOSLEEP", "1")
@@ -109,7 +119,10 @@ impl Pebble {
             management: format!("https://127.0.0.1:{management_port}"),
             dns_management: format!("http://127.0.0.1:{dns_management_port}"),
             client,
-            children: vec![dns, ca_process],
+            children: {
+                children.push(ca_process);
+                children
+            },
             dir,
         };
         let started = Instant::now();

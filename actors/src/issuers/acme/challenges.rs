@@ -1,16 +1,17 @@
 //! Answering ACME challenges. http-01: the key authorization is published in the database, where
 //! every replica's challenge listener (`CERTCTL_ACME_HTTP01_LISTEN`) finds it, and withdrawn when
-//! the order is done. dns-01: certctl's hook scripts create and remove the `_acme-challenge` TXT
-//! record; they get `CERTCTL_DNS_DOMAIN`, `CERTCTL_DNS_FQDN`, `CERTCTL_DNS_VALUE` and
-//! `CERTCTL_DNS_TOKEN` (and `PATH`, nothing else of the server's) in their environment, and the
-//! challenge is set ready
-//! `dns_propagation_wait` seconds after the record was created.
+//! the order is done. dns-01: the `_acme-challenge` TXT record is created and removed by an RFC
+//! 2136 update signed with TSIG ([`super::rfc2136`]) or by certctl's hook scripts, which get
+//! `CERTCTL_DNS_DOMAIN`, `CERTCTL_DNS_FQDN`, `CERTCTL_DNS_VALUE`, `CERTCTL_DNS_TOKEN` and `PATH`
+//! (nothing else of the server's environment); the challenge is set ready `dns_propagation_wait`
+//! seconds after the record was created.
 
 use std::time::Duration;
 
 use instant_acme::{ChallengeHandle, ChallengeType};
 use serde::{Deserialize, Serialize};
 
+use super::rfc2136::DynamicUpdate;
 use super::OrderNotes;
 use crate::db::Db;
 use crate::issuers::connectors::ConfigReader;
@@ -25,11 +26,20 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
 pub enum ChallengeKind {
     Http01,
     Dns01 {
-        present_script: String,
-        cleanup_script: Option<String>,
+        /// How records are written: an RFC 2136 update, or the hook scripts.
+        writer: DnsWriter,
         /// Wait between creating the record and asking the CA to look.
         propagation_wait: Duration,
     },
+}
+
+/// How dns-01 records are created and removed.
+#[derive(Clone, Debug)]
+pub enum DnsWriter {
+    /// RFC 2136 dynamic update with TSIG to the zone's primary.
+    Update(Box<DynamicUpdate>),
+    /// certctl's hook scripts.
+    Scripts { present: String, cleanup: Option<String> },
 }
 
 /// A dns-01 record presented for an order.
@@ -48,11 +58,22 @@ impl ChallengeKind {
     pub fn from_config(config: &ConfigReader<'_>) -> Result<ChallengeKind, IssueFailure> {
         match config.text("challenge_type")?.as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("http-01") => Ok(ChallengeKind::Http01),
-            Some("dns-01") => Ok(ChallengeKind::Dns01 {
-                present_script: config.required("dns_present_script", "the hook that creates the TXT record")?,
-                cleanup_script: config.text("dns_cleanup_script")?,
-                propagation_wait: config.seconds("dns_propagation_wait")?.unwrap_or_default(),
-            }),
+            Some("dns-01") => {
+                let writer = match DynamicUpdate::from_config(config)? {
+                    Some(update) => DnsWriter::Update(Box::new(update)),
+                    None => DnsWriter::Scripts {
+                        present: config.required(
+                            "dns_present_script",
+                            "the hook that creates the TXT record, or dns_update_server for RFC 2136 updates",
+                        )?,
+                        cleanup: config.text("dns_cleanup_script")?,
+                    },
+                };
+                Ok(ChallengeKind::Dns01 {
+                    writer,
+                    propagation_wait: config.seconds("dns_propagation_wait")?.unwrap_or_default(),
+                })
+            }
             Some(other) => Err(config.error(format!("challenge_type {other:?} is not one of http-01, dns-01"))),
         }
     }
@@ -94,7 +115,7 @@ impl ChallengeKind {
                 })?;
                 Ok(None)
             }
-            ChallengeKind::Dns01 { present_script, propagation_wait, .. } => {
+            ChallengeKind::Dns01 { writer, propagation_wait } => {
                 let now = chrono::Utc::now().timestamp();
                 let domain = identifier.trim_start_matches("*.").to_owned();
                 let presented = match notes.records.iter().find(|r| r.token == challenge.token) {
@@ -108,7 +129,12 @@ impl ChallengeKind {
                             token: challenge.token.clone(),
                             presented_at: now,
                         };
-                        run_hook("dns_present_script", present_script, &record).await?;
+                        match writer {
+                            DnsWriter::Update(update) => update.set(&record.fqdn, &record.value, true).await?,
+                            DnsWriter::Scripts { present, .. } => {
+                                run_hook("dns_present_script", present, &record).await?
+                            }
+                        }
                         notes.records.push(record);
                         now
                     }
@@ -128,14 +154,20 @@ impl ChallengeKind {
                     tracing::warn!(order_id, error = %e, "withdrawing the http-01 answers failed");
                 }
             }
-            ChallengeKind::Dns01 { cleanup_script: Some(script), .. } => {
+            ChallengeKind::Dns01 { writer, .. } => {
                 for record in records {
-                    if let Err(e) = run_hook("dns_cleanup_script", script, record).await {
-                        tracing::warn!(order_id, fqdn = %record.fqdn, error = %e.message, "the DNS clean-up hook failed");
+                    let removed = match writer {
+                        DnsWriter::Update(update) => update.set(&record.fqdn, &record.value, false).await,
+                        DnsWriter::Scripts { cleanup: Some(script), .. } => {
+                            run_hook("dns_cleanup_script", script, record).await
+                        }
+                        DnsWriter::Scripts { cleanup: None, .. } => Ok(()),
+                    };
+                    if let Err(e) = removed {
+                        tracing::warn!(order_id, fqdn = %record.fqdn, error = %e.message, "removing a dns-01 record failed");
                     }
                 }
             }
-            ChallengeKind::Dns01 { cleanup_script: None, .. } => {}
         }
     }
 }

@@ -2,7 +2,8 @@
 //! (with External Account Binding when `eab_kid` / `eab_hmac_key` are set) and stored sealed so
 //! every replica uses it; orders for the certificate's names (with the issuer's `profile`),
 //! challenges answered by http-01 (any replica's challenge listener serves the answer from the
-//! database) or dns-01 (certctl's `dns_present_script` / `dns_cleanup_script` hooks), finalized
+//! database) or dns-01 (RFC 2136 updates with TSIG, or certctl's `dns_present_script` /
+//! `dns_cleanup_script` hooks), finalized
 //! with the order's CSR, the chain downloaded, and the CA's renewal window (RFC 9773 ARI) when its
 //! directory offers `renewalInfo`.
 //!
@@ -11,10 +12,12 @@
 //! call and a restart resumes from the order's URL.
 //!
 //! Config: `directory_url` (required), `email`, `challenge_type` (`http-01`, the default, or
-//! `dns-01`), `dns_present_script`, `dns_cleanup_script`, `dns_propagation_wait` (seconds),
+//! `dns-01`), `dns_update_server` and the TSIG fields of [`rfc2136`], or `dns_present_script` and
+//! `dns_cleanup_script`, `dns_propagation_wait` (seconds),
 //! `eab_kid`, `eab_hmac_key` (base64url, as CAs hand it out), `profile`, `tls_ca_file`.
 
 mod challenges;
+pub mod rfc2136;
 pub mod transport;
 
 use std::sync::Arc;
