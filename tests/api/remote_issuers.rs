@@ -82,9 +82,9 @@ async fn order(app: &TestApp, issuer: &str, name: &str) -> String {
     });
     let created: Value = app.post_certificate(&body).await.json().await.unwrap();
     let id = created["id"].as_str().unwrap().to_owned();
+    // The scan wakes the dispatcher itself; the job processor's round joins or follows it.
     run_loop(app, "renewal_scan").await;
-    let round = run_loop(app, "job_processor").await;
-    assert!(round["handed_over"].as_u64().unwrap_or(0) >= 1, "{round}");
+    run_loop(app, "job_processor").await;
     id
 }
 
