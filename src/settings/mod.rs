@@ -327,6 +327,97 @@ pub struct Settings {
     #[arg(long, env = "CERTCTL_ACME_PROFILE")]
     pub acme_profile: Option<String>,
 
+    /// Seeds `iss-digicert` (type digicert) with this CertCentral API key at start-up when no
+    /// issuer has that id (certctl's variables; edit the issuer through the API afterwards).
+    #[arg(long, env = "CERTCTL_DIGICERT_API_KEY", value_parser = parsers::secret_text)]
+    pub digicert_api_key: Option<Secret<String>>,
+
+    /// Organization id of the seeded DigiCert issuer.
+    #[arg(long, env = "CERTCTL_DIGICERT_ORG_ID")]
+    pub digicert_org_id: Option<u64>,
+
+    /// Product of the seeded DigiCert issuer (DigiCert's default: ssl_basic).
+    #[arg(long, env = "CERTCTL_DIGICERT_PRODUCT_TYPE")]
+    pub digicert_product_type: Option<String>,
+
+    /// API base of the seeded DigiCert issuer.
+    #[arg(long, env = "CERTCTL_DIGICERT_BASE_URL", value_parser = parsers::http_url)]
+    pub digicert_base_url: Option<String>,
+
+    /// Seeds `iss-sectigo` (type sectigo) when this, CERTCTL_SECTIGO_LOGIN and
+    /// CERTCTL_SECTIGO_PASSWORD are set and no issuer has that id.
+    #[arg(long, env = "CERTCTL_SECTIGO_CUSTOMER_URI")]
+    pub sectigo_customer_uri: Option<String>,
+
+    /// API user of the seeded Sectigo issuer.
+    #[arg(long, env = "CERTCTL_SECTIGO_LOGIN", value_parser = parsers::secret_text)]
+    pub sectigo_login: Option<Secret<String>>,
+
+    /// Password of the seeded Sectigo issuer's API user.
+    #[arg(long, env = "CERTCTL_SECTIGO_PASSWORD", value_parser = parsers::secret_text)]
+    pub sectigo_password: Option<Secret<String>>,
+
+    /// Organization id of the seeded Sectigo issuer.
+    #[arg(long, env = "CERTCTL_SECTIGO_ORG_ID")]
+    pub sectigo_org_id: Option<u64>,
+
+    /// Certificate profile id of the seeded Sectigo issuer.
+    #[arg(long, env = "CERTCTL_SECTIGO_CERT_TYPE")]
+    pub sectigo_cert_type: Option<u64>,
+
+    /// Term in days of the seeded Sectigo issuer (Sectigo's default: 365).
+    #[arg(long, env = "CERTCTL_SECTIGO_TERM")]
+    pub sectigo_term: Option<u64>,
+
+    /// API base of the seeded Sectigo issuer.
+    #[arg(long, env = "CERTCTL_SECTIGO_BASE_URL", value_parser = parsers::http_url)]
+    pub sectigo_base_url: Option<String>,
+
+    /// Seeds `iss-vault` (type vault) with this Vault URL when no issuer has that id.
+    #[arg(long, env = "CERTCTL_VAULT_ADDR", value_parser = parsers::http_url)]
+    pub vault_addr: Option<String>,
+
+    /// Token of the seeded Vault issuer.
+    #[arg(long, env = "CERTCTL_VAULT_TOKEN", value_parser = parsers::secret_text)]
+    pub vault_token: Option<Secret<String>>,
+
+    /// PKI mount of the seeded Vault issuer (default pki).
+    #[arg(long, env = "CERTCTL_VAULT_MOUNT")]
+    pub vault_mount: Option<String>,
+
+    /// PKI role of the seeded Vault issuer.
+    #[arg(long, env = "CERTCTL_VAULT_ROLE")]
+    pub vault_role: Option<String>,
+
+    /// Lifetime the seeded Vault issuer asks for (default 8760h).
+    #[arg(long, env = "CERTCTL_VAULT_TTL")]
+    pub vault_ttl: Option<String>,
+
+    /// Seeds `iss-globalsign` (type globalsign) when this and CERTCTL_GLOBALSIGN_API_KEY are set
+    /// and no issuer has that id.
+    #[arg(long, env = "CERTCTL_GLOBALSIGN_API_URL", value_parser = parsers::http_url)]
+    pub globalsign_api_url: Option<String>,
+
+    /// API key of the seeded GlobalSign issuer.
+    #[arg(long, env = "CERTCTL_GLOBALSIGN_API_KEY", value_parser = parsers::secret_text)]
+    pub globalsign_api_key: Option<Secret<String>>,
+
+    /// API secret of the seeded GlobalSign issuer.
+    #[arg(long, env = "CERTCTL_GLOBALSIGN_API_SECRET", value_parser = parsers::secret_text)]
+    pub globalsign_api_secret: Option<Secret<String>>,
+
+    /// Client certificate (PEM file) of the seeded GlobalSign issuer.
+    #[arg(long, env = "CERTCTL_GLOBALSIGN_CLIENT_CERT_PATH")]
+    pub globalsign_client_cert_path: Option<String>,
+
+    /// Client key (PEM file) of the seeded GlobalSign issuer.
+    #[arg(long, env = "CERTCTL_GLOBALSIGN_CLIENT_KEY_PATH")]
+    pub globalsign_client_key_path: Option<String>,
+
+    /// CA certificates (PEM file) trusted for Atlas's server, for the seeded GlobalSign issuer.
+    #[arg(long, env = "CERTCTL_GLOBALSIGN_SERVER_CA_PATH")]
+    pub globalsign_server_ca_path: Option<String>,
+
     /// Run the scheduler loops on their timers. false: they run only when
     /// POST /api/v1/admin/scheduler/{loop}/run asks (maintenance, tests).
     #[arg(long, env = "CERTCTL_SCHEDULER_ENABLED", default_value = "true", value_parser = parsers::boolean, action = clap::ArgAction::Set)]

@@ -209,12 +209,18 @@ pub fn legacy_keys(value: &str) -> Result<Secret<Vec<NamedKey>>, String> {
 }
 
 /// Variables whose values are never printed, not even when rejected.
-pub const SECRET_VARS: [&str; 5] = [
+pub const SECRET_VARS: [&str; 11] = [
     "CERTCTL_DATABASE_URL",
     "CERTCTL_API_KEYS_NAMED",
     "CERTCTL_AUTH_SECRET",
     "CERTCTL_CONFIG_ENCRYPTION_KEY",
     "CERTCTL_AGENT_BOOTSTRAP_TOKEN",
+    "CERTCTL_DIGICERT_API_KEY",
+    "CERTCTL_SECTIGO_LOGIN",
+    "CERTCTL_SECTIGO_PASSWORD",
+    "CERTCTL_VAULT_TOKEN",
+    "CERTCTL_GLOBALSIGN_API_KEY",
+    "CERTCTL_GLOBALSIGN_API_SECRET",
 ];
 
 /// Renders a clap error as one line: `invalid CERTCTL_X="value": what is accepted`.
@@ -251,6 +257,14 @@ fn env_name_of(rendered_arg: &str) -> Option<String> {
     let command = Cli::command();
     let arg = command.get_arguments().find(|a| a.get_long() == Some(long))?;
     arg.get_env().map(|e| e.to_string_lossy().into_owned())
+}
+
+/// A credential (an API key, a password, a token): any text that is not empty, never printed.
+pub fn secret_text(value: &str) -> Result<Secret<String>, String> {
+    if value.trim().is_empty() {
+        return Err("expected a value (it is masked in every listing)".into());
+    }
+    Ok(Secret::new(value.trim().to_owned()))
 }
 
 /// A passphrase of at least 16 characters.

@@ -9,6 +9,7 @@ impl Settings {
     /// Every setting with its effective value; secrets show only what is safe (key names).
     pub fn effective(&self) -> Vec<(&'static str, String)> {
         let opt_number = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let masked = |set: bool| if set { "***".to_string() } else { String::new() };
         let opt_path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
         let key_names = |keys: &Option<super::Secret<Vec<super::NamedKey>>>| {
             keys.as_ref()
@@ -104,6 +105,28 @@ impl Settings {
             ("CERTCTL_ACME_DNS_PRESENT_SCRIPT", self.acme_dns_present_script.clone().unwrap_or_default()),
             ("CERTCTL_ACME_DNS_CLEANUP_SCRIPT", self.acme_dns_cleanup_script.clone().unwrap_or_default()),
             ("CERTCTL_ACME_PROFILE", self.acme_profile.clone().unwrap_or_default()),
+            ("CERTCTL_DIGICERT_API_KEY", masked(self.digicert_api_key.is_some())),
+            ("CERTCTL_DIGICERT_ORG_ID", opt_number(self.digicert_org_id)),
+            ("CERTCTL_DIGICERT_PRODUCT_TYPE", self.digicert_product_type.clone().unwrap_or_default()),
+            ("CERTCTL_DIGICERT_BASE_URL", self.digicert_base_url.clone().unwrap_or_default()),
+            ("CERTCTL_SECTIGO_CUSTOMER_URI", self.sectigo_customer_uri.clone().unwrap_or_default()),
+            ("CERTCTL_SECTIGO_LOGIN", masked(self.sectigo_login.is_some())),
+            ("CERTCTL_SECTIGO_PASSWORD", masked(self.sectigo_password.is_some())),
+            ("CERTCTL_SECTIGO_ORG_ID", opt_number(self.sectigo_org_id)),
+            ("CERTCTL_SECTIGO_CERT_TYPE", opt_number(self.sectigo_cert_type)),
+            ("CERTCTL_SECTIGO_TERM", opt_number(self.sectigo_term)),
+            ("CERTCTL_SECTIGO_BASE_URL", self.sectigo_base_url.clone().unwrap_or_default()),
+            ("CERTCTL_VAULT_ADDR", self.vault_addr.clone().unwrap_or_default()),
+            ("CERTCTL_VAULT_TOKEN", masked(self.vault_token.is_some())),
+            ("CERTCTL_VAULT_MOUNT", self.vault_mount.clone().unwrap_or_default()),
+            ("CERTCTL_VAULT_ROLE", self.vault_role.clone().unwrap_or_default()),
+            ("CERTCTL_VAULT_TTL", self.vault_ttl.clone().unwrap_or_default()),
+            ("CERTCTL_GLOBALSIGN_API_URL", self.globalsign_api_url.clone().unwrap_or_default()),
+            ("CERTCTL_GLOBALSIGN_API_KEY", masked(self.globalsign_api_key.is_some())),
+            ("CERTCTL_GLOBALSIGN_API_SECRET", masked(self.globalsign_api_secret.is_some())),
+            ("CERTCTL_GLOBALSIGN_CLIENT_CERT_PATH", self.globalsign_client_cert_path.clone().unwrap_or_default()),
+            ("CERTCTL_GLOBALSIGN_CLIENT_KEY_PATH", self.globalsign_client_key_path.clone().unwrap_or_default()),
+            ("CERTCTL_GLOBALSIGN_SERVER_CA_PATH", self.globalsign_server_ca_path.clone().unwrap_or_default()),
             ("CERTCTL_SCHEDULER_ENABLED", self.scheduler_enabled.to_string()),
             ("CERTCTL_SCHEDULER_JITTER_PERCENT", self.scheduler_jitter_percent.to_string()),
             (

@@ -1,5 +1,7 @@
 //! Issuers seeded from certctl's environment variables at start-up (`CERTCTL_ACME_DIRECTORY_URL`
-//! and its companions give `iss-acme`), each only when no issuer has its id: after the first start
+//! gives `iss-acme`, `CERTCTL_DIGICERT_API_KEY` `iss-digicert`, `CERTCTL_SECTIGO_CUSTOMER_URI`
+//! with its login and password `iss-sectigo`, `CERTCTL_VAULT_ADDR` `iss-vault`,
+//! `CERTCTL_GLOBALSIGN_API_URL` with its key `iss-globalsign`), each only when no issuer has its id: after the first start
 //! the issuer belongs to the API, and editing it there is not undone by the next restart. Seeds go
 //! through the inventory like any creation (secrets sealed, an audit row by `env-seed`).
 
@@ -31,15 +33,65 @@ fn seeds(settings: &Settings) -> Vec<NewIssuer> {
                 config.insert(field.into(), json!(value));
             }
         }
-        seeds.push(NewIssuer {
-            id: Some("iss-acme".into()),
-            name: "ACME".into(),
-            issuer_type: "acme".into(),
-            config: Value::Object(config),
-            enabled: true,
-        });
+        seeds.push(seed("iss-acme", "ACME", "acme", config));
+    }
+    if let Some(api_key) = &settings.digicert_api_key {
+        let mut config = Map::new();
+        config.insert("api_key".into(), json!(api_key.expose()));
+        put(&mut config, "org_id", settings.digicert_org_id.map(|v| json!(v)));
+        put(&mut config, "product_type", settings.digicert_product_type.as_ref().map(|v| json!(v)));
+        put(&mut config, "base_url", settings.digicert_base_url.as_ref().map(|v| json!(v)));
+        seeds.push(seed("iss-digicert", "DigiCert", "digicert", config));
+    }
+    if let (Some(uri), Some(login), Some(password)) =
+        (&settings.sectigo_customer_uri, &settings.sectigo_login, &settings.sectigo_password)
+    {
+        let mut config = Map::new();
+        config.insert("customer_uri".into(), json!(uri));
+        config.insert("login".into(), json!(login.expose()));
+        config.insert("password".into(), json!(password.expose()));
+        put(&mut config, "org_id", settings.sectigo_org_id.map(|v| json!(v)));
+        put(&mut config, "cert_type", settings.sectigo_cert_type.map(|v| json!(v)));
+        put(&mut config, "term", settings.sectigo_term.map(|v| json!(v)));
+        put(&mut config, "base_url", settings.sectigo_base_url.as_ref().map(|v| json!(v)));
+        seeds.push(seed("iss-sectigo", "Sectigo", "sectigo", config));
+    }
+    if let Some(addr) = &settings.vault_addr {
+        let mut config = Map::new();
+        config.insert("addr".into(), json!(addr));
+        put(&mut config, "token", settings.vault_token.as_ref().map(|v| json!(v.expose())));
+        put(&mut config, "mount", settings.vault_mount.as_ref().map(|v| json!(v)));
+        put(&mut config, "role", settings.vault_role.as_ref().map(|v| json!(v)));
+        put(&mut config, "ttl", settings.vault_ttl.as_ref().map(|v| json!(v)));
+        seeds.push(seed("iss-vault", "Vault PKI", "vault", config));
+    }
+    if let (Some(url), Some(api_key)) = (&settings.globalsign_api_url, &settings.globalsign_api_key) {
+        let mut config = Map::new();
+        config.insert("api_url".into(), json!(url));
+        config.insert("api_key".into(), json!(api_key.expose()));
+        put(&mut config, "api_secret", settings.globalsign_api_secret.as_ref().map(|v| json!(v.expose())));
+        put(&mut config, "client_cert_path", settings.globalsign_client_cert_path.as_ref().map(|v| json!(v)));
+        put(&mut config, "client_key_path", settings.globalsign_client_key_path.as_ref().map(|v| json!(v)));
+        put(&mut config, "server_ca_path", settings.globalsign_server_ca_path.as_ref().map(|v| json!(v)));
+        seeds.push(seed("iss-globalsign", "GlobalSign Atlas", "globalsign", config));
     }
     seeds
+}
+
+fn seed(id: &str, name: &str, issuer_type: &str, config: Map<String, Value>) -> NewIssuer {
+    NewIssuer {
+        id: Some(id.into()),
+        name: name.into(),
+        issuer_type: issuer_type.into(),
+        config: Value::Object(config),
+        enabled: true,
+    }
+}
+
+fn put(config: &mut Map<String, Value>, field: &str, value: Option<Value>) {
+    if let Some(value) = value {
+        config.insert(field.into(), value);
+    }
 }
 
 /// Creates each seeded issuer that does not exist yet. The settings were checked when they were

@@ -362,3 +362,52 @@ async fn secrets_stored_in_clear_are_sealed_at_start_up_and_still_work() {
     let id = order(&next, "iss-clear", "sealed").await;
     job_reaches(&next, &id, "Completed", Duration::from_secs(20)).await;
 }
+
+#[actix_web::test]
+async fn certctls_vendor_variables_seed_issuers_that_issue() {
+    let fake = FakeCa::start(Vendor::DigiCert, Behaviour::default()).await;
+    let vault = FakeCa::start(Vendor::Vault, Behaviour::default()).await;
+    let ca_file = fake.tls_ca_file.display().to_string();
+    let app = server(&[
+        "--digicert-api-key",
+        "test-devkey",
+        "--digicert-org-id",
+        "4242",
+        "--digicert-base-url",
+        &fake.base_url,
+        "--vault-addr",
+        &vault.base_url,
+        "--vault-token",
+        "test-token",
+        "--vault-role",
+        "web",
+    ])
+    .await;
+    let issuer: Value = app.get("/api/v1/issuers/iss-digicert").await.json().await.unwrap();
+    assert_eq!(issuer["type"], "digicert");
+    assert_eq!(issuer["config"]["api_key"], "***");
+    assert_eq!(issuer["config"]["org_id"], 4242);
+    let vaulted: Value = app.get("/api/v1/issuers/iss-vault").await.json().await.unwrap();
+    assert_eq!(vaulted["config"]["token"], "***");
+    assert_eq!(vaulted["config"]["role"], "web");
+    let listing: Value = app.get("/api/v1/admin/config").await.json().await.unwrap();
+    let shown = listing.to_string();
+    assert!(!shown.contains("test-devkey") && !shown.contains("test-token"), "credentials never listed: {shown}");
+    // The fakes' TLS CA is not a variable of certctl's: it is added through the API, as an operator would.
+    for (id, file) in [("iss-digicert", &ca_file), ("iss-vault", &vault.tls_ca_file.display().to_string())] {
+        let shown: Value = app.get(&format!("/api/v1/issuers/{id}")).await.json().await.unwrap();
+        let mut config = shown["config"].clone();
+        config["tls_ca_file"] = json!(file);
+        let updated = app
+            .admin(Method::PUT, &format!("/api/v1/issuers/{id}"))
+            .json(&json!({"config": config}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(updated.status(), 200);
+    }
+    let id = order(&app, "iss-digicert", "seeded").await;
+    job_reaches(&app, &id, "Completed", Duration::from_secs(20)).await;
+    let id = order(&app, "iss-vault", "seeded-vault").await;
+    job_reaches(&app, &id, "Completed", Duration::from_secs(20)).await;
+}
