@@ -508,9 +508,6 @@ async fn outcome(db: &tokio_postgres::Client, prefix: &str, scan_at: f64) -> Out
 /// How many of the `prefix` certificates have a newest chain that `openssl verify` accepts under
 /// the fake CA's root.
 async fn verify_remote(server: &BenchServer, db: &tokio_postgres::Client, prefix: &str, root_pem: &str) -> i64 {
-    let dir = server.data_dir.join("verify");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("ca.pem"), root_pem).unwrap();
     let rows = db
         .query(
             "SELECT DISTINCT ON (certificate_id) pem_chain FROM certificate_versions \
@@ -519,24 +516,8 @@ async fn verify_remote(server: &BenchServer, db: &tokio_postgres::Client, prefix
         )
         .await
         .unwrap();
-    let mut files = Vec::with_capacity(rows.len());
-    for (i, row) in rows.iter().enumerate() {
-        let path = dir.join(format!("{i}.pem"));
-        std::fs::write(&path, row.get::<_, String>(0)).unwrap();
-        files.push(path);
-    }
-    let mut ok = 0i64;
-    for chunk in files.chunks(500) {
-        let output = std::process::Command::new("openssl")
-            .args(["verify", "-CAfile"])
-            .arg(dir.join("ca.pem"))
-            .args(chunk)
-            .output()
-            .expect("running openssl");
-        ok += String::from_utf8_lossy(&output.stdout).lines().filter(|l| l.ends_with(": OK")).count() as i64;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    ok
+    let chains: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    harness::verify::openssl_verified(&server.data_dir.join("verify"), root_pem, &chains)
 }
 
 /// The poll schedule's own length for one order: `polls` "pending" answers and the issuing poll,

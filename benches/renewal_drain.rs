@@ -176,9 +176,6 @@ async fn verify_all(server: &BenchServer, db: &tokio_postgres::Client, count: i6
         .text()
         .await
         .unwrap();
-    let dir = server.data_dir.join("verify");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca).unwrap();
     let rows = db
         .query(
             "SELECT DISTINCT ON (certificate_id) certificate_id, pem_chain FROM certificate_versions \
@@ -187,22 +184,6 @@ async fn verify_all(server: &BenchServer, db: &tokio_postgres::Client, count: i6
         )
         .await
         .unwrap();
-    let mut files = Vec::with_capacity(rows.len());
-    for (i, row) in rows.iter().enumerate() {
-        let path = dir.join(format!("{i}.pem"));
-        std::fs::write(&path, row.get::<_, String>(1)).unwrap();
-        files.push(path);
-    }
-    let mut ok = 0i64;
-    for chunk in files.chunks(500) {
-        let output = std::process::Command::new("openssl")
-            .args(["verify", "-CAfile"])
-            .arg(dir.join("ca.pem"))
-            .args(chunk)
-            .output()
-            .expect("running openssl");
-        ok += String::from_utf8_lossy(&output.stdout).lines().filter(|l| l.ends_with(": OK")).count() as i64;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    ok.min(count)
+    let chains: Vec<String> = rows.iter().map(|row| row.get(1)).collect();
+    harness::verify::openssl_verified(&server.data_dir.join("verify"), &ca, &chains).min(count)
 }

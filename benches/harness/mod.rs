@@ -9,6 +9,7 @@
 //! - [`load`]: open-model streams and the closed-loop ceiling.
 //! - [`sampler`]: the server's peak RSS during a phase.
 //! - [`seed`]: managed certificates in set-based chunks.
+//! - [`verify`]: issued chains checked with `openssl verify`.
 //! - [`report`]: verdicts against certctl's contract and our goal, text and JSON output.
 
 #![allow(dead_code)]
@@ -18,3 +19,4 @@ pub mod report;
 pub mod sampler;
 pub mod seed;
 pub mod server;
+pub mod verify;
