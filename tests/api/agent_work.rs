@@ -160,7 +160,8 @@ async fn csrs_with_foreign_names_or_garbage_are_refused() {
     let body = json!({"certificate_id": setup.certificate, "csr_pem": csr_for(&names, &key)});
     let path = format!("/api/v1/agents/{other}/csr");
     let response = as_agent(&app, &other_key, Method::POST, &path).json(&body).send().await.unwrap();
-    assert_problem(response, 404, "not-found").await;
+    let problem = assert_problem(response, 422, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "certificate_id", "{problem}");
 
     assert_eq!(job(&app, &job_id).await["status"], "AwaitingCSR", "still waiting for a good CSR");
 }

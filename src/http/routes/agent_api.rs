@@ -15,7 +15,7 @@ use certctl_actors::agents::work::{CsrOutcome, Pickup, ReportOutcome};
 use certctl_actors::domain::agent::HostInfo;
 use certctl_actors::domain::agent_work::{CsrSubmission, StatusReport};
 use certctl_actors::domain::job::Job;
-use certctl_actors::domain::validation::Violations;
+use certctl_actors::domain::validation::{FieldError, Violations};
 use certctl_actors::queries::agent_work::{IssuedChain, WorkItem};
 
 use super::agents::not_found;
@@ -142,11 +142,11 @@ pub struct AgentWorkBatch {
             body = Job),
         (status = 403, description = "Neither the agent's own key nor an admin key (`forbidden`).",
             content_type = "application/problem+json", body = crate::http::problem::Problem),
-        (status = 404, description = "No issuance or renewal job (or not the one named) of the certificate for a target of this agent (`not-found`).", content_type = "application/problem+json", body = crate::http::problem::Problem),
+        (status = 404, description = "No agent with this id (`not-found`).", content_type = "application/problem+json", body = crate::http::problem::Problem),
         (status = 409, description = "The job is not AwaitingCSR (`wrong-state`), another agent holds its lease (`leased-to-another-agent`), or it changed between the check and the write (`changed-meanwhile`).", content_type = "application/problem+json", body = crate::http::problem::Problem),
         (status = 410, description = "The agent is retired: its key, or an admin key acting for it, is refused (`gone`).",
             content_type = "application/problem+json", body = crate::http::problem::Problem),
-        (status = 422, description = "Invalid fields, or a CSR that does not parse, is not self-signed correctly, or does not match the certificate's names or profile (`validation-failed`).", content_type = "application/problem+json", body = crate::http::problem::Problem),
+        (status = 422, description = "Invalid fields; a `certificate_id`/`job_id` naming no issuance or renewal job of a certificate bound to this agent's targets; or a CSR that does not parse, is not self-signed correctly, or does not match the certificate's names or profile (`validation-failed`).", content_type = "application/problem+json", body = crate::http::problem::Problem),
     )
 )]
 #[tracing::instrument(skip_all, fields(agent_id = %id.0))]
@@ -162,10 +162,15 @@ pub async fn submit_csr(
     match state.engine.agent_work().submit_csr(&agent, body.0, actor.0).await? {
         CsrOutcome::Accepted(job) => Ok(HttpResponse::Accepted().json(job)),
         CsrOutcome::Invalid(errors) => Err(ApiError::Validation(errors)),
-        CsrOutcome::NoJob => Err(ApiError::NotFound(format!(
-            "no issuance or renewal job{} of certificate {certificate_id} for a target of agent {agent}",
-            job_id.as_deref().map(|j| format!(" {j}")).unwrap_or_default()
-        ))),
+        // The path's agent exists; what is missing is what the body names, so this is a request
+        // that refers to nothing, answered like every other dangling reference in a body (422).
+        CsrOutcome::NoJob => Err(ApiError::Validation(vec![FieldError {
+            field: if job_id.is_some() { "job_id" } else { "certificate_id" }.to_string(),
+            message: format!(
+                "no issuance or renewal job{} of certificate {certificate_id} for a target of agent {agent}",
+                job_id.as_deref().map(|j| format!(" {j}")).unwrap_or_default()
+            ),
+        }])),
         CsrOutcome::NotAwaitingCsr { job_id, status } => Err(ApiError::Conflict(
             Conflict::WrongState,
             format!("job {job_id} is {status}; a CSR is only accepted while it is AwaitingCSR"),
