@@ -288,6 +288,10 @@ pub struct Settings {
     #[arg(long, env = "CERTCTL_GLOBALSIGN_POLL_MAX_WAIT_SECONDS", value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     pub globalsign_poll_max_wait_seconds: Option<u64>,
 
+    /// Poll budget, in seconds, for Entrust issuers without poll_max_wait_seconds.
+    #[arg(long, env = "CERTCTL_ENTRUST_POLL_MAX_WAIT_SECONDS", value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub entrust_poll_max_wait_seconds: Option<u64>,
+
     /// Orders the CA poller works on at once per issuer, on each replica.
     #[arg(long, env = "CERTCTL_ASYNC_POLL_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub async_poll_concurrency: u32,
@@ -417,6 +421,49 @@ pub struct Settings {
     /// CA certificates (PEM file) trusted for Atlas's server, for the seeded GlobalSign issuer.
     #[arg(long, env = "CERTCTL_GLOBALSIGN_SERVER_CA_PATH")]
     pub globalsign_server_ca_path: Option<String>,
+
+    /// Seeds `iss-entrust` (type entrust) when this and CERTCTL_ENTRUST_CA_ID are set and no
+    /// issuer has that id.
+    #[arg(long, env = "CERTCTL_ENTRUST_API_URL", value_parser = parsers::http_url)]
+    pub entrust_api_url: Option<String>,
+
+    /// Client certificate (PEM file) of the seeded Entrust issuer (CA Gateway uses mutual TLS).
+    #[arg(long, env = "CERTCTL_ENTRUST_CLIENT_CERT_PATH")]
+    pub entrust_client_cert_path: Option<String>,
+
+    /// Client key (PEM file) of the seeded Entrust issuer.
+    #[arg(long, env = "CERTCTL_ENTRUST_CLIENT_KEY_PATH")]
+    pub entrust_client_key_path: Option<String>,
+
+    /// CA id (in CA Gateway) of the seeded Entrust issuer.
+    #[arg(long, env = "CERTCTL_ENTRUST_CA_ID")]
+    pub entrust_ca_id: Option<String>,
+
+    /// Enrollment profile id of the seeded Entrust issuer.
+    #[arg(long, env = "CERTCTL_ENTRUST_PROFILE_ID")]
+    pub entrust_profile_id: Option<String>,
+
+    /// Seeds `iss-stepca` (type stepca) when set and no issuer has that id.
+    #[arg(long, env = "CERTCTL_STEPCA_URL", value_parser = parsers::http_url)]
+    pub stepca_url: Option<String>,
+
+    /// Root certificate (PEM file) of the seeded step-ca issuer: trusted for its TLS, and its
+    /// fingerprint goes into each token.
+    #[arg(long, env = "CERTCTL_STEPCA_ROOT_CERT")]
+    pub stepca_root_cert: Option<String>,
+
+    /// JWK provisioner name of the seeded step-ca issuer.
+    #[arg(long, env = "CERTCTL_STEPCA_PROVISIONER")]
+    pub stepca_provisioner: Option<String>,
+
+    /// The provisioner's private key file (a JWK, encrypted as `step crypto jwk create` writes
+    /// it, or plain) of the seeded step-ca issuer.
+    #[arg(long, env = "CERTCTL_STEPCA_KEY_PATH")]
+    pub stepca_key_path: Option<String>,
+
+    /// Password that decrypts the seeded step-ca issuer's provisioner key.
+    #[arg(long, env = "CERTCTL_STEPCA_PASSWORD", value_parser = parsers::secret_text)]
+    pub stepca_password: Option<Secret<String>>,
 
     /// Run the scheduler loops on their timers. false: they run only when
     /// POST /api/v1/admin/scheduler/{loop}/run asks (maintenance, tests).

@@ -209,7 +209,7 @@ pub fn legacy_keys(value: &str) -> Result<Secret<Vec<NamedKey>>, String> {
 }
 
 /// Variables whose values are never printed, not even when rejected.
-pub const SECRET_VARS: [&str; 11] = [
+pub const SECRET_VARS: [&str; 12] = [
     "CERTCTL_DATABASE_URL",
     "CERTCTL_API_KEYS_NAMED",
     "CERTCTL_AUTH_SECRET",
@@ -221,6 +221,7 @@ pub const SECRET_VARS: [&str; 11] = [
     "CERTCTL_VAULT_TOKEN",
     "CERTCTL_GLOBALSIGN_API_KEY",
     "CERTCTL_GLOBALSIGN_API_SECRET",
+    "CERTCTL_STEPCA_PASSWORD",
 ];
 
 /// Renders a clap error as one line: `invalid CERTCTL_X="value": what is accepted`.

@@ -82,6 +82,7 @@ fn poll_budgets(settings: &Settings) -> PollBudgets {
         ("digicert", settings.digicert_poll_max_wait_seconds),
         ("sectigo", settings.sectigo_poll_max_wait_seconds),
         ("globalsign", settings.globalsign_poll_max_wait_seconds),
+        ("entrust", settings.entrust_poll_max_wait_seconds),
     ]
     .into_iter()
     .filter_map(|(t, s)| s.map(|s| (t, seconds(s))))

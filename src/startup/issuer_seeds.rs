@@ -1,7 +1,8 @@
 //! Issuers seeded from certctl's environment variables at start-up (`CERTCTL_ACME_DIRECTORY_URL`
 //! gives `iss-acme`, `CERTCTL_DIGICERT_API_KEY` `iss-digicert`, `CERTCTL_SECTIGO_CUSTOMER_URI`
 //! with its login and password `iss-sectigo`, `CERTCTL_VAULT_ADDR` `iss-vault`,
-//! `CERTCTL_GLOBALSIGN_API_URL` with its key `iss-globalsign`), each only when no issuer has its id: after the first start
+//! `CERTCTL_GLOBALSIGN_API_URL` with its key `iss-globalsign`, `CERTCTL_ENTRUST_API_URL` with its
+//! CA id `iss-entrust`, `CERTCTL_STEPCA_URL` `iss-stepca`), each only when no issuer has its id: after the first start
 //! the issuer belongs to the API, and editing it there is not undone by the next restart. Seeds go
 //! through the inventory like any creation (secrets sealed, an audit row by `env-seed`).
 
@@ -74,6 +75,24 @@ fn seeds(settings: &Settings) -> Vec<NewIssuer> {
         put(&mut config, "client_key_path", settings.globalsign_client_key_path.as_ref().map(|v| json!(v)));
         put(&mut config, "server_ca_path", settings.globalsign_server_ca_path.as_ref().map(|v| json!(v)));
         seeds.push(seed("iss-globalsign", "GlobalSign Atlas", "globalsign", config));
+    }
+    if let (Some(url), Some(ca_id)) = (&settings.entrust_api_url, &settings.entrust_ca_id) {
+        let mut config = Map::new();
+        config.insert("api_url".into(), json!(url));
+        config.insert("ca_id".into(), json!(ca_id));
+        put(&mut config, "profile_id", settings.entrust_profile_id.as_ref().map(|v| json!(v)));
+        put(&mut config, "client_cert_path", settings.entrust_client_cert_path.as_ref().map(|v| json!(v)));
+        put(&mut config, "client_key_path", settings.entrust_client_key_path.as_ref().map(|v| json!(v)));
+        seeds.push(seed("iss-entrust", "Entrust CA Gateway", "entrust", config));
+    }
+    if let Some(url) = &settings.stepca_url {
+        let mut config = Map::new();
+        config.insert("ca_url".into(), json!(url));
+        put(&mut config, "root_cert_path", settings.stepca_root_cert.as_ref().map(|v| json!(v)));
+        put(&mut config, "provisioner_name", settings.stepca_provisioner.as_ref().map(|v| json!(v)));
+        put(&mut config, "provisioner_key_path", settings.stepca_key_path.as_ref().map(|v| json!(v)));
+        put(&mut config, "provisioner_password", settings.stepca_password.as_ref().map(|v| json!(v.expose())));
+        seeds.push(seed("iss-stepca", "step-ca", "stepca", config));
     }
     seeds
 }

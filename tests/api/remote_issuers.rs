@@ -1,4 +1,4 @@
-//! DigiCert, Sectigo, GlobalSign Atlas and Vault connectors through the real dispatcher and CA poller, against
+//! DigiCert, Sectigo, GlobalSign Atlas, Vault, Entrust and step-ca connectors through the real dispatcher and CA poller, against
 //! fakes speaking each vendor's wire format over HTTPS (`tests/api/fake_ca/`). Covered: issuance
 //! after several polls with the vendor's auth headers; a Retry-After honoured; 5xx answers and
 //! dropped connections polled through; the poll budget running out (job back to the scheduler,
@@ -7,7 +7,8 @@
 //! database; an order placed but not recorded before a crash found again by the CA's lookup
 //! (DigiCert, Sectigo) or failing clearly where the CA has none (Vault); rejection and refused
 //! credentials failing the job with the CA's words; mutual TLS; revocation reaching the CA with
-//! its reason; Vault's token renewed at half life; connection tests.
+//! its reason; Vault's token renewed at half life; connection tests. What only Entrust or step-ca
+//! does (approval pending, one-time tokens) is in `entrust_issuer` and `stepca_issuer`.
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,7 @@ use crate::renewal::run_loop;
 
 /// Server flags: polls every 100 ms at first, 500 ms at most, a short CA timeout (so a claim
 /// held by a stopped server runs out in 4 s).
-const FAST_POLLS: [&str; 8] = [
+pub(crate) const FAST_POLLS: [&str; 8] = [
     "--async-poll-initial-interval",
     "100ms",
     "--async-poll-max-interval",
@@ -31,14 +32,14 @@ const FAST_POLLS: [&str; 8] = [
     "server",
 ];
 
-async fn server(extra: &[&str]) -> TestApp {
+pub(crate) async fn server(extra: &[&str]) -> TestApp {
     let mut args: Vec<&str> = FAST_POLLS.to_vec();
     args.extend_from_slice(extra);
     TestApp::spawn_with(&args).await
 }
 
 /// The issuer config for `fake`.
-fn config(vendor: &Vendor, fake: &FakeCa) -> Value {
+pub(crate) fn config(vendor: &Vendor, fake: &FakeCa) -> Value {
     match vendor {
         Vendor::DigiCert => json!({"base_url": fake.base_url, "api_key": "test-devkey", "org_id": 4242,
                                    "tls_ca_file": fake.tls_ca_file}),
@@ -51,19 +52,22 @@ fn config(vendor: &Vendor, fake: &FakeCa) -> Value {
                                      "api_secret": "test-api-secret", "tls_ca_file": fake.tls_ca_file,
                                      "client_cert_path": fake.client_cert_path,
                                      "client_key_path": fake.client_key_path}),
+        Vendor::Entrust | Vendor::StepCa => fake.issuer_config(),
     }
 }
 
-fn type_name(vendor: &Vendor) -> &'static str {
+pub(crate) fn type_name(vendor: &Vendor) -> &'static str {
     match vendor {
         Vendor::DigiCert => "digicert",
         Vendor::Sectigo => "sectigo",
         Vendor::Vault => "vault",
         Vendor::GlobalSign => "globalsign",
+        Vendor::Entrust => "entrust",
+        Vendor::StepCa => "stepca",
     }
 }
 
-async fn create_issuer(app: &TestApp, id: &str, issuer_type: &str, config: Value) {
+pub(crate) async fn create_issuer(app: &TestApp, id: &str, issuer_type: &str, config: Value) {
     let response = app
         .admin(Method::POST, "/api/v1/issuers")
         .json(&json!({"id": id, "name": id, "type": issuer_type, "config": config}))
@@ -74,7 +78,7 @@ async fn create_issuer(app: &TestApp, id: &str, issuer_type: &str, config: Value
 }
 
 /// A certificate from `issuer`, handed to the CA poller; answers its id.
-async fn order(app: &TestApp, issuer: &str, name: &str) -> String {
+pub(crate) async fn order(app: &TestApp, issuer: &str, name: &str) -> String {
     let cn = format!("{name}.example.test");
     let body = json!({
         "name": name, "common_name": cn, "sans": [cn], "environment": "production", "owner_id": "o-alice",
@@ -88,13 +92,13 @@ async fn order(app: &TestApp, issuer: &str, name: &str) -> String {
     id
 }
 
-async fn job_of(app: &TestApp, certificate_id: &str) -> Value {
+pub(crate) async fn job_of(app: &TestApp, certificate_id: &str) -> Value {
     let jobs: Value = app.get(&format!("/api/v1/jobs?certificate_id={certificate_id}")).await.json().await.unwrap();
     jobs["data"].as_array().unwrap().iter().find(|j| j["type"] != "Deployment").cloned().unwrap()
 }
 
 /// Waits until the certificate's job is in `status` (or fails the test after `within`).
-async fn job_reaches(app: &TestApp, certificate_id: &str, status: &str, within: Duration) -> Value {
+pub(crate) async fn job_reaches(app: &TestApp, certificate_id: &str, status: &str, within: Duration) -> Value {
     let started = Instant::now();
     loop {
         let job = job_of(app, certificate_id).await;
@@ -106,18 +110,20 @@ async fn job_reaches(app: &TestApp, certificate_id: &str, status: &str, within: 
     }
 }
 
-async fn chain_of(app: &TestApp, certificate_id: &str) -> String {
+pub(crate) async fn chain_of(app: &TestApp, certificate_id: &str) -> String {
     let page: Value = app.get(&format!("/api/v1/certificates/{certificate_id}/versions")).await.json().await.unwrap();
     page["data"][0]["pem_chain"].as_str().unwrap().to_owned()
 }
 
-fn verifies(root: &str, chain: &str) -> bool {
+pub(crate) fn verifies(root: &str, chain: &str) -> bool {
     crate::renewal::openssl_verifies(root, chain)
 }
 
 #[actix_web::test]
 async fn each_vendor_issues_after_polls_and_revokes_with_its_reason() {
-    for vendor in [Vendor::DigiCert, Vendor::Sectigo, Vendor::Vault, Vendor::GlobalSign] {
+    let vendors =
+        [Vendor::DigiCert, Vendor::Sectigo, Vendor::Vault, Vendor::GlobalSign, Vendor::Entrust, Vendor::StepCa];
+    for vendor in vendors {
         let fake = FakeCa::start(vendor, Behaviour { pending_polls: 3, ..Default::default() }).await;
         let app = server(&[]).await;
         let name = type_name(&vendor);
@@ -139,13 +145,16 @@ async fn each_vendor_issues_after_polls_and_revokes_with_its_reason() {
         assert!(chain.starts_with("-----BEGIN CERTIFICATE-----"), "{name}: leaf first");
         assert!(verifies(&fake.root_pem(), &chain), "{name}: the chain verifies against the CA");
         assert_eq!(fake.submissions(), 1, "{name}: placed once");
-        if !matches!(vendor, Vendor::Vault) {
+        if !matches!(vendor, Vendor::Vault | Vendor::StepCa) {
             assert_eq!(fake.status_polls(), 4, "{name}: three pending answers, then issued");
         }
-        let auth = fake.requests().iter().all(|(_, path, auth)| {
-            path.contains("health") || path.contains("ca_chain") || path.ends_with("/login") || !auth.is_empty()
-        });
-        assert!(auth, "{name}: every call carried the credentials: {:?}", fake.requests());
+        // Entrust authenticates by the client certificate alone, step-ca by a token per request.
+        if !matches!(vendor, Vendor::Entrust | Vendor::StepCa) {
+            let auth = fake.requests().iter().all(|(_, path, auth)| {
+                path.contains("health") || path.contains("ca_chain") || path.ends_with("/login") || !auth.is_empty()
+            });
+            assert!(auth, "{name}: every call carried the credentials: {:?}", fake.requests());
+        }
 
         let revoked = app
             .admin(Method::POST, &format!("/api/v1/certificates/{id}/revoke"))
@@ -164,7 +173,8 @@ async fn each_vendor_issues_after_polls_and_revokes_with_its_reason() {
             Vendor::DigiCert => assert_eq!(reason, "key_compromise"),
             Vendor::Sectigo => assert_eq!(reason, "1"),
             Vendor::Vault => assert_eq!(reason, "", "Vault takes no reason"),
-            Vendor::GlobalSign => assert_eq!(reason, "keyCompromise"),
+            Vendor::GlobalSign | Vendor::Entrust => assert_eq!(reason, "keyCompromise"),
+            Vendor::StepCa => assert_eq!(reason, "1", "step-ca takes the reason code"),
         }
         let ca = app.get(&format!("/api/v1/issuers/{issuer}/ca")).await;
         assert_eq!(ca.status(), 200, "{name}: the issuer's chain is known");

@@ -55,6 +55,16 @@ impl<'a> ConfigReader<'a> {
         }
     }
 
+    /// An optional secret as it was given, spaces included (a password may hold them).
+    pub fn untrimmed(&self, field: &str) -> Result<Option<String>, IssueFailure> {
+        match self.config.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(self.error(format!("config field {field} must be a string"))),
+        }
+    }
+
     /// A required text field.
     pub fn required(&self, field: &str, what: &str) -> Result<String, IssueFailure> {
         self.text(field)?.ok_or_else(|| self.error(format!("config field {field} is required ({what})")))
@@ -156,6 +166,8 @@ pub async fn build_remote(
             "sectigo" => Arc::new(super::sectigo::SectigoIssuer::new(&context, &issuer_id, &reader)?),
             "globalsign" => Arc::new(super::globalsign::GlobalsignIssuer::new(&context, &issuer_id, &reader)?),
             "vault" => Arc::new(super::vault::VaultIssuer::new(&context, &issuer_id, &reader)?),
+            "entrust" => Arc::new(super::entrust::EntrustIssuer::new(&context, &issuer_id, &reader)?),
+            "stepca" => Arc::new(super::stepca::StepcaIssuer::new(&context, &issuer_id, &reader)?),
             other => {
                 return Err(IssueFailure::new(
                     ErrorClass::Validation,

@@ -9,11 +9,13 @@
 //!   on first use and storing it sealed so every replica signs with the same CA.
 //! - [`sealed_config`]: issuers' secret config fields, sealed at rest.
 //! - [`connectors`]: building a remote connector from its row; [`http`]: their HTTP client.
-//! - [`acme`], [`digicert`], [`globalsign`], [`sectigo`], [`vault`]: the remote connectors, one per CA.
+//! - [`acme`], [`digicert`], [`entrust`], [`globalsign`], [`sectigo`], [`stepca`], [`vault`]: the
+//!   remote connectors, one per CA.
 
 pub mod acme;
 pub mod connectors;
 pub mod digicert;
+pub mod entrust;
 pub mod globalsign;
 pub mod http;
 pub mod local;
@@ -21,6 +23,7 @@ pub mod registry;
 pub mod remote;
 pub mod sealed_config;
 pub mod sectigo;
+pub mod stepca;
 pub mod vault;
 
 use std::sync::Arc;

@@ -1,14 +1,16 @@
 //! Fake CAs for the connector tests and the benches: HTTPS servers on 127.0.0.1 (a random port)
 //! that speak the wire formats of DigiCert CertCentral, Sectigo SCM, GlobalSign Atlas HVCA and
-//! Vault PKI as research/vendors.md (§1, §2, §4, §5) describes them, sign the CSRs they receive
-//! with a throw-away CA, and misbehave on demand (a [`Behaviour`]): answer "not issued yet", 429
-//! with `Retry-After`, 500, close the connection without answering, refuse the order or the
-//! credentials, or require a client certificate.
+//! Vault PKI as research/vendors.md (§1, §2, §4, §5) describes them, of Entrust CA Gateway as
+//! research/entrust.md does, and of step-ca's JWK provisioner as research/stepca.md does. They
+//! sign the CSRs they receive with a throw-away CA, and misbehave on demand (a [`Behaviour`]):
+//! answer "not issued yet", 429 with `Retry-After`, 500, close the connection without answering,
+//! refuse the order or the credentials, or require a client certificate.
 //!
 //! - [`signing`]: the throw-away CA, and the leaves it signs from CSRs.
 //! - [`tls`]: the rustls server configurations (with and without mutual TLS).
 //! - [`server`]: the listener, hyper, and the request/answer types the vendors share.
-//! - [`digicert`], [`sectigo`], [`globalsign`], [`vault`]: one vendor's endpoints each.
+//! - [`digicert`], [`sectigo`], [`globalsign`], [`vault`], [`entrust`], [`stepca`]: one
+//!   vendor's endpoints each ([`stepca`] also makes the provisioner key and checks its tokens).
 //! - `self_test`: each fake's round trips and misbehaviours, with reqwest.
 //!
 //! A fake keeps its orders, counters, tokens and behaviour across [`FakeCa::stop`] and
@@ -19,10 +21,12 @@
 //! tests' helpers provide it, and a bench that includes this module (`#[path]`) provides its own.
 
 mod digicert;
+mod entrust;
 mod globalsign;
 mod sectigo;
 mod server;
 mod signing;
+mod stepca;
 mod tls;
 mod vault;
 
@@ -38,7 +42,17 @@ use tokio::task::JoinHandle;
 use crate::helpers::scratch_dir;
 use server::{Call, Reply};
 use signing::{Authority, Leaf, Subject};
+use stepca::Provisioner;
 use tls::ServerTls;
+
+/// Entrust's one CA id (PKIaaS style, `partition~ca`, so a client must keep the `~` in the path).
+pub const ENTRUST_CA_ID: &str = "certctl-test~ca1";
+/// Entrust's one enrollment profile.
+pub const ENTRUST_PROFILE_ID: &str = "certctl-tls";
+/// step-ca's one provisioner (JWK): its name (the tokens' `iss`) and the password its key is
+/// encrypted with.
+pub const STEP_CA_PROVISIONER: &str = "certctl";
+pub const STEP_CA_PASSWORD: &str = "test-password";
 
 /// The vendor a fake speaks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +62,13 @@ pub enum Vendor {
     /// Always mutual TLS, whatever the behaviour says.
     GlobalSign,
     Vault,
+    /// Entrust CA Gateway: always mutual TLS (its only authentication), one CA
+    /// ([`ENTRUST_CA_ID`]) and one profile ([`ENTRUST_PROFILE_ID`]); an enrollment that needs
+    /// approval is followed through the CA's certificate events.
+    Entrust,
+    /// step-ca with one JWK provisioner ([`STEP_CA_PROVISIONER`]): signs at once, authorized by a
+    /// one-time token signed with the provisioner key, which the fake makes at start.
+    StepCa,
 }
 
 impl Vendor {
@@ -57,7 +78,8 @@ impl Vendor {
             Vendor::DigiCert => digicert::BASE_PATH,
             Vendor::Sectigo => sectigo::BASE_PATH,
             Vendor::GlobalSign => globalsign::BASE_PATH,
-            Vendor::Vault => "",
+            Vendor::Entrust => entrust::BASE_PATH,
+            Vendor::Vault | Vendor::StepCa => "",
         }
     }
 
@@ -68,17 +90,24 @@ impl Vendor {
             Vendor::Sectigo => &["login", "password", "customeruri"],
             Vendor::GlobalSign => &["authorization"],
             Vendor::Vault => &["x-vault-token"],
+            // Entrust authenticates by client certificate alone; step-ca's token is in the body.
+            Vendor::Entrust | Vendor::StepCa => &[],
         }
     }
 }
 
 /// How a fake misbehaves. The counts are consumed one per status poll, in the order
 /// `dropped_connections`, `server_errors`, `rate_limited_polls`, then the order's own
-/// `pending_polls`; [`FakeCa::set_behaviour`] replaces what is left of them.
+/// `pending_polls`; [`FakeCa::set_behaviour`] replaces what is left of them. Entrust's status
+/// poll is `GET …/certificate-events`, which moves every pending order on at once; step-ca has no
+/// status poll, so its faults are consumed by `POST /sign` instead (after the token is accepted,
+/// so a client that retries must make a new token: the old one is spent).
 #[derive(Clone, Debug, Default)]
 pub struct Behaviour {
     /// Status polls answered "not issued yet" before the order is issued (DigiCert, Sectigo;
-    /// GlobalSign answers 202 with no body), counted per order.
+    /// GlobalSign answers 202 with no body), counted per order. Entrust: above 0, an enrollment
+    /// needs approval (201 `ACCEPTED`, no certificate) and stays out of the certificate events
+    /// for that many event polls. No effect on Vault and step-ca, which sign at once.
     pub pending_polls: u32,
     /// The first N status polls answer 429 with `Retry-After: retry_after_secs` (and the vendor's error body).
     pub rate_limited_polls: u32,
@@ -89,16 +118,22 @@ pub struct Behaviour {
     pub dropped_connections: u32,
     /// The CA refuses the order: DigiCert order status "rejected"; Sectigo status "Declined";
     /// Vault sign answers 400 {"errors":["..."]}; GlobalSign answers the submission 422
-    /// {"description":"request rejected by validation policy"} (still counted as a submission).
+    /// {"description":"request rejected by validation policy"}; Entrust answers the enrollment
+    /// 400 ErrorResponse `cagw-4000` "Enrollment rejected: …", and an enrollment already waiting
+    /// for approval is refused at its last event poll (it never appears among the events);
+    /// step-ca answers sign 403 "…certificate request does not contain the valid DNS names…".
+    /// A refused request still counts as a submission.
     pub reject: bool,
     /// Every call answers the vendor's auth failure (DigiCert 401
     /// {"errors":[{"code":"access_denied","message":"..."}]}, Sectigo 401
     /// {"code":-16,"description":"..."}, Vault 403 {"errors":["permission denied"]}, GlobalSign
-    /// 401 {"description":"invalid credentials"}, login included).
-    /// Vault's unauthenticated endpoints (`sys/health`, `pki/ca_chain`) still answer.
+    /// 401 {"description":"invalid credentials"}, login included; Entrust 403 ErrorResponse
+    /// `cagw-4003`, the client certificate not authorized; step-ca 401, sign and revoke).
+    /// Vault's unauthenticated endpoints (`sys/health`, `pki/ca_chain`) and step-ca's (`health`,
+    /// `roots`, `provisioners`…) still answer.
     pub refuse_credentials: bool,
     /// TLS requires a client certificate signed by the fake's CA (from the next connection on).
-    /// GlobalSign always does.
+    /// GlobalSign and Entrust always do.
     pub require_client_cert: bool,
 }
 
@@ -106,7 +141,8 @@ pub struct Behaviour {
 pub struct FakeCa {
     /// The connector's `base_url`: `https://127.0.0.1:PORT/services/v2` (DigiCert),
     /// `https://127.0.0.1:PORT/api` (Sectigo), `https://127.0.0.1:PORT/v2` (GlobalSign's
-    /// `api_url`), `https://127.0.0.1:PORT` (Vault's `addr`).
+    /// `api_url`), `https://127.0.0.1:PORT` (Vault's `addr`), `https://127.0.0.1:PORT/cagw`
+    /// (Entrust's `api_url`), `https://127.0.0.1:PORT` (step-ca's `ca_url`).
     pub base_url: String,
     /// PEM of the fake's CA: it issued the server's certificate (the connector's `tls_ca_file`).
     pub tls_ca_file: PathBuf,
@@ -135,6 +171,12 @@ impl FakeCa {
         ] {
             std::fs::write(path, pem).expect("writing the fake CA's files");
         }
+        let provisioner = (vendor == Vendor::StepCa).then(|| {
+            let provisioner = Provisioner::generate();
+            std::fs::write(dir.join(stepca::KEY_FILE), &provisioner.encrypted_key)
+                .expect("writing the fake step-ca's provisioner key");
+            provisioner
+        });
         let listener = listen(0).expect("binding the fake CA's port");
         let port = listener.local_addr().expect("the fake CA's port").port();
         let shared = Arc::new(Shared {
@@ -142,6 +184,7 @@ impl FakeCa {
             port,
             tls: ServerTls::new(&authority),
             authority,
+            provisioner,
             state: Mutex::new(State::new(behaviour)),
         });
         let server = Some(tokio::spawn(server::serve(listener, shared.clone())));
@@ -191,7 +234,9 @@ impl FakeCa {
     }
 
     /// The issuer config a connector needs to talk to this fake (the `config` of
-    /// `POST /api/v1/issuers`, of type `digicert`, `sectigo`, `globalsign` or `vault`).
+    /// `POST /api/v1/issuers`, of type `digicert`, `sectigo`, `globalsign`, `vault`, `entrust` or
+    /// `stepca`). Entrust's names the CA, the profile and the client certificate; step-ca's names
+    /// the provisioner, its encrypted key file and password, and the CA file as `root_cert_path`.
     pub fn issuer_config(&self) -> Value {
         let (base_url, ca) = (&self.base_url, &self.tls_ca_file);
         match self.shared.vendor {
@@ -208,27 +253,38 @@ impl FakeCa {
             Vendor::Vault => {
                 json!({"addr": base_url, "token": "test-token", "mount": "pki", "role": "web", "tls_ca_file": ca})
             }
+            Vendor::Entrust => json!({"api_url": base_url, "ca_id": ENTRUST_CA_ID, "profile_id": ENTRUST_PROFILE_ID,
+                                      "client_cert_path": self.client_cert_path,
+                                      "client_key_path": self.client_key_path, "tls_ca_file": ca}),
+            Vendor::StepCa => json!({"ca_url": base_url, "root_cert_path": ca,
+                                     "provisioner_name": STEP_CA_PROVISIONER,
+                                     "provisioner_key_path": self.provisioner_key_path(),
+                                     "provisioner_password": STEP_CA_PASSWORD}),
         }
     }
 
     /// Orders submitted (DigiCert POST order, Sectigo enroll, GlobalSign POST certificates, Vault
-    /// sign), refused ones included.
+    /// sign, Entrust POST enrollments, step-ca sign with an accepted token), refused ones included.
     pub fn submissions(&self) -> usize {
         self.shared.state().submissions
     }
 
     /// Status polls received (DigiCert GET order, Sectigo GET details, GlobalSign GET
-    /// certificate; 0 for Vault).
+    /// certificate, Entrust GET certificate-events; 0 for Vault and step-ca).
     pub fn status_polls(&self) -> usize {
         self.shared.state().status_polls
     }
 
     /// Revocations the CA accepted: (the id or serial from the path/body, the reason field as sent, "" without one).
+    /// step-ca: (the serial in decimal, `reasonCode` as a string). Entrust: a second revocation
+    /// of a revoked certificate succeeds without being recorded again.
     pub fn revocations(&self) -> Vec<(String, String)> {
         self.shared.state().revocations.clone()
     }
 
-    /// Every request: (method, path with query, the value of the auth header(s) it carried joined by ",").
+    /// Every request: (method, path with query, the value of the auth header(s) it carried joined by ",";
+    /// always "" for Entrust, whose client certificate is checked in the TLS handshake, and step-ca,
+    /// whose token is in the body).
     pub fn requests(&self) -> Vec<(String, String, String)> {
         self.shared.state().requests.clone()
     }
@@ -252,6 +308,34 @@ impl FakeCa {
     /// PEM of the CA that signs the leaves.
     pub fn root_pem(&self) -> String {
         self.shared.authority.ca_pem().to_string()
+    }
+
+    /// step-ca: the file holding the provisioner key, encrypted with [`STEP_CA_PASSWORD`] (a
+    /// compact JWE as `step` writes it). Panics for the other vendors.
+    pub fn provisioner_key_path(&self) -> PathBuf {
+        self.provisioner();
+        self.dir.join(stepca::KEY_FILE)
+    }
+
+    /// step-ca: the provisioner's private key as plain JWK JSON (for a config that gives the key
+    /// inline, or a test that makes its own tokens). Panics for the other vendors.
+    pub fn provisioner_jwk(&self) -> String {
+        self.provisioner().private_jwk.clone()
+    }
+
+    /// step-ca: the claims of every token it accepted, oldest first.
+    pub fn accepted_tokens(&self) -> Vec<Value> {
+        self.shared.state().accepted_tokens.clone()
+    }
+
+    /// step-ca: why each refused token was refused, oldest first (the answer itself only says
+    /// 401 and step-ca's generic message, as the real CA does).
+    pub fn token_errors(&self) -> Vec<String> {
+        self.shared.state().token_errors.clone()
+    }
+
+    fn provisioner(&self) -> &Provisioner {
+        self.shared.provisioner.as_ref().expect("only a step-ca fake has a provisioner")
     }
 }
 
@@ -280,6 +364,8 @@ struct Shared {
     port: u16,
     authority: Authority,
     tls: ServerTls,
+    /// step-ca's JWK provisioner (`None` for the other vendors).
+    provisioner: Option<Provisioner>,
     state: Mutex<State>,
 }
 
@@ -291,7 +377,8 @@ impl Shared {
 
     /// The TLS configuration for a connection that opens now.
     fn tls_config(&self) -> Arc<rustls::ServerConfig> {
-        self.tls.config(self.vendor == Vendor::GlobalSign || self.state().behaviour.require_client_cert)
+        let always = matches!(self.vendor, Vendor::GlobalSign | Vendor::Entrust);
+        self.tls.config(always || self.state().behaviour.require_client_cert)
     }
 
     fn record_request(&self, call: &Call) {
@@ -305,6 +392,8 @@ impl Shared {
             Vendor::Sectigo => sectigo::handle(self, call),
             Vendor::GlobalSign => globalsign::handle(self, call),
             Vendor::Vault => vault::handle(self, call),
+            Vendor::Entrust => entrust::handle(self, call),
+            Vendor::StepCa => stepca::handle(self, call),
         }
     }
 }
@@ -323,6 +412,11 @@ struct State {
     /// GlobalSign's logins that got a token, and the tokens still valid.
     logins: usize,
     tokens: HashSet<String>,
+    /// step-ca: the `jti`s of the tokens it accepted (each is good once), their claims, and why
+    /// refused ones were refused.
+    used_token_ids: HashSet<String>,
+    accepted_tokens: Vec<Value>,
+    token_errors: Vec<String>,
     revocations: Vec<(String, String)>,
     requests: Vec<(String, String, String)>,
 }
@@ -351,6 +445,8 @@ struct Order {
     /// "Not issued yet" answers given so far.
     pending_answers: u32,
     status: OrderStatus,
+    /// The reason given when it was revoked (`updated_at` says when).
+    revocation_reason: String,
 }
 
 enum OrderStatus {
@@ -388,6 +484,15 @@ enum PollFault {
     RateLimited { retry_after_secs: u64 },
 }
 
+/// What a status poll of every pending order at once (Entrust's certificate events) did.
+enum Sweep {
+    Fault(PollFault),
+    /// Signing a leaf failed (a bug in the fake, answered as a 500).
+    Failed(String),
+    /// Every pending order moved on.
+    Done,
+}
+
 /// What a status poll answers.
 enum Poll<'a> {
     Fault(PollFault),
@@ -409,6 +514,9 @@ impl State {
             token_since: Instant::now(),
             logins: 0,
             tokens: HashSet::new(),
+            used_token_ids: HashSet::new(),
+            accepted_tokens: Vec::new(),
+            token_errors: Vec::new(),
             revocations: Vec::new(),
             requests: Vec::new(),
         }
@@ -436,6 +544,7 @@ impl State {
             updated_at: chrono::Utc::now().timestamp(),
             pending_answers: 0,
             status: new.status,
+            revocation_reason: String::new(),
         });
         &self.orders[self.orders.len() - 1]
     }
@@ -462,6 +571,31 @@ impl State {
         let Some(index) = index else {
             return Poll::Unknown;
         };
+        match self.move_on(index, authority) {
+            Ok(()) => Poll::Order(&self.orders[index]),
+            Err(why) => Poll::Failed(why),
+        }
+    }
+
+    /// A status poll of every order at once (Entrust's certificate events): counted, then the
+    /// behaviour's faults in order, then each pending order moved on once as [`State::poll_at`]
+    /// moves one.
+    fn poll_all(&mut self, authority: &Authority) -> Sweep {
+        self.status_polls += 1;
+        if let Some(fault) = self.take_fault() {
+            return Sweep::Fault(fault);
+        }
+        for index in 0..self.orders.len() {
+            if let Err(why) = self.move_on(index, authority) {
+                return Sweep::Failed(why);
+            }
+        }
+        Sweep::Done
+    }
+
+    /// Moves a pending order on: one more "not issued yet" until it has given `pending_polls`
+    /// of them, then issued (signed now) or rejected. Other orders stay as they are.
+    fn move_on(&mut self, index: usize, authority: &Authority) -> Result<(), String> {
         let (pending_polls, reject) = (self.behaviour.pending_polls, self.behaviour.reject);
         let order = &mut self.orders[index];
         if matches!(order.status, OrderStatus::Pending) {
@@ -471,16 +605,13 @@ impl State {
                 order.status = OrderStatus::Rejected;
                 order.updated_at = chrono::Utc::now().timestamp();
             } else {
-                match authority.sign(&order.csr_pem, order.validity_secs, &order.serial, order.subject.as_ref()) {
-                    Ok(leaf) => {
-                        order.updated_at = leaf.issued_at;
-                        order.status = OrderStatus::Issued(leaf);
-                    }
-                    Err(why) => return Poll::Failed(why),
-                }
+                let leaf =
+                    authority.sign(&order.csr_pem, order.validity_secs, &order.serial, order.subject.as_ref())?;
+                order.updated_at = leaf.issued_at;
+                order.status = OrderStatus::Issued(leaf);
             }
         }
-        Poll::Order(&self.orders[index])
+        Ok(())
     }
 
     fn take_fault(&mut self) -> Option<PollFault> {
@@ -505,6 +636,7 @@ impl State {
         if let OrderStatus::Issued(leaf) = &order.status {
             order.status = OrderStatus::Revoked(leaf.clone());
             order.updated_at = chrono::Utc::now().timestamp();
+            order.revocation_reason = reason.to_string();
         }
         self.revocations.push((what.to_string(), reason.to_string()));
     }

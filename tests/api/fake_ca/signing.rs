@@ -4,7 +4,7 @@
 //! key and names, and is issued by the CA, so `leaf, CA` is a chain the connectors' checks
 //! accept (actors/src/crypto/remote_leaf.rs). A leaf's serial is chosen when the order comes in
 //! (GlobalSign names it in the submission's answer), and its names come from the CSR, or from the
-//! request where the vendor takes only the key from the CSR (GlobalSign).
+//! request where the vendor takes only the key from the CSR (GlobalSign, Entrust, step-ca).
 
 use std::net::IpAddr;
 
@@ -19,6 +19,7 @@ use time::{Duration, OffsetDateTime};
 /// A CA with its key, and the certificates it made for the fake's own TLS.
 pub(super) struct Authority {
     issuer: Issuer<'static, KeyPair>,
+    ca_common_name: String,
     ca_pem: String,
     ca_der: CertificateDer<'static>,
     server_cert_der: CertificateDer<'static>,
@@ -33,6 +34,7 @@ pub(super) struct Authority {
 #[derive(Clone, Debug)]
 pub(super) struct Leaf {
     pub pem: String,
+    pub der: Vec<u8>,
     /// The serial number's big-endian bytes.
     pub serial: Vec<u8>,
     /// When it was signed, and its validity, in Unix seconds.
@@ -41,7 +43,7 @@ pub(super) struct Leaf {
     pub not_after: i64,
 }
 
-/// What a leaf says when the request decides rather than the CSR (GlobalSign).
+/// What a leaf says when the request decides rather than the CSR (GlobalSign, Entrust, step-ca).
 #[derive(Clone, Debug)]
 pub(super) struct Subject {
     /// Empty: no subject common name.
@@ -62,6 +64,11 @@ impl Leaf {
     pub fn serial_colons(&self) -> String {
         self.serial.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
     }
+
+    /// The serial as step-ca writes it: decimal.
+    pub fn serial_decimal(&self) -> String {
+        decimal(&self.serial)
+    }
 }
 
 impl Authority {
@@ -69,8 +76,9 @@ impl Authority {
     /// a failure here is a bug in the fake, so it panics.
     pub fn generate(name: &str) -> Authority {
         let ca_key = KeyPair::generate().expect("generating the fake CA's key");
+        let ca_common_name = format!("certctl fake {name} CA");
         let mut ca_params = CertificateParams::default();
-        ca_params.distinguished_name = common_name(&format!("certctl fake {name} CA"));
+        ca_params.distinguished_name = common_name(&ca_common_name);
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params.key_usages =
             vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
@@ -95,6 +103,7 @@ impl Authority {
 
         Authority {
             issuer,
+            ca_common_name,
             ca_pem: ca_cert.pem(),
             ca_der: ca_cert.der().clone(),
             server_cert_der: server_cert.der().clone(),
@@ -107,6 +116,11 @@ impl Authority {
     /// The CA certificate, PEM.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// The CA's subject common name (the issuer of every leaf).
+    pub fn ca_common_name(&self) -> &str {
+        &self.ca_common_name
     }
 
     /// The CA certificate, DER (the root of trust for client certificates).
@@ -159,7 +173,14 @@ impl Authority {
         let (not_before, not_after) = (params.not_before.unix_timestamp(), params.not_after.unix_timestamp());
         let cert = csr.signed_by(&self.issuer).map_err(|e| format!("signing the leaf: {e}"))?;
         let issued_at = OffsetDateTime::now_utc().unix_timestamp();
-        Ok(Leaf { pem: cert.pem(), serial: serial.to_vec(), issued_at, not_before, not_after })
+        Ok(Leaf {
+            pem: cert.pem(),
+            der: cert.der().to_vec(),
+            serial: serial.to_vec(),
+            issued_at,
+            not_before,
+            not_after,
+        })
     }
 }
 
@@ -220,6 +241,37 @@ fn key_usage(oid: &str) -> Result<ExtendedKeyUsagePurpose, String> {
 /// Upper-case hex, no separators.
 pub(super) fn serial_hex(serial: &[u8]) -> String {
     serial.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// A big-endian unsigned integer in decimal, of any length (serials may be up to 20 bytes, more
+/// than any machine integer holds).
+pub(super) fn decimal(big_endian: &[u8]) -> String {
+    // Little-endian decimal digits, multiplied by 256 and added to, one byte at a time.
+    let mut digits: Vec<u32> = vec![0];
+    for &byte in big_endian {
+        let mut carry = u32::from(byte);
+        for digit in &mut digits {
+            let value = *digit * 256 + carry;
+            *digit = value % 10;
+            carry = value / 10;
+        }
+        while carry > 0 {
+            digits.push(carry % 10);
+            carry /= 10;
+        }
+    }
+    while digits.len() > 1 && digits.last() == Some(&0) {
+        digits.pop();
+    }
+    digits.iter().rev().map(|d| char::from_digit(*d, 10).unwrap_or('0')).collect()
+}
+
+/// DER as a PEM block with `label` (`CERTIFICATE REQUEST` for the CSRs that come in as base64 DER).
+pub(super) fn pem_block(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = body.as_bytes().chunks(64).filter_map(|line| std::str::from_utf8(line).ok()).collect();
+    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
 }
 
 /// 16 random bytes, positive and without a leading zero byte (a minimal DER INTEGER).
