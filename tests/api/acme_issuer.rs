@@ -5,13 +5,16 @@
 //! `GET /issuers/{id}/ca`, and revocation told to Pebble with its RFC 5280 reason; dns-01 through
 //! certctl's hook scripts writing TXT records into Pebble's DNS server; External Account Binding
 //! with a sealed HMAC key (stored sealed, shown masked, kept when sent back masked); a name the CA
-//! refuses failing the job with the CA's own words; `POST /issuers/{id}/test`.
+//! refuses failing the job with the CA's own words; `POST /issuers/{id}/test`; `preferred_chain`
+//! taking the alternate chain Pebble offers (`PEBBLE_ALTERNATE_ROOTS`), or keeping its default;
+//! the CA's renewal window (RFC 9773, supplied by `ari_shim` in front of Pebble) setting `renew_at`.
 
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::ari_shim::AriShim;
 use crate::helpers::{cluster, TestApp};
 use crate::pebble::{free_port, Pebble, PebbleOptions};
 use crate::renewal::run_loop;
@@ -251,7 +254,7 @@ async fn eab_with_a_sealed_key_and_a_refused_name() {
         http_port: app.http01_port.unwrap(),
         eab: Some(("kid-certctl".into(), hmac.into())),
         blocklist: vec!["blocked.certctl.test".into()],
-        dns_server: None,
+        ..Default::default()
     })
     .await;
     let created =
@@ -394,4 +397,61 @@ async fn dns01_by_rfc2136_update_to_a_real_authoritative_server() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(named.logs().matches("adding an RR at '_acme-challenge.dyn.test' TXT").count() >= 2, "{}", named.logs());
+}
+
+/// The common name of the subject of the first certificate in `pem`.
+fn subject_cn(pem: &str) -> String {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+    let cert = block.parse_x509().unwrap();
+    let cn = cert.subject().iter_common_name().next().unwrap().as_str().unwrap().to_owned();
+    cn
+}
+
+#[actix_web::test]
+async fn preferred_chain_picks_the_alternate_pebble_offers_or_keeps_the_default() {
+    let app = server().await;
+    let pebble =
+        Pebble::start(PebbleOptions { http_port: app.http01_port.unwrap(), alternate_roots: 1, ..Default::default() })
+            .await;
+    let (default_root, alternate_root) = (pebble.root_pem_at(0).await, pebble.root_pem_at(1).await);
+    let wanted = subject_cn(&alternate_root);
+    acme_issuer(&app, &pebble, "iss-alt", json!({"preferred_chain": wanted})).await;
+    acme_issuer(&app, &pebble, "iss-nobody", json!({"preferred_chain": "No Such Root CA"})).await;
+
+    let id = issue(&app, "iss-alt", &["alt.certctl.test"]).await;
+    let job = settled_job(&app, &id, &pebble).await;
+    assert_eq!(job["status"], "Completed", "{job}\n{}", pebble.logs());
+    let chain = newest_version(&app, &id).await["pem_chain"].as_str().unwrap().to_owned();
+    assert!(openssl_verifies(&alternate_root, &chain), "the alternate chain, up to {wanted}");
+    assert!(!openssl_verifies(&default_root, &chain), "not the default one");
+
+    let id = issue(&app, "iss-nobody", &["default.certctl.test"]).await;
+    let job = settled_job(&app, &id, &pebble).await;
+    assert_eq!(job["status"], "Completed", "{job}\n{}", pebble.logs());
+    let chain = newest_version(&app, &id).await["pem_chain"].as_str().unwrap().to_owned();
+    assert!(openssl_verifies(&default_root, &chain), "no chain matches: the CA's default is kept");
+}
+
+#[actix_web::test]
+async fn the_cas_renewal_window_sets_when_the_certificate_is_renewed() {
+    let app = server().await;
+    let pebble = Pebble::start(PebbleOptions { http_port: app.http01_port.unwrap(), ..Default::default() }).await;
+    let start = chrono::Utc::now() + chrono::Duration::days(20);
+    let end = start + chrono::Duration::days(2);
+    let shim = AriShim::start(&pebble, (start, end)).await;
+    acme_issuer(&app, &pebble, "iss-ari", json!({"directory_url": shim.directory_url})).await;
+    let test: Value =
+        app.admin(Method::POST, "/api/v1/issuers/iss-ari/test").send().await.unwrap().json().await.unwrap();
+    assert!(test.to_string().contains("offers renewal information"), "{test}");
+
+    let id = issue(&app, "iss-ari", &["ari.certctl.test"]).await;
+    let job = settled_job(&app, &id, &pebble).await;
+    assert_eq!(job["status"], "Completed", "{job}\n{}", pebble.logs());
+    let asked = shim.asked();
+    assert_eq!(asked.len(), 1, "the window of the new certificate was asked for: {asked:?}");
+    let db = cluster().admin_client_for(&app.db_name).await;
+    let renew_at: chrono::DateTime<chrono::Utc> =
+        db.query_one("SELECT renew_at FROM managed_certificates WHERE id = $1", &[&id]).await.unwrap().get(0);
+    // Pebble's certificates live 5 years: certctl's own rule would renew years from now.
+    assert!(renew_at >= start && renew_at <= end, "renew_at {renew_at} inside the CA's window {start}..{end}");
 }

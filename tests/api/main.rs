@@ -7,6 +7,7 @@ mod agent_heartbeats;
 mod agent_registration;
 mod agent_support;
 mod agent_work;
+mod ari_shim;
 mod audit;
 mod auth;
 mod bad_input;

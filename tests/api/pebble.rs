@@ -24,6 +24,9 @@ pub struct PebbleOptions {
     pub blocklist: Vec<String>,
     /// Resolve through this DNS server (`127.0.0.1:port`) instead of a challtestsrv of its own.
     pub dns_server: Option<String>,
+    /// Alternate chains offered with each certificate, each up to a root of its own
+    /// (`PEBBLE_ALTERNATE_ROOTS`).
+    pub alternate_roots: u32,
 }
 
 /// A running Pebble and its DNS server.
@@ -105,6 +108,7 @@ impl Pebble {
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", "0")
             .env("PEBBLE_AUTHZREUSE", "0")
+            .env("PEBBLE_ALTERNATE_ROOTS", options.alternate_roots.to_string())
             .stdin(Stdio::null())
             .stdout(log("pebble.log"))
             .stderr(log("pebble.err"))
@@ -148,7 +152,12 @@ impl Pebble {
 
     /// The root Pebble issues under (it changes at every start).
     pub async fn root_pem(&self) -> String {
-        let response = self.client.get(format!("{}/roots/0", self.management)).send().await.unwrap();
+        self.root_pem_at(0).await
+    }
+
+    /// Root `n`: 0 ends the default chain, 1… the alternates'.
+    pub async fn root_pem_at(&self, n: u32) -> String {
+        let response = self.client.get(format!("{}/roots/{n}", self.management)).send().await.unwrap();
         assert!(response.status().is_success());
         response.text().await.unwrap()
     }

@@ -14,8 +14,11 @@
 //! Config: `directory_url` (required), `email`, `challenge_type` (`http-01`, the default, or
 //! `dns-01`), `dns_update_server` and the TSIG fields of [`rfc2136`], or `dns_present_script` and
 //! `dns_cleanup_script`, `dns_propagation_wait` (seconds),
-//! `eab_kid`, `eab_hmac_key` (base64url, as CAs hand it out), `profile`, `tls_ca_file`.
+//! `eab_kid`, `eab_hmac_key` (base64url, as CAs hand it out), `profile`, `preferred_chain` (the
+//! common name that should have issued the chain's topmost certificate, see [`alternates`]),
+//! `tls_ca_file`.
 
+mod alternates;
 mod challenges;
 pub mod rfc2136;
 pub mod transport;
@@ -59,6 +62,10 @@ struct Inner {
     /// External Account Binding: key id and HMAC key.
     eab: Option<(String, Vec<u8>)>,
     profile: Option<String>,
+    /// The issuer common name the chain should end at (`preferred_chain`).
+    preferred_chain: Option<String>,
+    /// The alternate chains of certificate downloads, noted by the transport.
+    alternates: Arc<alternates::Alternates>,
     http: CaHttp,
     db: Db,
     sealing: Arc<SealingKey>,
@@ -111,6 +118,8 @@ impl AcmeIssuer {
                 challenge,
                 eab,
                 profile: config.text("profile")?,
+                preferred_chain: config.text("preferred_chain")?,
+                alternates: Arc::default(),
                 http: config.http(context.http)?,
                 db: context.db.clone(),
                 sealing: context.sealing.clone(),
@@ -165,7 +174,7 @@ fn failure(what: &str, error: instant_acme::Error) -> IssueFailure {
 
 impl Inner {
     fn transport(&self) -> Box<AcmeTransport> {
-        Box::new(AcmeTransport(self.http.clone()))
+        Box::new(AcmeTransport { http: self.http.clone(), alternates: self.alternates.clone() })
     }
 
     /// The issuer's account: loaded from the database, or created at the CA and stored sealed.
@@ -341,8 +350,54 @@ impl Inner {
                 detail: "the CA is issuing the certificate".into(),
             }));
         };
+        let chain_pem = match (&self.preferred_chain, order.state().certificate.clone()) {
+            (Some(preferred), Some(url)) => self.preferred(chain_pem, preferred, &url).await,
+            _ => chain_pem,
+        };
         let renewal_window = self.renewal_window(account, &chain_pem).await;
         Ok(Polled::status(OrderStatus::Issued { chain_pem, renewal_window }))
+    }
+
+    /// The first of the default chain and its alternates whose topmost certificate was issued
+    /// by `preferred`; the default when none was, or the alternates cannot be read (logged).
+    async fn preferred(&self, default: String, preferred: &str, certificate_url: &str) -> String {
+        let offered = self.alternates.take(certificate_url);
+        if alternates::top_issued_by(&default, preferred) || offered.is_empty() {
+            return default;
+        }
+        let signer = match self.account_signer().await {
+            Ok(signer) => signer,
+            Err(e) => {
+                tracing::warn!(issuer_id = %self.issuer_id, error = %e.message, "cannot read the alternate chains");
+                return default;
+            }
+        };
+        for url in offered {
+            match alternates::fetch(&self.http, &self.directory_url, &signer, &url).await {
+                Ok(chain) if alternates::top_issued_by(&chain, preferred) => return chain,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(issuer_id = %self.issuer_id, url = %url, error = %e.message, "reading an alternate chain failed");
+                }
+            }
+        }
+        tracing::info!(issuer_id = %self.issuer_id, preferred, "no chain the CA offers ends at the preferred issuer; keeping its default");
+        default
+    }
+
+    /// The account's key and URL, for the requests certctl signs itself.
+    async fn account_signer(&self) -> Result<alternates::AccountSigner, IssueFailure> {
+        let internal = |what: String| IssueFailure::new(ErrorClass::Internal, what);
+        let stored = self
+            .db
+            .run(LoadAcmeAccount { issuer_id: self.issuer_id.clone() })
+            .await
+            .map_err(|e| internal(format!("reading the ACME account: {e}")))?
+            .ok_or_else(|| internal("the ACME account is not stored".into()))?;
+        let json = self.sealing.open(&stored.credentials_sealed).map_err(|e| internal(format!("opening it: {e}")))?;
+        let credentials: serde_json::Value =
+            serde_json::from_slice(&json).map_err(|e| internal(format!("reading it: {e}")))?;
+        alternates::AccountSigner::from_credentials(&credentials, &stored.account_url).map_err(internal)
     }
 
     /// The CA's suggested renewal window for the leaf of `chain_pem` (RFC 9773), if its directory
