@@ -243,6 +243,31 @@ async fn dns01_through_the_hook_scripts() {
     }
     let cleaned = std::fs::read_to_string(dir.join("cleaned")).unwrap();
     assert_eq!(cleaned.trim(), "_acme-challenge.dns.certctl.test");
+
+    // A job cancelled while its record waits to propagate: the record is removed all the same.
+    acme_issuer(
+        &app,
+        &pebble,
+        "iss-pebble-slow-dns",
+        json!({"challenge_type": "dns-01", "dns_present_script": present, "dns_cleanup_script": cleanup,
+               "dns_propagation_wait": 2}),
+    )
+    .await;
+    let id = issue(&app, "iss-pebble-slow-dns", &["cancel.certctl.test"]).await;
+    let started = Instant::now();
+    while !std::fs::read_to_string(dir.join("presented")).unwrap().contains("cancel.certctl.test") {
+        assert!(started.elapsed() < Duration::from_secs(10), "the record was never presented");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let jobs: Value = app.get(&format!("/api/v1/jobs?certificate_id={id}")).await.json().await.unwrap();
+    let job_id = jobs["data"][0]["id"].as_str().unwrap().to_owned();
+    let cancelled = app.admin(Method::POST, &format!("/api/v1/jobs/{job_id}/cancel")).send().await.unwrap();
+    assert_eq!(cancelled.status(), 200, "{}", cancelled.text().await.unwrap());
+    let started = Instant::now();
+    while !std::fs::read_to_string(dir.join("cleaned")).unwrap().contains("_acme-challenge.cancel.certctl.test") {
+        assert!(started.elapsed() < Duration::from_secs(15), "the cancelled order's record was never removed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[actix_web::test]

@@ -36,8 +36,9 @@ pub async fn work(deps: OrderDeps, order: ClaimedOrder) {
     if order.step == OrderStep::Cancel {
         if let Err(e) = deps.db.run(CancelOrder { order_id: order.order_id.clone() }).await {
             tracing::warn!(order_id = %order.order_id, error = %e, "cancelling an order failed");
+            return;
         }
-        return;
+        return clean_up_cancelled(&deps, &order).await;
     }
     let entry = match deps.registry.entry(&order.issuer_id).await {
         Ok(entry) => entry,
@@ -81,11 +82,22 @@ pub async fn work(deps: OrderDeps, order: ClaimedOrder) {
                     settle(&deps, &order, &connector, request, reference, polled.state, polled.status, budget, None)
                         .await
                 }
-                Err(failure) => failed_call(&deps, &order, &connector, failure, budget, None).await,
+                Err(failure) => failed_call(&deps, &order, &connector, failure, budget, (reference, request)).await,
             }
         }
         OrderStep::Cancel => {}
     }
+}
+
+/// What the connector set up for a placed order whose job was cancelled (challenge answers, DNS
+/// records) goes with it; an order never placed has nothing to remove.
+async fn clean_up_cancelled(deps: &OrderDeps, order: &ClaimedOrder) {
+    let Some(external_id) = order.external_id.clone() else { return };
+    let Ok(entry) = deps.registry.entry(&order.issuer_id).await else { return };
+    let Connector::Remote(connector) = entry.connector else { return };
+    let Ok(mut request) = serde_json::from_value::<OrderRequest>(order.request.clone()) else { return };
+    request.csr_pem = order.csr_pem.clone();
+    connector.finished(OrderRef { external_id, state: order.external_state.clone() }, request).await;
 }
 
 async fn submit(
@@ -245,23 +257,24 @@ async fn park(deps: &OrderDeps, order: &ClaimedOrder, message: String, reopen: b
     }
 }
 
-/// A call that failed: transient failures poll again, the others end the job.
+/// A poll that failed: transient failures poll again, the others end the job, and the connector
+/// removes what it set up for the order (challenge answers, DNS records).
 async fn failed_call(
     deps: &OrderDeps,
     order: &ClaimedOrder,
     connector: &Arc<dyn RemoteIssuer>,
     failure: IssueFailure,
     budget: Duration,
-    external_id: Option<String>,
+    (reference, request): (OrderRef, OrderRequest),
 ) {
     let issuer_type = connector.issuer_type();
     if failure.class.transient() {
         metrics::counter!(CA_POLLS_TOTAL, "issuer_type" => issuer_type, "outcome" => "error").increment(1);
-        return pending(deps, order, issuer_type, external_id, None, failure.retry_after, failure.message, budget)
-            .await;
+        return pending(deps, order, issuer_type, None, None, failure.retry_after, failure.message, budget).await;
     }
     metrics::counter!(CA_POLLS_TOTAL, "issuer_type" => issuer_type, "outcome" => "failed").increment(1);
-    end_with_failure(deps, order, issuer_type, failure).await
+    end_with_failure(deps, order, issuer_type, failure).await;
+    connector.finished(reference, request).await;
 }
 
 /// Records the next try of a submission or recovery that got no answer (`reopen`: it surely
@@ -361,7 +374,8 @@ async fn complete(
         Ok(Err(why)) => {
             let failure =
                 IssueFailure::new(ErrorClass::Upstream4xx, format!("the CA's certificate was refused: {why}"));
-            return end_with_failure(deps, order, issuer_type, failure).await;
+            end_with_failure(deps, order, issuer_type, failure).await;
+            return connector.finished(reference, request).await;
         }
         Err(e) => {
             let failure = IssueFailure::new(ErrorClass::Internal, format!("the chain check thread failed: {e}"));
