@@ -1,13 +1,14 @@
-//! DigiCert, Sectigo, GlobalSign Atlas, Vault, Entrust and step-ca connectors through the real dispatcher and CA poller, against
-//! fakes speaking each vendor's wire format over HTTPS (`tests/api/fake_ca/`). Covered: issuance
-//! after several polls with the vendor's auth headers; a Retry-After honoured; 5xx answers and
-//! dropped connections polled through; the poll budget running out (job back to the scheduler,
-//! order parked) then the same order issued on a later claim, never placed twice; the issuer's
-//! own budget winning over the environment's; a server restart mid-order resumed from the
-//! database; an order placed but not recorded before a crash found again by the CA's lookup
-//! (DigiCert, Sectigo) or failing clearly where the CA has none (Vault); rejection and refused
-//! credentials failing the job with the CA's words; mutual TLS; revocation reaching the CA with
-//! its reason; Vault's token renewed at half life; connection tests. What only Entrust or step-ca
+//! DigiCert, Sectigo, GlobalSign Atlas, Vault, Entrust and step-ca connectors through the real
+//! dispatcher and CA poller, against fakes speaking each vendor's wire format over HTTPS
+//! (`tests/api/fake_ca/`). Covered, for every vendor: issuance (after several polls for the
+//! asynchronous ones) and revocation reaching the CA with its reason; rejection and refused
+//! credentials failing the job with the CA's words. For each asynchronous vendor: a Retry-After
+//! honoured, 5xx answers and dropped connections polled through, a server restart mid-order
+//! resumed from the database. Also: the poll budget running out (job back to the scheduler, order
+//! parked) then the same order issued on a later claim, never placed twice; the issuer's own
+//! budget winning over the environment's; an order placed but not recorded before a crash found
+//! again by the CA's lookup (DigiCert, Sectigo) or failing clearly where the CA has none (Vault);
+//! mutual TLS; Vault's token renewed at half life; connection tests. What only Entrust or step-ca
 //! does (approval pending, one-time tokens) is in `entrust_issuer` and `stepca_issuer`.
 
 use std::time::{Duration, Instant};
@@ -183,30 +184,38 @@ async fn each_vendor_issues_after_polls_and_revokes_with_its_reason() {
 
 #[actix_web::test]
 async fn retry_after_5xx_and_dropped_connections_are_polled_through() {
-    let behaviour = Behaviour {
-        dropped_connections: 1,
-        server_errors: 2,
-        rate_limited_polls: 1,
-        retry_after_secs: 2,
-        pending_polls: 1,
-        ..Default::default()
-    };
-    let fake = FakeCa::start(Vendor::DigiCert, behaviour).await;
-    let app = server(&[]).await;
-    create_issuer(&app, "iss-dc", "digicert", config(&Vendor::DigiCert, &fake)).await;
-    let started = Instant::now();
-    let id = order(&app, "iss-dc", "flaky").await;
-    job_reaches(&app, &id, "Completed", Duration::from_secs(30)).await;
-    assert!(started.elapsed() >= Duration::from_secs(2), "the CA's Retry-After of 2 s was waited out");
-    assert_eq!(fake.status_polls(), 6, "a drop, two 500s, a 429, a pending, then issued");
-    assert_eq!(fake.submissions(), 1);
-    let metrics = app.metrics_text().await;
-    assert!(
-        metrics.contains(
-            "certctl_ca_request_errors_total{issuer=\"iss-dc\",endpoint=\"order_info\",error_class=\"rate_limited\"} 1"
-        ),
-        "{metrics}"
-    );
+    // Each asynchronous vendor, with the endpoint its status polls are measured under.
+    let vendors = [
+        (Vendor::DigiCert, "order_info"),
+        (Vendor::Sectigo, "details"),
+        (Vendor::GlobalSign, "certificate_status"),
+        (Vendor::Entrust, "certificate_events"),
+    ];
+    for (vendor, endpoint) in vendors {
+        let behaviour = Behaviour {
+            dropped_connections: 1,
+            server_errors: 2,
+            rate_limited_polls: 1,
+            retry_after_secs: 2,
+            pending_polls: 1,
+            ..Default::default()
+        };
+        let name = type_name(&vendor);
+        let fake = FakeCa::start(vendor, behaviour).await;
+        let app = server(&[]).await;
+        create_issuer(&app, "iss-flaky", name, config(&vendor, &fake)).await;
+        let started = Instant::now();
+        let id = order(&app, "iss-flaky", "flaky").await;
+        job_reaches(&app, &id, "Completed", Duration::from_secs(30)).await;
+        assert!(started.elapsed() >= Duration::from_secs(2), "{name}: the CA's Retry-After of 2 s was waited out");
+        assert_eq!(fake.status_polls(), 6, "{name}: a drop, two 500s, a 429, a pending, then issued");
+        assert_eq!(fake.submissions(), 1, "{name}");
+        let metrics = app.metrics_text().await;
+        let limited = format!(
+            "certctl_ca_request_errors_total{{issuer=\"iss-flaky\",endpoint=\"{endpoint}\",error_class=\"rate_limited\"}} 1"
+        );
+        assert!(metrics.contains(&limited), "{name}: {limited} in\n{metrics}");
+    }
 }
 
 #[actix_web::test]
@@ -241,23 +250,26 @@ async fn past_the_budget_the_job_goes_back_and_the_same_order_is_polled_later() 
 
 #[actix_web::test]
 async fn a_restart_mid_order_resumes_it() {
-    let fake = FakeCa::start(Vendor::DigiCert, Behaviour { pending_polls: 1_000_000, ..Default::default() }).await;
-    let app = server(&[]).await;
-    create_issuer(&app, "iss-dc", "digicert", config(&Vendor::DigiCert, &fake)).await;
-    let id = order(&app, "iss-dc", "restart").await;
-    let started = Instant::now();
-    while fake.status_polls() == 0 {
-        assert!(started.elapsed() < Duration::from_secs(10), "never polled");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for vendor in [Vendor::DigiCert, Vendor::Sectigo, Vendor::GlobalSign, Vendor::Entrust] {
+        let name = type_name(&vendor);
+        let fake = FakeCa::start(vendor, Behaviour { pending_polls: 1_000_000, ..Default::default() }).await;
+        let app = server(&[]).await;
+        create_issuer(&app, "iss-x", name, config(&vendor, &fake)).await;
+        let id = order(&app, "iss-x", "restart").await;
+        let started = Instant::now();
+        while fake.status_polls() == 0 {
+            assert!(started.elapsed() < Duration::from_secs(10), "{name}: never polled");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The server stops with the order at the CA; a new one on the same database takes it over.
+        app.handle.stop(true).await;
+        fake.set_behaviour(Behaviour::default());
+        let mut args = crate::helpers::base_args(&app.db_name);
+        args.extend(FAST_POLLS.iter().map(|s| s.to_string()));
+        let next = TestApp::start(settings_from(args), app.db_name.clone()).await;
+        job_reaches(&next, &id, "Completed", Duration::from_secs(20)).await;
+        assert_eq!(fake.submissions(), 1, "{name}: resumed, not placed again");
     }
-    // The server stops with the order at the CA; a new one on the same database takes it over.
-    app.handle.stop(true).await;
-    fake.set_behaviour(Behaviour::default());
-    let mut args = crate::helpers::base_args(&app.db_name);
-    args.extend(FAST_POLLS.iter().map(|s| s.to_string()));
-    let next = TestApp::start(settings_from(args), app.db_name.clone()).await;
-    job_reaches(&next, &id, "Completed", Duration::from_secs(20)).await;
-    assert_eq!(fake.submissions(), 1, "resumed, not placed again");
 }
 
 #[actix_web::test]
@@ -329,6 +341,30 @@ async fn rejection_and_refused_credentials_fail_with_the_cas_words() {
     let test: Value =
         app.admin(Method::POST, "/api/v1/issuers/iss-dc/test").send().await.unwrap().json().await.unwrap();
     assert_eq!(test["ok"], false, "{test}");
+
+    // Every other vendor: its own refusal and its own credentials error, in its own words.
+    let vendors = [
+        (Vendor::Sectigo, "Declined", "-16"),
+        (Vendor::GlobalSign, "rejected by validation policy", "invalid credentials"),
+        (Vendor::Vault, "not allowed by this role", "permission denied"),
+        (Vendor::Entrust, "cagw-4000", "cagw-4003"),
+        (Vendor::StepCa, "valid DNS names", "lacked necessary authorization"),
+    ];
+    for (vendor, rejected, refused) in vendors {
+        let name = type_name(&vendor);
+        let fake = FakeCa::start(vendor, Behaviour { reject: true, pending_polls: 1, ..Default::default() }).await;
+        let issuer = format!("iss-{name}");
+        create_issuer(&app, &issuer, name, config(&vendor, &fake)).await;
+        let id = order(&app, &issuer, &format!("{name}-rejected")).await;
+        let job = job_reaches(&app, &id, "Failed", Duration::from_secs(20)).await;
+        assert!(job["last_error"].as_str().unwrap().contains(rejected), "{name}: {job}");
+        assert!(job["retry_at"].is_null(), "{name}: a refusal is final: {job}");
+        fake.set_behaviour(Behaviour { refuse_credentials: true, ..Default::default() });
+        let id = order(&app, &issuer, &format!("{name}-refused")).await;
+        let job = job_reaches(&app, &id, "Failed", Duration::from_secs(20)).await;
+        assert!(job["last_error"].as_str().unwrap().contains(refused), "{name}: {job}");
+        assert_eq!(job["error_class"], "upstream_4xx", "{name}: {job}");
+    }
 }
 
 #[actix_web::test]

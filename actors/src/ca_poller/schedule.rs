@@ -106,4 +106,26 @@ mod tests {
         assert_eq!(both.resolve("digicert", Some(minutes(2))), minutes(2), "the issuer's own setting wins");
         assert_eq!(none.resolve("acme", Some(minutes(2))), minutes(2));
     }
+
+    #[test]
+    fn every_combination_of_the_chain_resolves_to_its_first_set_link() {
+        let (issuer, per_type, global) = (Duration::from_secs(11), Duration::from_secs(22), Duration::from_secs(33));
+        for issuer_type in ["digicert", "sectigo", "entrust", "globalsign"] {
+            for mask in 0..8u8 {
+                let own = (mask & 1 != 0).then_some(issuer);
+                let budgets = PollBudgets {
+                    global: (mask & 4 != 0).then_some(global),
+                    per_type: if mask & 2 != 0 { vec![(issuer_type, per_type)] } else { vec![] },
+                };
+                let expected =
+                    own.or(budgets.per_type.first().map(|(_, d)| *d)).or(budgets.global).unwrap_or(DEFAULT_MAX_WAIT);
+                assert_eq!(budgets.resolve(issuer_type, own), expected, "{issuer_type}, combination {mask:03b}");
+                assert_eq!(
+                    budgets.resolve("acme", own),
+                    own.or(budgets.global).unwrap_or(DEFAULT_MAX_WAIT),
+                    "another type skips {issuer_type}'s variable"
+                );
+            }
+        }
+    }
 }
