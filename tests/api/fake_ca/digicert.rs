@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 
 use super::server::{Call, Reply};
 use super::signing::read_csr;
-use super::{NewOrder, Order, OrderStatus, Poll, PollFault, Shared, State};
+use super::state::{NewOrder, Order, OrderStatus, Poll, PollFault, State};
+use super::Shared;
 
 /// The API key the fake accepts.
 pub(super) const DEVKEY: &str = "test-devkey";

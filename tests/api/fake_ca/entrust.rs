@@ -20,7 +20,8 @@ use serde_json::{json, Value};
 
 use super::server::{Call, Reply};
 use super::signing::{pem_block, random_serial, read_csr, serial_hex, Leaf, Subject};
-use super::{NewOrder, OrderStatus, PollFault, Shared, State, Sweep, ENTRUST_CA_ID, ENTRUST_PROFILE_ID};
+use super::state::{NewOrder, OrderStatus, PollFault, State, Sweep};
+use super::{Shared, ENTRUST_CA_ID, ENTRUST_PROFILE_ID};
 
 /// The gateway's context path: the connector's `api_url` ends with it.
 pub(super) const BASE_PATH: &str = "/cagw";

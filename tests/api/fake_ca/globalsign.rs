@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 
 use super::server::{Call, Reply};
 use super::signing::{read_csr, serial_hex, Subject};
-use super::{NewOrder, OrderStatus, Poll, PollFault, Shared, State};
+use super::state::{NewOrder, OrderStatus, Poll, PollFault, State};
+use super::Shared;
 
 /// The path of the connector's `api_url`.
 pub(super) const BASE_PATH: &str = "/v2";

@@ -9,9 +9,12 @@
 //! - [`signing`]: the throw-away CA, and the leaves it signs from CSRs.
 //! - [`tls`]: the rustls server configurations (with and without mutual TLS).
 //! - [`server`]: the listener, hyper, and the request/answer types the vendors share.
+//! - [`state`]: what a fake remembers (orders, counters, tokens), and how a status poll moves an
+//!   order on.
 //! - [`digicert`], [`sectigo`], [`globalsign`], [`vault`], [`entrust`], [`stepca`]: one
-//!   vendor's endpoints each ([`stepca`] also makes the provisioner key and checks its tokens).
-//! - `self_test`: each fake's round trips and misbehaviours, with reqwest.
+//!   vendor's endpoints each.
+//! - [`stepca_jose`]: step-ca's provisioner key, its encryption, and the check of its tokens.
+//! - `self_test`: each fake's round trips and misbehaviours, with reqwest (one file per vendor).
 //!
 //! A fake keeps its orders, counters, tokens and behaviour across [`FakeCa::stop`] and
 //! [`FakeCa::restart`]; only the listener and the open connections go away. The counters count
@@ -26,14 +29,15 @@ mod globalsign;
 mod sectigo;
 mod server;
 mod signing;
+mod state;
 mod stepca;
+mod stepca_jose;
 mod tls;
 mod vault;
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpSocket};
@@ -41,8 +45,9 @@ use tokio::task::JoinHandle;
 
 use crate::helpers::scratch_dir;
 use server::{Call, Reply};
-use signing::{Authority, Leaf, Subject};
-use stepca::Provisioner;
+use signing::Authority;
+use state::State;
+use stepca_jose::Provisioner;
 use tls::ServerTls;
 
 /// Entrust's one CA id (PKIaaS style, `partition~ca`, so a client must keep the `~` in the path).
@@ -395,250 +400,6 @@ impl Shared {
             Vendor::Entrust => entrust::handle(self, call),
             Vendor::StepCa => stepca::handle(self, call),
         }
-    }
-}
-
-/// Everything a fake remembers.
-struct State {
-    behaviour: Behaviour,
-    /// Oldest first.
-    orders: Vec<Order>,
-    next_number: u64,
-    submissions: usize,
-    status_polls: usize,
-    token_renewals: usize,
-    /// When Vault's token was created or last renewed.
-    token_since: Instant,
-    /// GlobalSign's logins that got a token, and the tokens still valid.
-    logins: usize,
-    tokens: HashSet<String>,
-    /// step-ca: the `jti`s of the tokens it accepted (each is good once), their claims, and why
-    /// refused ones were refused.
-    used_token_ids: HashSet<String>,
-    accepted_tokens: Vec<Value>,
-    token_errors: Vec<String>,
-    revocations: Vec<(String, String)>,
-    requests: Vec<(String, String, String)>,
-}
-
-/// An order (DigiCert, Sectigo) or a signed certificate (Vault).
-struct Order {
-    /// DigiCert's order id, Sectigo's sslId.
-    id: u64,
-    /// DigiCert's certificate id (not the order id, so mixing them up fails).
-    certificate_id: u64,
-    /// DigiCert's request id.
-    request_id: u64,
-    /// The certificate's serial, chosen when the order comes in (GlobalSign's id for it).
-    serial: Vec<u8>,
-    common_name: String,
-    names: Vec<String>,
-    /// The names and key usages the leaf carries instead of the CSR's (GlobalSign).
-    subject: Option<Subject>,
-    csr_pem: String,
-    comments: String,
-    validity_secs: u64,
-    /// RFC 3339.
-    created: String,
-    /// When the status last changed, Unix seconds.
-    updated_at: i64,
-    /// "Not issued yet" answers given so far.
-    pending_answers: u32,
-    status: OrderStatus,
-    /// The reason given when it was revoked (`updated_at` says when).
-    revocation_reason: String,
-}
-
-enum OrderStatus {
-    Pending,
-    Issued(Leaf),
-    Rejected,
-    Revoked(Leaf),
-}
-
-impl Order {
-    /// The certificate, once issued (revoked ones included).
-    fn leaf(&self) -> Option<&Leaf> {
-        match &self.status {
-            OrderStatus::Issued(leaf) | OrderStatus::Revoked(leaf) => Some(leaf),
-            OrderStatus::Pending | OrderStatus::Rejected => None,
-        }
-    }
-}
-
-/// An order as it comes in, before the fake numbers it.
-struct NewOrder {
-    common_name: String,
-    names: Vec<String>,
-    subject: Option<Subject>,
-    csr_pem: String,
-    comments: String,
-    validity_secs: u64,
-    status: OrderStatus,
-}
-
-/// What a status poll answers instead of the order.
-enum PollFault {
-    Drop,
-    ServerError,
-    RateLimited { retry_after_secs: u64 },
-}
-
-/// What a status poll of every pending order at once (Entrust's certificate events) did.
-enum Sweep {
-    Fault(PollFault),
-    /// Signing a leaf failed (a bug in the fake, answered as a 500).
-    Failed(String),
-    /// Every pending order moved on.
-    Done,
-}
-
-/// What a status poll answers.
-enum Poll<'a> {
-    Fault(PollFault),
-    Unknown,
-    /// Signing the leaf failed (a bug in the fake, answered as a 500).
-    Failed(String),
-    Order(&'a Order),
-}
-
-impl State {
-    fn new(behaviour: Behaviour) -> State {
-        State {
-            behaviour,
-            orders: Vec::new(),
-            next_number: 1,
-            submissions: 0,
-            status_polls: 0,
-            token_renewals: 0,
-            token_since: Instant::now(),
-            logins: 0,
-            tokens: HashSet::new(),
-            used_token_ids: HashSet::new(),
-            accepted_tokens: Vec::new(),
-            token_errors: Vec::new(),
-            revocations: Vec::new(),
-            requests: Vec::new(),
-        }
-    }
-
-    /// Records a new order (the caller counts the submission).
-    fn add_order(&mut self, new: NewOrder) -> &Order {
-        let number = self.next_number;
-        self.next_number += 1;
-        self.orders.push(Order {
-            id: 100_000 + number,
-            certificate_id: 700_000 + number,
-            request_id: 300_000 + number,
-            serial: match &new.status {
-                OrderStatus::Issued(leaf) | OrderStatus::Revoked(leaf) => leaf.serial.clone(),
-                OrderStatus::Pending | OrderStatus::Rejected => signing::random_serial(),
-            },
-            common_name: new.common_name,
-            names: new.names,
-            subject: new.subject,
-            csr_pem: new.csr_pem,
-            comments: new.comments,
-            validity_secs: new.validity_secs,
-            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            updated_at: chrono::Utc::now().timestamp(),
-            pending_answers: 0,
-            status: new.status,
-            revocation_reason: String::new(),
-        });
-        &self.orders[self.orders.len() - 1]
-    }
-
-    fn order_index(&self, id: &str) -> Option<usize> {
-        let id: u64 = id.parse().ok()?;
-        self.orders.iter().position(|o| o.id == id)
-    }
-
-    /// A status poll of order `id` (DigiCert's order id, Sectigo's sslId): see [`State::poll_at`].
-    fn poll(&mut self, id: &str, authority: &Authority) -> Poll<'_> {
-        let index = self.order_index(id);
-        self.poll_at(index, authority)
-    }
-
-    /// A status poll of the order at `index` (`None`: an unknown one): counted, then the
-    /// behaviour's faults in order, then the order, moved on first: "not issued yet" until it has
-    /// given `pending_polls` such answers, then issued (signed now) or rejected.
-    fn poll_at(&mut self, index: Option<usize>, authority: &Authority) -> Poll<'_> {
-        self.status_polls += 1;
-        if let Some(fault) = self.take_fault() {
-            return Poll::Fault(fault);
-        }
-        let Some(index) = index else {
-            return Poll::Unknown;
-        };
-        match self.move_on(index, authority) {
-            Ok(()) => Poll::Order(&self.orders[index]),
-            Err(why) => Poll::Failed(why),
-        }
-    }
-
-    /// A status poll of every order at once (Entrust's certificate events): counted, then the
-    /// behaviour's faults in order, then each pending order moved on once as [`State::poll_at`]
-    /// moves one.
-    fn poll_all(&mut self, authority: &Authority) -> Sweep {
-        self.status_polls += 1;
-        if let Some(fault) = self.take_fault() {
-            return Sweep::Fault(fault);
-        }
-        for index in 0..self.orders.len() {
-            if let Err(why) = self.move_on(index, authority) {
-                return Sweep::Failed(why);
-            }
-        }
-        Sweep::Done
-    }
-
-    /// Moves a pending order on: one more "not issued yet" until it has given `pending_polls`
-    /// of them, then issued (signed now) or rejected. Other orders stay as they are.
-    fn move_on(&mut self, index: usize, authority: &Authority) -> Result<(), String> {
-        let (pending_polls, reject) = (self.behaviour.pending_polls, self.behaviour.reject);
-        let order = &mut self.orders[index];
-        if matches!(order.status, OrderStatus::Pending) {
-            if order.pending_answers < pending_polls {
-                order.pending_answers += 1;
-            } else if reject {
-                order.status = OrderStatus::Rejected;
-                order.updated_at = chrono::Utc::now().timestamp();
-            } else {
-                let leaf =
-                    authority.sign(&order.csr_pem, order.validity_secs, &order.serial, order.subject.as_ref())?;
-                order.updated_at = leaf.issued_at;
-                order.status = OrderStatus::Issued(leaf);
-            }
-        }
-        Ok(())
-    }
-
-    fn take_fault(&mut self) -> Option<PollFault> {
-        let behaviour = &mut self.behaviour;
-        if behaviour.dropped_connections > 0 {
-            behaviour.dropped_connections -= 1;
-            Some(PollFault::Drop)
-        } else if behaviour.server_errors > 0 {
-            behaviour.server_errors -= 1;
-            Some(PollFault::ServerError)
-        } else if behaviour.rate_limited_polls > 0 {
-            behaviour.rate_limited_polls -= 1;
-            Some(PollFault::RateLimited { retry_after_secs: behaviour.retry_after_secs })
-        } else {
-            None
-        }
-    }
-
-    /// Marks an issued order revoked and records the revocation.
-    fn revoke(&mut self, index: usize, what: &str, reason: &str) {
-        let order = &mut self.orders[index];
-        if let OrderStatus::Issued(leaf) = &order.status {
-            order.status = OrderStatus::Revoked(leaf.clone());
-            order.updated_at = chrono::Utc::now().timestamp();
-            order.revocation_reason = reason.to_string();
-        }
-        self.revocations.push((what.to_string(), reason.to_string()));
     }
 }
 

@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 
 use super::server::{Call, Reply};
 use super::signing::read_csr;
-use super::{NewOrder, Order, OrderStatus, Poll, PollFault, Shared, State};
+use super::state::{NewOrder, Order, OrderStatus, Poll, PollFault, State};
+use super::Shared;
 
 /// The path of the connector's `base_url`.
 pub(super) const BASE_PATH: &str = "/api";

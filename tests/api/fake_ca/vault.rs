@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 
 use super::server::{Call, Reply};
 use super::signing::{random_serial, read_csr};
-use super::{NewOrder, OrderStatus, Shared, State};
+use super::state::{NewOrder, OrderStatus, State};
+use super::Shared;
 
 /// The token the fake accepts.
 const TOKEN: &str = "test-token";
