@@ -58,6 +58,8 @@ pub struct EngineSettings {
     pub environments: Vec<String>,
     /// `CERTCTL_AUDIT_READS`: whether successful reads add an audit row.
     pub audit_reads: bool,
+    /// The ACME server (`CERTCTL_ACME_SERVER_*`).
+    pub acme_server: crate::acme_server::service::AcmeServerSettings,
 }
 
 impl std::fmt::Debug for EngineSettings {
@@ -105,6 +107,8 @@ pub struct Engine {
     discovery: DiscoveryTriage,
     /// Certificates and reference resources, and audited reads.
     inventory: Inventory,
+    /// The ACME server's flows.
+    acme: crate::acme_server::service::AcmeServer,
 }
 
 impl Engine {
@@ -124,6 +128,7 @@ impl Engine {
             notification_session,
             environments,
             audit_reads,
+            acme_server,
         } = settings;
         let sealing = open_sealing_key(&db, &sealing_passphrase).await.map_err(|e| match e {
             SecretsError::Db(e) => anyhow::Error::new(e).context("reading the sealing parameters"),
@@ -178,6 +183,7 @@ impl Engine {
                 sealing.clone(),
             ),
             discovery: DiscoveryTriage::new(db.clone(), writer.clone(), environments),
+            acme: crate::acme_server::service::AcmeServer::new(db.clone(), sealing.clone(), acme_server),
             work: AgentWork::new(db.clone(), dispatcher.clone(), sealing, agent_work_lease),
             renewals: Renewals::new(db.clone(), dispatcher.clone()),
             db,
@@ -190,6 +196,11 @@ impl Engine {
             retention,
             etag_cache,
         })
+    }
+
+    /// The ACME server's flows.
+    pub fn acme(&self) -> &crate::acme_server::service::AcmeServer {
+        &self.acme
     }
 
     /// The database handle.

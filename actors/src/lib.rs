@@ -2,6 +2,8 @@
 //!
 //! - [`engine`]: [`Engine::start`](engine::Engine::start), which starts every engine actor, and
 //!   the services the shell calls (one call per flow).
+//! - [`acme_server`]: the ACME server's protocol pieces (problem documents, account keys, JWS,
+//!   nonces).
 //! - [`agents`]: the agent directory, registration and key look-ups, the heartbeat aggregator
 //!   actor, and the agents' work flows (CSRs, chain pickup, deployment reports).
 //! - [`audit_retention`]: the supervised actor that deletes expired audit events in batches.
@@ -25,6 +27,7 @@
 //! - [`etag_cache`]: table generations and the ETag cache actor listening for change notifications.
 //! - [`error`]: [`DbError`], the one error type a query can return.
 
+pub mod acme_server;
 pub mod agents;
 pub mod audit_retention;
 pub mod ca_poller;

@@ -54,6 +54,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
     }
 }
 
+/// The whole body of a request whose handler reads it itself (the ACME routes, whose bodies are
+/// JWS), within `CERTCTL_MAX_BODY_SIZE` and the body timeout.
+pub async fn raw_body(req: &HttpRequest, payload: &mut Payload) -> Result<web::Bytes, ApiError> {
+    let limit = req.app_data::<web::Data<super::body_limit::BodyLimit>>().map_or(1 << 20, |l| l.0);
+    read_body(req, payload, limit).await
+}
+
 /// The whole body, within the size limit and the body timeout.
 fn read_body(
     req: &HttpRequest,

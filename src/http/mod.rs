@@ -70,8 +70,9 @@ impl AppState {
 pub struct MetricsEndpoint(pub PrometheusHandle);
 
 /// Registers every route. Public: `/health`, `/ready`, `/metrics` (when on this listener),
-/// `/api/v1/version`, `/api/v1/auth/info`, the OpenAPI document and its HTML view. Everything else
-/// under `/api/v1` needs a key.
+/// `/api/v1/version`, `/api/v1/auth/info`, the OpenAPI document and its HTML view, and the ACME
+/// server under `/acme` (its requests are signed instead). Everything else under `/api/v1` needs
+/// a key.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     register(cfg, &mut Vec::new());
 }
@@ -95,7 +96,15 @@ fn register(cfg: &mut web::ServiceConfig, table: &mut Vec<RouteEntry>) {
         .at("/api/v1/openapi.json", [read(openapi::document)])
         .at("/api/v1/docs", [read(openapi::docs_redirect)])
         .at("/api/v1/docs/", [read(openapi::docs_index)])
-        .at("/api/v1/docs/{file}", [read(openapi::docs_file)]);
+        .at("/api/v1/docs/{file}", [read(openapi::docs_file)])
+        .at("/acme/directory", [read(acme::directory::default_directory)])
+        .at("/acme/new-nonce", [read(acme::directory::default_nonce)])
+        .at("/acme/new-account", [post(acme::accounts::default_new_account)])
+        .at("/acme/account/{account_id}", [post(acme::accounts::default_account)])
+        .at("/acme/profile/{profile_id}/directory", [read(acme::directory::profile_directory)])
+        .at("/acme/profile/{profile_id}/new-nonce", [read(acme::directory::profile_nonce)])
+        .at("/acme/profile/{profile_id}/new-account", [post(acme::accounts::profile_new_account)])
+        .at("/acme/profile/{profile_id}/account/{account_id}", [post(acme::accounts::profile_account)]);
     cfg.service(web::scope("/api/v1").wrap(from_fn(require_api_key)).configure(|cfg| {
         let mut r = Routes::new(cfg, "/api/v1", table);
         r.at("/auth/check", [read(meta::auth_check)])

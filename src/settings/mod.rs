@@ -19,7 +19,7 @@ use certctl_actors::crypto::key_algorithm::KeyAlgorithm;
 use certctl_actors::renewal::dispatcher::KeygenMode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub use parsers::{DatabaseUrl, Environments, NamedKey};
+pub use parsers::{CaaIdentities, DatabaseUrl, Environments, NamedKey};
 pub use secret::Secret;
 
 /// How durations are written, shown at the end of `--help`.
@@ -464,6 +464,34 @@ pub struct Settings {
     /// Password that decrypts the seeded step-ca issuer's provisioner key.
     #[arg(long, env = "CERTCTL_STEPCA_PASSWORD", value_parser = parsers::secret_text)]
     pub stepca_password: Option<Secret<String>>,
+
+    /// Serve the ACME server (RFC 8555) under /acme/profile/{profile_id}/… and /acme/….
+    #[arg(long, env = "CERTCTL_ACME_SERVER_ENABLED", default_value = "false", value_parser = parsers::boolean, action = clap::ArgAction::Set)]
+    pub acme_server_enabled: bool,
+
+    /// The profile the shorthand /acme/… routes stand for (unset: only /acme/profile/{id}/…).
+    #[arg(long, env = "CERTCTL_ACME_SERVER_DEFAULT_PROFILE_ID")]
+    pub acme_server_default_profile_id: Option<String>,
+
+    /// How long an ACME nonce is accepted after it was handed out.
+    #[arg(long, env = "CERTCTL_ACME_SERVER_NONCE_TTL", default_value = "5m", value_parser = parsers::positive_duration)]
+    pub acme_server_nonce_ttl: Duration,
+
+    /// Terms of service URL in the ACME directory; when set, new accounts must agree to them.
+    #[arg(long, env = "CERTCTL_ACME_SERVER_TOS_URL", value_parser = parsers::http_url)]
+    pub acme_server_tos_url: Option<String>,
+
+    /// Website URL in the ACME directory.
+    #[arg(long, env = "CERTCTL_ACME_SERVER_WEBSITE", value_parser = parsers::http_url)]
+    pub acme_server_website: Option<String>,
+
+    /// Time between ticks of the acme_gc loop (used ACME nonces past their lifetime deleted).
+    #[arg(long, env = "CERTCTL_ACME_SERVER_GC_INTERVAL", default_value = "1m", value_parser = parsers::positive_duration)]
+    pub acme_server_gc_interval: Duration,
+
+    /// Domain names CAA records may name for this CA, comma-separated, in the ACME directory.
+    #[arg(long, env = "CERTCTL_ACME_SERVER_CAA_IDENTITIES", default_value = "", value_parser = parsers::caa_identities)]
+    pub acme_server_caa_identities: CaaIdentities,
 
     /// Run the scheduler loops on their timers. false: they run only when
     /// POST /api/v1/admin/scheduler/{loop}/run asks (maintenance, tests).

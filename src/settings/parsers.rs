@@ -142,6 +142,21 @@ pub fn http_url(value: &str) -> Result<String, String> {
     }
 }
 
+/// Domain names a CAA record may name as this CA (`ca.example.com,pki.example.com`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CaaIdentities(pub Vec<String>);
+
+/// Comma-separated host names, possibly none.
+pub fn caa_identities(value: &str) -> Result<CaaIdentities, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| host(n).map_err(|_| format!("{n:?} is not a domain name; expected names such as ca.example.com")))
+        .collect::<Result<Vec<_>, _>>()
+        .map(CaaIdentities)
+}
+
 /// A PostgreSQL connection string in URL or key=value form.
 pub fn database_url(value: &str) -> Result<DatabaseUrl, String> {
     tokio_postgres::Config::from_str(value.trim()).map(|config| DatabaseUrl { config }).map_err(|_| {

@@ -138,6 +138,16 @@ impl Settings {
             ("CERTCTL_STEPCA_PROVISIONER", self.stepca_provisioner.clone().unwrap_or_default()),
             ("CERTCTL_STEPCA_KEY_PATH", self.stepca_key_path.clone().unwrap_or_default()),
             ("CERTCTL_STEPCA_PASSWORD", masked(self.stepca_password.is_some())),
+            ("CERTCTL_ACME_SERVER_ENABLED", self.acme_server_enabled.to_string()),
+            ("CERTCTL_ACME_SERVER_DEFAULT_PROFILE_ID", self.acme_server_default_profile_id.clone().unwrap_or_default()),
+            ("CERTCTL_ACME_SERVER_NONCE_TTL", super::parsers::format_duration(self.acme_server_nonce_ttl).to_string()),
+            ("CERTCTL_ACME_SERVER_TOS_URL", self.acme_server_tos_url.clone().unwrap_or_default()),
+            ("CERTCTL_ACME_SERVER_WEBSITE", self.acme_server_website.clone().unwrap_or_default()),
+            ("CERTCTL_ACME_SERVER_CAA_IDENTITIES", self.acme_server_caa_identities.0.join(",")),
+            (
+                "CERTCTL_ACME_SERVER_GC_INTERVAL",
+                super::parsers::format_duration(self.acme_server_gc_interval).to_string(),
+            ),
             ("CERTCTL_SCHEDULER_ENABLED", self.scheduler_enabled.to_string()),
             ("CERTCTL_SCHEDULER_JITTER_PERCENT", self.scheduler_jitter_percent.to_string()),
             (

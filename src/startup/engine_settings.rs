@@ -3,6 +3,7 @@
 //! issuers get their CA (generated and stored sealed, or the sub-CA in `CERTCTL_CA_CERT_PATH` /
 //! `CERTCTL_CA_KEY_PATH`), and the actors' intervals, caps and leases.
 
+use certctl_actors::acme_server::service::AcmeServerSettings;
 use std::io::Write as _;
 use std::path::Path;
 
@@ -62,6 +63,7 @@ pub fn engine_settings(
             short_lived_expiry_interval: settings.short_lived_expiry_check_interval,
             agent_health_check_interval: settings.scheduler_agent_health_check_interval,
             agent_offline_after: settings.agent_offline_after,
+            acme_gc_interval: settings.acme_server_gc_interval,
         },
         heartbeats: HeartbeatSettings {
             flush_interval: settings.heartbeat_flush_interval,
@@ -72,6 +74,14 @@ pub fn engine_settings(
         notification_session,
         environments: settings.environments.0.clone(),
         audit_reads: settings.audit_reads,
+        acme_server: AcmeServerSettings {
+            enabled: settings.acme_server_enabled,
+            default_profile_id: settings.acme_server_default_profile_id.clone(),
+            nonce_ttl: settings.acme_server_nonce_ttl,
+            terms_of_service: settings.acme_server_tos_url.clone(),
+            website: settings.acme_server_website.clone(),
+            caa_identities: settings.acme_server_caa_identities.0.clone(),
+        },
     })
 }
 

@@ -2,6 +2,7 @@
 //! test process, a fresh database per test), real HTTP and TLS over real sockets.
 
 mod acme_issuer;
+mod acme_server;
 mod agent_binary;
 mod agent_heartbeats;
 mod agent_registration;

@@ -8,6 +8,7 @@
 //! - [`agent_work`]: agents' work claims, CSR submission, chain pickup and deployment reports.
 //! - [`api_keys`]: the stored API keys the server authenticates with.
 //! - [`acme`]: ACME accounts (sealed) and the http-01 answers the challenge listener serves.
+//! - [`acme_server`]: the ACME server's accounts and used nonces.
 //! - [`audit`]: audit rows (inside mutations), audited reads, audit pages, retention batches.
 //! - [`ca_orders`]: orders with remote CAs: hand-over, the poller's claims and steps, revocations to tell CAs.
 //! - [`issuer_config`]: an issuer's type and full config, for building its connector.
@@ -23,6 +24,7 @@
 //! - [`health`]: reachability and schema version for `/ready`.
 
 pub mod acme;
+pub mod acme_server;
 pub mod agent_work;
 pub mod agents;
 pub mod api_keys;

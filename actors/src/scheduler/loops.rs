@@ -8,6 +8,7 @@
 //! | `job_timeout` | expired leases and stale AwaitingCSR/AwaitingApproval jobs fail |
 //! | `short_lived_expiry` | certificates past `expires_at` become Expired |
 //! | `agent_health_check` | agents silent too long become Offline; the jobs they held are handed back |
+//! | `acme_gc` | the ACME server's used nonces past their lifetime are deleted, in batches |
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -50,16 +51,19 @@ pub struct SchedulerSettings {
     pub agent_health_check_interval: Duration,
     /// An agent silent for longer than this is Offline (`CERTCTL_AGENT_OFFLINE_AFTER`).
     pub agent_offline_after: Duration,
+    /// Between ACME garbage collections (`CERTCTL_ACME_SERVER_GC_INTERVAL`).
+    pub acme_gc_interval: Duration,
 }
 
 /// The loop names the admin endpoint accepts, with their advisory lock indexes.
-pub const LOOPS: [(&str, u16); 6] = [
+pub const LOOPS: [(&str, u16); 7] = [
     ("renewal_scan", 1),
     ("job_processor", 2),
     ("job_retry", 3),
     ("job_timeout", 4),
     ("short_lived_expiry", 5),
     ("agent_health_check", 6),
+    ("acme_gc", 7),
 ];
 
 /// The started loops, by name.
@@ -82,7 +86,7 @@ impl Scheduler {
             // A tick may use the whole interval, and never less than a minute.
             budget: interval.max(Duration::from_secs(60)),
         };
-        let tasks: [(&'static str, LoopTiming, Arc<dyn LoopTask>); 6] = [
+        let tasks: [(&'static str, LoopTiming, Arc<dyn LoopTask>); 7] = [
             (
                 "renewal_scan",
                 timing(settings.renewal_check_interval),
@@ -115,8 +119,9 @@ impl Scheduler {
             (
                 "agent_health_check",
                 timing(settings.agent_health_check_interval),
-                Arc::new(AgentHealthCheck { db, offline_after: settings.agent_offline_after }),
+                Arc::new(AgentHealthCheck { db: db.clone(), offline_after: settings.agent_offline_after }),
             ),
+            ("acme_gc", timing(settings.acme_gc_interval), Arc::new(AcmeGc { db })),
         ];
         let mut loops = BTreeMap::new();
         for (name, timing, task) in tasks {
@@ -142,6 +147,34 @@ impl Scheduler {
     /// Releases this replica's loop locks (at shutdown).
     pub async fn release_leadership(&self) {
         self.leader.release_all().await;
+    }
+}
+
+/// Used-nonce rows deleted per statement.
+const NONCE_SWEEP_BATCH: i64 = 10_000;
+
+struct AcmeGc {
+    db: Db,
+}
+
+impl LoopTask for AcmeGc {
+    fn tick(&self, deadline: Instant) -> BoxFuture<'static, Result<serde_json::Value, DbError>> {
+        let db = self.db.clone();
+        async move {
+            let mut nonces_deleted = 0u64;
+            loop {
+                let deleted = db.run(crate::queries::acme_server::SweepUsedNonces { batch: NONCE_SWEEP_BATCH }).await?;
+                nonces_deleted += deleted;
+                if deleted < NONCE_SWEEP_BATCH as u64 || Instant::now() >= deadline {
+                    break;
+                }
+            }
+            if nonces_deleted > 0 {
+                tracing::info!(nonces_deleted, "ACME garbage collected");
+            }
+            Ok(json!({ "nonces_deleted": nonces_deleted }))
+        }
+        .boxed()
     }
 }
 

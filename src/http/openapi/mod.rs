@@ -63,6 +63,7 @@ use super::routes::*;
         (name = "discovery", description = "Certificates agents found on their hosts."),
         (name = "audit", description = "The audit trail."),
         (name = "admin", description = "Operations for admin keys."),
+        (name = "acme", description = "The ACME server (RFC 8555): public, each POST a JWS signed by the account's key; problems use RFC 8555's types. See docs/acme.md."),
     )
 )]
 struct ApiDoc;
@@ -80,6 +81,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(agent_api::Doc::openapi());
     doc.merge(discovery::Doc::openapi());
     doc.merge(audit::Doc::openapi());
+    doc.merge(acme::directory::Doc::openapi());
+    doc.merge(acme::accounts::Doc::openapi());
     resources::add::<Team>(&mut doc, "/api/v1/teams", "team");
     resources::add::<Owner>(&mut doc, "/api/v1/owners", "owner");
     resources::add::<RenewalPolicy>(&mut doc, "/api/v1/renewal-policies", "renewal policy");

@@ -15,7 +15,9 @@
 //! - [`agent_api`]: the agents' own endpoints (heartbeat, work, CSR, certificate pickup, job
 //!   status).
 //! - [`audit`]: `/api/v1/audit` (keyset pages, filters) and `/api/v1/audit/{id}`.
+//! - [`acme`]: the ACME server (`/acme/…`), public, its requests signed.
 
+pub mod acme;
 pub mod agent_api;
 pub mod agents;
 pub mod audit;
