@@ -25,3 +25,7 @@ CREATE TABLE acme_nonces_used (
     expires_at  TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX acme_nonces_used_expiry_idx ON acme_nonces_used (expires_at);
+
+-- ACME Renewal Information looks certificates up by serial (RFC 9773 ids carry the serial as DER
+-- octets, so leading zeros are dropped on both sides).
+CREATE INDEX certificate_versions_serial_idx ON certificate_versions (ltrim(serial_number, '0'));

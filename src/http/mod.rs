@@ -57,6 +57,9 @@ pub struct AppState {
     pub effective_settings: Vec<(&'static str, String)>,
     /// The schema version this build expects (for `/ready`).
     pub expected_schema_version: i32,
+    /// Whether this listener speaks TLS (`CERTCTL_SERVER_TLS`): the scheme of the URLs the ACME
+    /// server hands out when no proxy says otherwise.
+    pub tls: bool,
 }
 
 impl AppState {
@@ -101,10 +104,12 @@ fn register(cfg: &mut web::ServiceConfig, table: &mut Vec<RouteEntry>) {
         .at("/acme/new-nonce", [read(acme::directory::default_nonce)])
         .at("/acme/new-account", [post(acme::accounts::default_new_account)])
         .at("/acme/account/{account_id}", [post(acme::accounts::default_account)])
+        .at("/acme/renewal-info/{cert_id}", [read(acme::renewal_info::default_renewal_info)])
         .at("/acme/profile/{profile_id}/directory", [read(acme::directory::profile_directory)])
         .at("/acme/profile/{profile_id}/new-nonce", [read(acme::directory::profile_nonce)])
         .at("/acme/profile/{profile_id}/new-account", [post(acme::accounts::profile_new_account)])
-        .at("/acme/profile/{profile_id}/account/{account_id}", [post(acme::accounts::profile_account)]);
+        .at("/acme/profile/{profile_id}/account/{account_id}", [post(acme::accounts::profile_account)])
+        .at("/acme/profile/{profile_id}/renewal-info/{cert_id}", [read(acme::renewal_info::profile_renewal_info)]);
     cfg.service(web::scope("/api/v1").wrap(from_fn(require_api_key)).configure(|cfg| {
         let mut r = Routes::new(cfg, "/api/v1", table);
         r.at("/auth/check", [read(meta::auth_check)])

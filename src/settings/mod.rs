@@ -485,6 +485,14 @@ pub struct Settings {
     #[arg(long, env = "CERTCTL_ACME_SERVER_WEBSITE", value_parser = parsers::http_url)]
     pub acme_server_website: Option<String>,
 
+    /// Serve ACME renewal information (RFC 9773) and name it in the directory.
+    #[arg(long, env = "CERTCTL_ACME_SERVER_ARI_ENABLED", default_value = "true", value_parser = parsers::boolean, action = clap::ArgAction::Set)]
+    pub acme_server_ari_enabled: bool,
+
+    /// How often ACME clients are told to ask for renewal information again (Retry-After).
+    #[arg(long, env = "CERTCTL_ACME_SERVER_ARI_POLL_INTERVAL", default_value = "6h", value_parser = parsers::positive_duration)]
+    pub acme_server_ari_poll_interval: Duration,
+
     /// Time between ticks of the acme_gc loop (used ACME nonces past their lifetime deleted).
     #[arg(long, env = "CERTCTL_ACME_SERVER_GC_INTERVAL", default_value = "1m", value_parser = parsers::positive_duration)]
     pub acme_server_gc_interval: Duration,
@@ -706,5 +714,17 @@ mod tests {
         }
         assert!(text.contains("1h30m") && text.contains("units: ms, s, m, h, d"), "the duration syntax");
         assert!(!text.contains("=]"), "no empty env values");
+    }
+
+    #[test]
+    fn the_effective_settings_list_every_variable() {
+        let command = <Cli as clap::CommandFactory>::command();
+        let args = ["certctl-server", "--database-url", "postgres://u@h/db"];
+        let cli = <Cli as clap::Parser>::try_parse_from(args).expect("parses");
+        let printed: Vec<&str> = cli.settings.effective().iter().map(|(name, _)| *name).collect();
+        for arg in command.get_arguments() {
+            let Some(env) = arg.get_env().and_then(|e| e.to_str()) else { continue };
+            assert!(printed.contains(&env), "{env} is missing from the effective settings");
+        }
     }
 }

@@ -152,7 +152,10 @@ pub fn caa_identities(value: &str) -> Result<CaaIdentities, String> {
         .split(',')
         .map(str::trim)
         .filter(|n| !n.is_empty())
-        .map(|n| host(n).map_err(|_| format!("{n:?} is not a domain name; expected names such as ca.example.com")))
+        .map(|n| match host(n) {
+            Ok(name) if name.parse::<std::net::IpAddr>().is_err() => Ok(name.to_ascii_lowercase()),
+            _ => Err(format!("{n:?} is not a domain name; expected names such as ca.example.com")),
+        })
         .collect::<Result<Vec<_>, _>>()
         .map(CaaIdentities)
 }

@@ -144,6 +144,11 @@ impl Settings {
             ("CERTCTL_ACME_SERVER_TOS_URL", self.acme_server_tos_url.clone().unwrap_or_default()),
             ("CERTCTL_ACME_SERVER_WEBSITE", self.acme_server_website.clone().unwrap_or_default()),
             ("CERTCTL_ACME_SERVER_CAA_IDENTITIES", self.acme_server_caa_identities.0.join(",")),
+            ("CERTCTL_ACME_SERVER_ARI_ENABLED", self.acme_server_ari_enabled.to_string()),
+            (
+                "CERTCTL_ACME_SERVER_ARI_POLL_INTERVAL",
+                super::parsers::format_duration(self.acme_server_ari_poll_interval).to_string(),
+            ),
             (
                 "CERTCTL_ACME_SERVER_GC_INTERVAL",
                 super::parsers::format_duration(self.acme_server_gc_interval).to_string(),

@@ -81,6 +81,8 @@ pub fn engine_settings(
             terms_of_service: settings.acme_server_tos_url.clone(),
             website: settings.acme_server_website.clone(),
             caa_identities: settings.acme_server_caa_identities.0.clone(),
+            ari_enabled: settings.acme_server_ari_enabled,
+            ari_poll_interval: settings.acme_server_ari_poll_interval,
         },
     })
 }

@@ -187,6 +187,7 @@ impl Application {
             engine: engine.clone(),
             effective_settings: settings.effective(),
             expected_schema_version: bootstrap::expected_schema_version(),
+            tls: settings.server_tls,
         });
         let auth = web::Data::new(auth);
         let body_limit = web::Data::new(BodyLimit(settings.max_body_size));

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use instant_acme::{Account, BodyWrapper, BytesResponse, HttpClient, NewAccount};
 use reqwest::Method;
+use rustls_pki_types::pem::PemObject;
 use serde_json::{json, Value};
 
 use crate::helpers::TestApp;
@@ -277,4 +278,61 @@ async fn the_shorthand_needs_a_default_profile_and_the_server_can_be_off() {
     let response = off.client.get(format!("{}/acme/directory", off.address)).send().await.unwrap();
     let body = problem(response, 404, "malformed").await;
     assert!(body["detail"].as_str().unwrap().contains("CERTCTL_ACME_SERVER_ENABLED"), "{body}");
+}
+
+#[actix_web::test]
+async fn renewal_information_follows_certctls_plan_for_a_certificate() {
+    let app = server(&["--keygen-mode", "server", "--acme-server-ari-poll-interval", "3h"]).await;
+    // A certificate from the local CA, issued by the renewal engine.
+    let body = json!({
+        "name": "ari", "common_name": "ari.example.test", "sans": ["ari.example.test"], "environment": "production",
+        "owner_id": "o-alice", "team_id": "t-platform", "issuer_id": "iss-local", "renewal_policy_id": "rp-standard",
+    });
+    let created: Value = app.post_certificate(&body).await.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    crate::renewal::run_loop(&app, "renewal_scan").await;
+    crate::renewal::run_loop(&app, "job_processor").await;
+    let versions: Value = app.get(&format!("/api/v1/certificates/{id}/versions")).await.json().await.unwrap();
+    let chain = versions["data"][0]["pem_chain"].as_str().expect("issued").to_owned();
+    let leaf = rustls_pki_types::CertificateDer::from_pem_slice(chain.as_bytes()).unwrap();
+    let cert_id = instant_acme::CertificateIdentifier::try_from(&leaf).unwrap();
+
+    // instant-acme reads the directory's renewalInfo and asks.
+    let new = NewAccount { contact: &[], terms_of_service_agreed: true, only_return_existing: false };
+    let (account, _) = Account::builder_with_http(Box::new(Transport(app.client.clone())))
+        .create(&new, directory_url(&app), None)
+        .await
+        .unwrap();
+    let (info, retry_after) = account.renewal_info(&cert_id).await.expect("renewal information");
+    // instant-acme answers the time left until then.
+    let three_hours = std::time::Duration::from_secs(3 * 3600);
+    assert!(
+        retry_after <= three_hours && retry_after > three_hours - std::time::Duration::from_secs(60),
+        "{retry_after:?}"
+    );
+    let db = crate::helpers::cluster().admin_client_for(&app.db_name).await;
+    let renew_at: chrono::DateTime<chrono::Utc> =
+        db.query_one("SELECT renew_at FROM managed_certificates WHERE id = $1", &[&id]).await.unwrap().get(0);
+    assert_eq!(
+        info.suggested_window.start.unix_timestamp(),
+        renew_at.timestamp(),
+        "the window opens at certctl's renew_at"
+    );
+    assert!(info.suggested_window.end > info.suggested_window.start);
+
+    // Revoked: renew now (a window in the past).
+    let revoked = app
+        .admin(Method::POST, &format!("/api/v1/certificates/{id}/revoke"))
+        .json(&json!({"reason": "keyCompromise"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let (info, _) = account.renewal_info(&cert_id).await.unwrap();
+    assert!(info.suggested_window.end < time::OffsetDateTime::now_utc(), "a revoked certificate is renewed at once");
+
+    // Ids of certificates certctl does not hold, and ids that are not ids.
+    let base = format!("{}/acme/profile/prof-acme/renewal-info", app.address);
+    problem(app.client.get(format!("{base}/aaaa.bbbb")).send().await.unwrap(), 404, "malformed").await;
+    problem(app.client.get(format!("{base}/not-an-id")).send().await.unwrap(), 400, "malformed").await;
 }

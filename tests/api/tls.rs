@@ -1,5 +1,6 @@
 //! HTTPS with the self-signed certificate the server makes on first start, which clients can pin
-//! (and which `openssl verify` accepts for itself).
+//! (and which `openssl verify` accepts for itself); the ACME server's URLs name https for HTTP/1.1
+//! clients too.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ async fn https_is_served_with_a_self_signed_certificate_clients_can_pin() {
     let db = fresh_database().await;
     let mut args = base_args(&db);
     let data_dir = args[args.iter().position(|a| a == "--data-dir").unwrap() + 1].clone();
-    args.extend(["--server-tls".to_string(), "true".to_string()]);
+    args.extend(["--server-tls", "true", "--acme-server-enabled", "true"].map(String::from));
     let app = TestApp::start(settings_from(args), db).await;
     assert!(app.address.starts_with("https://"));
 
@@ -31,6 +32,31 @@ async fn https_is_served_with_a_self_signed_certificate_clients_can_pin() {
             client.get(format!("{url}/health")).send().await.expect("TLS handshake with the pinned certificate");
         assert_eq!(response.status(), 200);
     }
+
+    // URLs the server hands out name https whatever the HTTP version: an HTTP/1.1 request carries
+    // no scheme of its own (certbot speaks HTTP/1.1).
+    let profile = client
+        .post(format!("{}/api/v1/profiles", app.address))
+        .bearer_auth(crate::helpers::ADMIN_KEY)
+        .json(&serde_json::json!({"id": "prof-tls", "name": "TLS"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(profile.status(), 201);
+    let http1 = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .http1_only()
+        .build()
+        .unwrap();
+    let directory: serde_json::Value = http1
+        .get(format!("{}/acme/profile/prof-tls/directory", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(directory["newNonce"], format!("{}/acme/profile/prof-tls/new-nonce", app.address), "{directory}");
 
     // The certificate verifies as a self-signed CA-less leaf for its names with openssl too.
     let output = std::process::Command::new("openssl")

@@ -15,7 +15,7 @@ use super::problem::{AcmeErrorType, AcmeProblem};
 use crate::crypto::seal::SealingKey;
 use crate::db::Db;
 use crate::queries::acme_server::{
-    AccountById, AccountByKey, AcmeProfile, CreateAccount, RedeemNonce, ServerAccount, UpdateAccount,
+    AccountById, AccountByKey, AcmeProfile, CreateAccount, RedeemNonce, ServerAccount, UpdateAccount, VersionsBySerial,
 };
 
 /// The ACME server's settings (`CERTCTL_ACME_SERVER_*`).
@@ -31,7 +31,17 @@ pub struct AcmeServerSettings {
     pub terms_of_service: Option<String>,
     pub website: Option<String>,
     pub caa_identities: Vec<String>,
+    /// Whether renewal information (RFC 9773) is served.
+    pub ari_enabled: bool,
+    /// The `Retry-After` of renewal information.
+    pub ari_poll_interval: Duration,
 }
+
+/// How long a profile's existence and state are taken from the cache: a profile disabled or
+/// deleted through the API stops answering ACME within this.
+const PROFILE_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Profiles the cache holds at most.
+const PROFILE_CACHE_MAX: usize = 1_024;
 
 /// The ACME server. Cheap to clone.
 #[derive(Clone)]
@@ -39,7 +49,12 @@ pub struct AcmeServer {
     db: Db,
     nonces: Nonces,
     settings: Arc<AcmeServerSettings>,
+    /// Profiles seen lately: whether each exists (and is enabled), and when that was read.
+    profiles: Arc<std::sync::Mutex<ProfileCache>>,
 }
+
+/// Profile id → (whether it exists and is enabled, when that was read).
+type ProfileCache = std::collections::HashMap<String, (Option<bool>, std::time::Instant)>;
 
 /// Which profile's ACME directory a request is for, and its URL root
 /// (`https://host/acme/profile/{id}` or `https://host/acme`).
@@ -88,6 +103,15 @@ pub struct AccountView {
     pub body: Value,
 }
 
+/// A certificate's suggested renewal window (RFC 9773 §4.2).
+#[derive(Clone, Debug)]
+pub struct RenewalInfo {
+    pub start: chrono::DateTime<chrono::Utc>,
+    pub end: chrono::DateTime<chrono::Utc>,
+    /// When to ask again (`Retry-After`).
+    pub retry_after: Duration,
+}
+
 /// What new-account did.
 #[derive(Clone, Debug)]
 pub enum NewAccount {
@@ -105,11 +129,30 @@ fn server_error(what: &str, e: impl std::fmt::Display) -> AcmeProblem {
 impl AcmeServer {
     pub fn new(db: Db, sealing: Arc<SealingKey>, settings: AcmeServerSettings) -> AcmeServer {
         let nonces = Nonces::new(sealing, settings.nonce_ttl);
-        AcmeServer { db, nonces, settings: Arc::new(settings) }
+        AcmeServer { db, nonces, settings: Arc::new(settings), profiles: Arc::default() }
     }
 
     pub fn enabled(&self) -> bool {
         self.settings.enabled
+    }
+
+    /// Whether a profile exists (`None`: no) and is enabled, from a cache kept a few seconds so
+    /// that the directory and new-nonce, the hottest routes, do not read the database each time.
+    async fn profile_enabled(&self, id: &str) -> Result<Option<bool>, crate::error::DbError> {
+        let now = std::time::Instant::now();
+        if let Some((known, at)) = self.profiles.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id) {
+            if now.duration_since(*at) < PROFILE_CACHE_TTL {
+                return Ok(*known);
+            }
+        }
+        let known = self.db.run(AcmeProfile { id: id.to_owned() }).await?;
+        let mut cache = self.profiles.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Bounded: ids that do not exist are cached too, so a scan of made-up ids cannot grow it.
+        if cache.len() >= PROFILE_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(id.to_owned(), (known, now));
+        Ok(known)
     }
 
     /// A fresh nonce (no database).
@@ -120,7 +163,8 @@ impl AcmeServer {
     /// The directory a request addresses: `profile_id` from the path, or the default profile for
     /// the shorthand routes. The profile must exist and be enabled.
     pub async fn directory(&self, profile_id: Option<&str>, base_url: String) -> Result<Directory, AcmeProblem> {
-        let profile_id = match profile_id.map(str::to_owned).or_else(|| self.settings.default_profile_id.clone()) {
+        let default = self.settings.default_profile_id.clone().filter(|id| !id.is_empty());
+        let profile_id = match profile_id.map(str::to_owned).or(default) {
             Some(id) => id,
             None => {
                 return Err(AcmeProblem::new(
@@ -130,13 +174,13 @@ impl AcmeServer {
                 ))
             }
         };
-        match self.db.run(AcmeProfile { id: profile_id.clone() }).await {
+        match self.profile_enabled(&profile_id).await {
             Ok(Some(true)) => Ok(Directory { profile_id, base_url }),
             Ok(Some(false)) => {
                 Err(AcmeProblem::malformed(format!("profile {profile_id} is disabled")).with_status(404))
             }
             Ok(None) => Err(AcmeProblem::malformed(format!("there is no profile {profile_id}")).with_status(404)),
-            Err(e) => Err(server_error("reading the profile failed", e)),
+            Err(e) => Err(server_error("reading the profile failed", e).with_status(503)),
         }
     }
 
@@ -153,14 +197,46 @@ impl AcmeServer {
             meta.insert("caaIdentities".into(), json!(self.settings.caa_identities));
         }
         meta.insert("externalAccountRequired".into(), json!(false));
-        json!({
+        let mut document = json!({
             "newNonce": directory.url("new-nonce"),
             "newAccount": directory.url("new-account"),
             "newOrder": directory.url("new-order"),
             "revokeCert": directory.url("revoke-cert"),
             "keyChange": directory.url("key-change"),
             "meta": meta,
-        })
+        });
+        if self.settings.ari_enabled {
+            document["renewalInfo"] = json!(directory.url("renewal-info"));
+        }
+        document
+    }
+
+    /// renewalInfo (RFC 9773): the suggested window of a certificate certctl holds, found by
+    /// serial and told apart by its issuer's key identifier. Unauthenticated.
+    pub async fn renewal_info(&self, cert_id: &str) -> Result<RenewalInfo, AcmeProblem> {
+        if !self.settings.ari_enabled {
+            return Err(
+                AcmeProblem::malformed("renewal information is off (CERTCTL_ACME_SERVER_ARI_ENABLED)").with_status(404)
+            );
+        }
+        let id = super::ari::CertId::parse(cert_id)?;
+        let candidates = self
+            .db
+            .run(VersionsBySerial { serial: id.serial.clone() })
+            .await
+            .map_err(|e| server_error("looking the certificate up failed", e).with_status(503))?;
+        let found = candidates.into_iter().find(|c| issued_under(&c.pem_chain, &id.key_identifier));
+        let Some(found) = found else {
+            return Err(AcmeProblem::malformed(format!("no certificate {cert_id} is known here")).with_status(404));
+        };
+        let known = super::ari::Known {
+            not_before: found.not_before,
+            not_after: found.not_after,
+            planned: found.planned,
+            renew_now: found.renew_now,
+        };
+        let (start, end) = super::ari::window(&known, chrono::Utc::now());
+        Ok(RenewalInfo { start, end, retry_after: self.settings.ari_poll_interval })
     }
 
     /// Checks a signed request: the content type, the JWS shape, the URL it was signed for, the
@@ -168,7 +244,8 @@ impl AcmeServer {
     /// key of the valid account named by `kid`.
     pub async fn authenticate(&self, request: &SignedRequest, key_allowed: bool) -> Result<Authenticated, AcmeProblem> {
         let content_type = request.content_type.as_deref().unwrap_or("");
-        if content_type.split(';').next().map(str::trim) != Some("application/jose+json") {
+        let essence = content_type.split(';').next().map(|t| t.trim().to_ascii_lowercase());
+        if essence.as_deref() != Some("application/jose+json") {
             return Err(AcmeProblem::malformed(format!(
                 "the request's Content-Type is {content_type:?}; ACME requests are application/jose+json"
             ))
@@ -344,6 +421,19 @@ impl AcmeServer {
             })?;
         Ok(self.view(directory, &updated))
     }
+}
+
+/// Whether the leaf of `pem_chain` names `key_identifier` as its Authority Key Identifier.
+fn issued_under(pem_chain: &str, key_identifier: &[u8]) -> bool {
+    use x509_parser::extensions::ParsedExtension;
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(pem_chain.as_bytes()) else { return false };
+    let Ok(leaf) = pem.parse_x509() else { return false };
+    leaf.extensions().iter().any(|ext| match ext.parsed_extension() {
+        ParsedExtension::AuthorityKeyIdentifier(aki) => {
+            aki.key_identifier.as_ref().is_some_and(|k| k.0 == key_identifier)
+        }
+        _ => false,
+    })
 }
 
 /// An account's `contact`: `mailto:` URLs with one address each, no `hfields` (RFC 8555 §7.3).

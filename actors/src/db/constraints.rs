@@ -37,6 +37,7 @@ pub enum Violation {
 /// The tables whose rows the API names, with the word for one row (longest names first, so a
 /// prefix such as `certificate_` never shadows `certificate_target_mappings_`).
 const TABLES: &[(&str, &str)] = &[
+    ("acme_server_accounts", "ACME account"),
     ("certificate_target_mappings", "certificate binding"),
     ("certificate_revocations", "revocation"),
     ("certificate_profiles", "certificate profile"),
@@ -62,6 +63,7 @@ const CHILDREN: &[(&str, &str)] = &[
     ("deployment_targets", "targets"),
     ("owners", "owners"),
     ("jobs", "jobs"),
+    ("acme_server_accounts", "ACME accounts"),
 ];
 
 /// The table a constraint belongs to, and the rest of its name (`name_key`, `team_id_fkey`…).

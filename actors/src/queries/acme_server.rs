@@ -189,3 +189,58 @@ impl DbQuery for SweepUsedNonces {
         Ok(client.execute(&stmt, &[&self.batch]).await?)
     }
 }
+
+/// A stored certificate version with a given serial, and what its renewal window depends on.
+#[derive(Clone, Debug)]
+pub struct SerialMatch {
+    /// The version's chain, leaf first (its Authority Key Identifier tells the issuer apart).
+    pub pem_chain: String,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+    /// The managed certificate's `renew_at`, when this is its newest version.
+    pub planned: Option<DateTime<Utc>>,
+    /// Revoked, or a newer version of the certificate exists.
+    pub renew_now: bool,
+}
+
+/// Versions whose serial is `serial` (lower-case hex without leading zeros), newest first.
+pub struct VersionsBySerial {
+    pub serial: String,
+}
+
+impl DbQuery for VersionsBySerial {
+    type Output = Vec<SerialMatch>;
+    const NAME: &'static str = "versions_by_serial";
+
+    async fn run(self, client: &mut Client) -> Result<Vec<SerialMatch>, DbError> {
+        let stmt = client
+            .prepare_cached(
+                "SELECT v.pem_chain, v.not_before, v.not_after, \
+                        CASE WHEN newer.id IS NULL THEN m.renew_at END, \
+                        newer.id IS NOT NULL OR m.status = 'Revoked' OR EXISTS ( \
+                          SELECT 1 FROM certificate_revocations r \
+                           WHERE r.certificate_id = v.certificate_id AND r.serial_number = v.serial_number) \
+                   FROM certificate_versions v \
+                   JOIN managed_certificates m ON m.id = v.certificate_id \
+                   LEFT JOIN LATERAL ( \
+                     SELECT n.id FROM certificate_versions n \
+                      WHERE n.certificate_id = v.certificate_id AND (n.created_at, n.id) > (v.created_at, v.id) \
+                      LIMIT 1) newer ON true \
+                  WHERE ltrim(v.serial_number, '0') = $1 \
+                  ORDER BY v.created_at DESC LIMIT 16",
+            )
+            .await?;
+        let rows = client.query(&stmt, &[&self.serial]).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SerialMatch {
+                    pem_chain: row.try_get(0)?,
+                    not_before: row.try_get(1)?,
+                    not_after: row.try_get(2)?,
+                    planned: row.try_get(3)?,
+                    renew_now: row.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+}

@@ -83,6 +83,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(audit::Doc::openapi());
     doc.merge(acme::directory::Doc::openapi());
     doc.merge(acme::accounts::Doc::openapi());
+    doc.merge(acme::renewal_info::Doc::openapi());
     resources::add::<Team>(&mut doc, "/api/v1/teams", "team");
     resources::add::<Owner>(&mut doc, "/api/v1/owners", "owner");
     resources::add::<RenewalPolicy>(&mut doc, "/api/v1/renewal-policies", "renewal policy");

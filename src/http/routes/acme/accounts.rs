@@ -30,7 +30,7 @@ async fn signed(
         }
     };
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    Ok(SignedRequest { directory, url: request_url(req), content_type, body: body.to_vec() })
+    Ok(SignedRequest { directory, url: request_url(state, req), content_type, body: body.to_vec() })
 }
 
 fn account_reply(state: &AppState, request: &SignedRequest, status: StatusCode, view: AccountView) -> HttpResponse {

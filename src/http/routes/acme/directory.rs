@@ -34,7 +34,7 @@ async fn new_nonce(state: web::Data<AppState>, req: HttpRequest, profile_id: Opt
     operation_id = "getAcmeProfileDirectory",
     params(("profile_id" = String, Path, description = "The certificate profile whose ACME directory this is.")),
     responses(
-        (status = 200, description = "The directory: `newNonce`, `newAccount`, `newOrder`, `revokeCert`, `keyChange`, `meta`.", content_type = "application/json", body = Object),
+        (status = 200, description = "The directory: `newNonce`, `newAccount`, `newOrder`, `revokeCert`, `keyChange`, `renewalInfo` (while ARI is on), `meta`.", content_type = "application/json", body = Object),
         (status = 404, description = "The ACME server is off, or there is no such enabled profile (ACME `malformed`).", content_type = "application/problem+json", body = crate::http::problem::Problem),
     )
 )]

@@ -6,10 +6,12 @@
 //!
 //! - [`directory`]: the directory and new-nonce.
 //! - [`accounts`]: new-account and the account URL (read, update, deactivate).
+//! - [`renewal_info`]: renewal information (RFC 9773).
 //! - [`reply`]: the headers every answer carries, and problem documents.
 
 pub mod accounts;
 pub mod directory;
+pub mod renewal_info;
 mod reply;
 
 use actix_web::{HttpRequest, HttpResponse};
@@ -31,10 +33,7 @@ async fn directory_of(
             AcmeProblem::malformed("the ACME server is not enabled (CERTCTL_ACME_SERVER_ENABLED)").with_status(404);
         return Err(reply::problem(state, &off, None));
     }
-    let root = {
-        let info = req.connection_info();
-        format!("{}://{}", info.scheme(), info.host())
-    };
+    let root = origin(state, req);
     let base = match profile_id {
         Some(id) => format!("{root}/acme/profile/{id}"),
         None => format!("{root}/acme"),
@@ -42,8 +41,26 @@ async fn directory_of(
     state.engine.acme().directory(profile_id, base).await.map_err(|problem| reply::problem(state, &problem, None))
 }
 
-/// The URL a request was sent to, as its JWS must name it.
-fn request_url(req: &HttpRequest) -> String {
+/// `scheme://host[:port]` as the client reached the server: a proxy's `Forwarded` or
+/// `X-Forwarded-Proto`/`-Host` when it sent them, else this listener's own scheme (an HTTP/1.1
+/// request over TLS carries none of its own) and the `Host` header.
+fn origin(state: &AppState, req: &HttpRequest) -> String {
+    let headers = req.headers();
+    let forwarded_proto = headers
+        .get("forwarded")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("proto="));
+    let forwarded = forwarded_proto || headers.contains_key("x-forwarded-proto");
     let info = req.connection_info();
-    format!("{}://{}{}", info.scheme(), info.host(), req.path())
+    let scheme = match (forwarded, state.tls) {
+        (true, _) => info.scheme(),
+        (false, true) => "https",
+        (false, false) => "http",
+    };
+    format!("{scheme}://{}", info.host())
+}
+
+/// The URL a request was sent to, as its JWS must name it.
+fn request_url(state: &AppState, req: &HttpRequest) -> String {
+    format!("{}{}", origin(state, req), req.path())
 }
