@@ -161,7 +161,7 @@ async fn the_current_chain_exports_as_pem() {
     let ca = app.get("/api/v1/issuers/iss-local/ca").await.text().await.unwrap();
     assert!(openssl_verifies(&ca, &chain));
     let fresh = app.create_certificate("unissued").await["id"].as_str().unwrap().to_string();
-    assert_problem(app.get(&format!("/api/v1/certificates/{fresh}/export/pem")).await, 404, "not-found").await;
+    assert_problem(app.get(&format!("/api/v1/certificates/{fresh}/export/pem")).await, 409, "wrong-state").await;
 }
 
 #[actix_web::test]

@@ -76,10 +76,26 @@ impl Directory {
     }
 }
 
+/// Which directory a request was sent to, as the shell reads it from the URL: the profile in the
+/// path (`None` for the `/acme/…` shorthand) and the URL root of that directory.
+#[derive(Clone, Debug)]
+pub struct Addressed {
+    pub profile_id: Option<String>,
+    /// `https://host/acme/profile/{id}` or `https://host/acme`.
+    pub base_url: String,
+}
+
+impl Addressed {
+    /// The directory's URL (the `Link: rel="index"` of every answer under it).
+    pub fn index_url(&self) -> String {
+        format!("{}/directory", self.base_url)
+    }
+}
+
 /// A POST as the shell received it.
 #[derive(Clone, Debug)]
 pub struct SignedRequest {
-    pub directory: Directory,
+    pub at: Addressed,
     /// The URL the request was sent to, as the client must have put it in the JWS.
     pub url: String,
     pub content_type: Option<String>,
@@ -132,10 +148,6 @@ impl AcmeServer {
         AcmeServer { db, nonces, settings: Arc::new(settings), profiles: Arc::default() }
     }
 
-    pub fn enabled(&self) -> bool {
-        self.settings.enabled
-    }
-
     /// Whether a profile exists (`None`: no) and is enabled, from a cache kept a few seconds so
     /// that the directory and new-nonce, the hottest routes, do not read the database each time.
     async fn profile_enabled(&self, id: &str) -> Result<Option<bool>, crate::error::DbError> {
@@ -161,10 +173,16 @@ impl AcmeServer {
     }
 
     /// The directory a request addresses: `profile_id` from the path, or the default profile for
-    /// the shorthand routes. The profile must exist and be enabled.
-    pub async fn directory(&self, profile_id: Option<&str>, base_url: String) -> Result<Directory, AcmeProblem> {
+    /// the shorthand routes. The server must be on and the profile exist and be enabled.
+    async fn resolve(&self, at: &Addressed) -> Result<Directory, AcmeProblem> {
+        if !self.settings.enabled {
+            return Err(
+                AcmeProblem::malformed("the ACME server is not enabled (CERTCTL_ACME_SERVER_ENABLED)").with_status(404)
+            );
+        }
+        let base_url = at.base_url.clone();
         let default = self.settings.default_profile_id.clone().filter(|id| !id.is_empty());
-        let profile_id = match profile_id.map(str::to_owned).or(default) {
+        let profile_id = match at.profile_id.clone().or(default) {
             Some(id) => id,
             None => {
                 return Err(AcmeProblem::new(
@@ -184,8 +202,19 @@ impl AcmeServer {
         }
     }
 
-    /// The directory document (RFC 8555 §7.1.1).
-    pub fn directory_document(&self, directory: &Directory) -> Value {
+    /// The directory document (RFC 8555 §7.1.1) of the directory a request addresses.
+    pub async fn directory(&self, at: &Addressed) -> Result<Value, AcmeProblem> {
+        let directory = self.resolve(at).await?;
+        Ok(self.directory_document(&directory))
+    }
+
+    /// new-nonce (RFC 8555 §7.2): checks the directory exists; the nonce itself goes on every
+    /// answer ([`AcmeServer::new_nonce`]).
+    pub async fn nonce_for(&self, at: &Addressed) -> Result<(), AcmeProblem> {
+        self.resolve(at).await.map(|_| ())
+    }
+
+    fn directory_document(&self, directory: &Directory) -> Value {
         let mut meta = serde_json::Map::new();
         if let Some(tos) = &self.settings.terms_of_service {
             meta.insert("termsOfService".into(), json!(tos));
@@ -213,7 +242,8 @@ impl AcmeServer {
 
     /// renewalInfo (RFC 9773): the suggested window of a certificate certctl holds, found by
     /// serial and told apart by its issuer's key identifier. Unauthenticated.
-    pub async fn renewal_info(&self, cert_id: &str) -> Result<RenewalInfo, AcmeProblem> {
+    pub async fn renewal_info(&self, at: &Addressed, cert_id: &str) -> Result<RenewalInfo, AcmeProblem> {
+        self.resolve(at).await?;
         if !self.settings.ari_enabled {
             return Err(
                 AcmeProblem::malformed("renewal information is off (CERTCTL_ACME_SERVER_ARI_ENABLED)").with_status(404)
@@ -242,7 +272,12 @@ impl AcmeServer {
     /// Checks a signed request: the content type, the JWS shape, the URL it was signed for, the
     /// nonce (once), and the signature with the `jwk` (`key_allowed`: new-account) or with the
     /// key of the valid account named by `kid`.
-    pub async fn authenticate(&self, request: &SignedRequest, key_allowed: bool) -> Result<Authenticated, AcmeProblem> {
+    async fn authenticate(
+        &self,
+        directory: &Directory,
+        request: &SignedRequest,
+        key_allowed: bool,
+    ) -> Result<Authenticated, AcmeProblem> {
         let content_type = request.content_type.as_deref().unwrap_or("");
         let essence = content_type.split(';').next().map(|t| t.trim().to_ascii_lowercase());
         if essence.as_deref() != Some("application/jose+json") {
@@ -273,7 +308,7 @@ impl AcmeServer {
                 return Err(AcmeProblem::malformed("new-account requests carry the account's key as \"jwk\""))
             }
             Signer::Account(kid) => {
-                let account = self.account_for_kid(&request.directory, kid).await?;
+                let account = self.account_for_kid(directory, kid).await?;
                 let key = AccountKey::from_jwk(&account.jwk)
                     .map_err(|e| server_error("a stored account key does not read", e))?;
                 (key, Some(account))
@@ -318,7 +353,7 @@ impl AcmeServer {
     }
 
     /// The account as the client sees it.
-    pub fn view(&self, directory: &Directory, account: &ServerAccount) -> AccountView {
+    fn view(&self, directory: &Directory, account: &ServerAccount) -> AccountView {
         let url = directory.account_url(&account.id);
         let body = json!({
             "status": account.status,
@@ -332,8 +367,8 @@ impl AcmeServer {
 
     /// new-account (RFC 8555 §7.3): the key's account, created unless `onlyReturnExisting`.
     pub async fn new_account(&self, request: &SignedRequest) -> Result<NewAccount, AcmeProblem> {
-        let auth = self.authenticate(request, true).await?;
-        let directory = &request.directory;
+        let directory = &self.resolve(&request.at).await?;
+        let auth = self.authenticate(directory, request, true).await?;
         let payload = auth.jws.payload_json()?;
         let Value::Object(payload) = payload else {
             return Err(AcmeProblem::malformed("the new-account payload is not a JSON object"));
@@ -387,8 +422,8 @@ impl AcmeServer {
     /// POST to an account URL (RFC 8555 §7.3.2, §7.3.6): POST-as-GET, a contact update, or
     /// `{"status": "deactivated"}`. Only the account itself may.
     pub async fn account(&self, request: &SignedRequest, id: &str) -> Result<AccountView, AcmeProblem> {
-        let auth = self.authenticate(request, false).await?;
-        let directory = &request.directory;
+        let directory = &self.resolve(&request.at).await?;
+        let auth = self.authenticate(directory, request, false).await?;
         let Some(account) = auth.account.filter(|a| a.id == id) else {
             return Err(AcmeProblem::new(AcmeErrorType::Unauthorized, "an account may only read and change itself"));
         };

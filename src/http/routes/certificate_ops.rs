@@ -180,7 +180,8 @@ pub async fn revoke(
             content_type = "application/x-pem-file", body = String,
             headers(("Content-Disposition" = String, description = "`attachment; filename=\"<name>.pem\"` (the certificate's \
                 name, characters other than letters, digits, `-`, `_` and `.` replaced by `_`)."))),
-        (status = 404, description = "No certificate has this id, or it has no issued version yet (`not-found`).", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "No certificate has this id (`not-found`).", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "The certificate has no issued version yet (`wrong-state`).", content_type = "application/problem+json", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all, fields(certificate_id))]
@@ -189,7 +190,10 @@ pub async fn export_pem(state: web::Data<AppState>, id: Id) -> Result<HttpRespon
     tracing::Span::current().record("certificate_id", id.as_str());
     let (name, chain) =
         state.db().run(CurrentChain { certificate_id: id.clone() }).await?.ok_or_else(|| not_found(&id))?;
-    let chain = chain.ok_or_else(|| ApiError::NotFound(format!("certificate {id} has no issued version yet")))?;
+    // The certificate exists; what it lacks is a version: a state, not a missing resource.
+    let chain = chain.ok_or_else(|| {
+        ApiError::Conflict(Conflict::WrongState, format!("certificate {id} has no issued version yet"))
+    })?;
     let file: String =
         name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
     Ok(HttpResponse::Ok()

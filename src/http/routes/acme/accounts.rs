@@ -8,7 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use certctl_actors::acme_server::problem::AcmeProblem;
 use certctl_actors::acme_server::service::{AccountView, NewAccount, SignedRequest};
 
-use super::{directory_of, reply, request_url};
+use super::{addressed, reply, request_url};
 use crate::http::json::raw_body;
 use crate::http::AppState;
 
@@ -17,25 +17,25 @@ async fn signed(
     state: &AppState,
     req: &HttpRequest,
     payload: &mut actix_web::dev::Payload,
-    profile_id: Option<&str>,
+    profile_id: Option<String>,
 ) -> Result<SignedRequest, HttpResponse> {
-    let directory = directory_of(state, req, profile_id).await?;
+    let at = addressed(state, req, profile_id);
     let body = match raw_body(req, payload).await {
         Ok(body) => body,
         Err(e) => {
             let status = actix_web::ResponseError::status_code(&e).as_u16();
             let problem =
                 AcmeProblem::malformed(format!("the request body could not be read: {e}")).with_status(status);
-            return Err(reply::problem(state, &problem, Some(&directory)));
+            return Err(reply::problem(state, &problem, Some(&at)));
         }
     };
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    Ok(SignedRequest { directory, url: request_url(state, req), content_type, body: body.to_vec() })
+    Ok(SignedRequest { at, url: request_url(state, req), content_type, body: body.to_vec() })
 }
 
 fn account_reply(state: &AppState, request: &SignedRequest, status: StatusCode, view: AccountView) -> HttpResponse {
     let location = HeaderValue::from_str(&view.url).unwrap_or_else(|_| HeaderValue::from_static(""));
-    reply::builder(state, status, Some(&request.directory)).insert_header((header::LOCATION, location)).json(view.body)
+    reply::builder(state, status, Some(&request.at)).insert_header((header::LOCATION, location)).json(view.body)
 }
 
 async fn new_account(
@@ -44,14 +44,14 @@ async fn new_account(
     payload: web::Payload,
     profile_id: Option<String>,
 ) -> HttpResponse {
-    let request = match signed(&state, &req, &mut payload.into_inner(), profile_id.as_deref()).await {
+    let request = match signed(&state, &req, &mut payload.into_inner(), profile_id).await {
         Ok(request) => request,
         Err(response) => return response,
     };
     match state.engine.acme().new_account(&request).await {
         Ok(NewAccount::Created(view)) => account_reply(&state, &request, StatusCode::CREATED, view),
         Ok(NewAccount::Existing(view)) => account_reply(&state, &request, StatusCode::OK, view),
-        Err(problem) => reply::problem(&state, &problem, Some(&request.directory)),
+        Err(problem) => reply::problem(&state, &problem, Some(&request.at)),
     }
 }
 
@@ -62,13 +62,13 @@ async fn account(
     profile_id: Option<String>,
     account_id: String,
 ) -> HttpResponse {
-    let request = match signed(&state, &req, &mut payload.into_inner(), profile_id.as_deref()).await {
+    let request = match signed(&state, &req, &mut payload.into_inner(), profile_id).await {
         Ok(request) => request,
         Err(response) => return response,
     };
     match state.engine.acme().account(&request, &account_id).await {
         Ok(view) => account_reply(&state, &request, StatusCode::OK, view),
-        Err(problem) => reply::problem(&state, &problem, Some(&request.directory)),
+        Err(problem) => reply::problem(&state, &problem, Some(&request.at)),
     }
 }
 

@@ -4,26 +4,27 @@
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{directory_of, reply};
+use super::{addressed, reply};
 use crate::http::AppState;
 
 async fn directory(state: web::Data<AppState>, req: HttpRequest, profile_id: Option<String>) -> HttpResponse {
-    let directory = match directory_of(&state, &req, profile_id.as_deref()).await {
-        Ok(directory) => directory,
-        Err(response) => return response,
-    };
-    let document = state.engine.acme().directory_document(&directory);
-    reply::builder(&state, StatusCode::OK, None).json(document)
+    let at = addressed(&state, &req, profile_id);
+    match state.engine.acme().directory(&at).await {
+        Ok(document) => reply::builder(&state, StatusCode::OK, None).json(document),
+        Err(problem) => reply::problem(&state, &problem, None),
+    }
 }
 
 async fn new_nonce(state: web::Data<AppState>, req: HttpRequest, profile_id: Option<String>) -> HttpResponse {
-    let directory = match directory_of(&state, &req, profile_id.as_deref()).await {
-        Ok(directory) => directory,
-        Err(response) => return response,
-    };
-    // RFC 8555 §7.2: HEAD answers 200, GET 204; both carry the nonce and no-store.
-    let status = if req.method() == Method::HEAD { StatusCode::OK } else { StatusCode::NO_CONTENT };
-    reply::builder(&state, status, Some(&directory)).finish()
+    let at = addressed(&state, &req, profile_id);
+    match state.engine.acme().nonce_for(&at).await {
+        Ok(()) => {
+            // RFC 8555 §7.2: HEAD answers 200, GET 204; both carry the nonce and no-store.
+            let status = if req.method() == Method::HEAD { StatusCode::OK } else { StatusCode::NO_CONTENT };
+            reply::builder(&state, status, Some(&at)).finish()
+        }
+        Err(problem) => reply::problem(&state, &problem, None),
+    }
 }
 
 /// `GET /acme/profile/{profile_id}/directory` (public): the profile's ACME directory.

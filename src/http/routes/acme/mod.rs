@@ -1,8 +1,9 @@
 //! The ACME server's routes (RFC 8555), when `CERTCTL_ACME_SERVER_ENABLED` is set: each under
 //! `/acme/profile/{profile_id}/…` (a profile's directory) and `/acme/…` (the profile named by
 //! `CERTCTL_ACME_SERVER_DEFAULT_PROFILE_ID`). They take no API key: ACME requests are signed
-//! (JWS) by the account's key. Each handler decodes the request, makes one engine call
-//! (`Engine::acme`) and writes its outcome or its ACME problem document.
+//! (JWS) by the account's key. Each handler decodes the request (which directory it addresses,
+//! the body), makes one engine call (`Engine::acme`) and writes its outcome or its ACME problem
+//! document.
 //!
 //! - [`directory`]: the directory and new-nonce.
 //! - [`accounts`]: new-account and the account URL (read, update, deactivate).
@@ -14,31 +15,32 @@ pub mod directory;
 pub mod renewal_info;
 mod reply;
 
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::HttpRequest;
 
-use certctl_actors::acme_server::problem::AcmeProblem;
-use certctl_actors::acme_server::service::Directory;
+use certctl_actors::acme_server::service::Addressed;
 
 use crate::http::AppState;
 
-/// The directory a request addresses (`profile_id` from the path, or the default profile), or
-/// the problem to answer: 404 while the ACME server is off.
-async fn directory_of(
-    state: &AppState,
-    req: &HttpRequest,
-    profile_id: Option<&str>,
-) -> Result<Directory, HttpResponse> {
-    if !state.engine.acme().enabled() {
-        let off =
-            AcmeProblem::malformed("the ACME server is not enabled (CERTCTL_ACME_SERVER_ENABLED)").with_status(404);
-        return Err(reply::problem(state, &off, None));
-    }
+/// Which directory a request was sent to: the profile in its path (none for the shorthand) and
+/// that directory's URL root as the client reached the server.
+fn addressed(state: &AppState, req: &HttpRequest, profile_id: Option<String>) -> Addressed {
     let root = origin(state, req);
-    let base = match profile_id {
-        Some(id) => format!("{root}/acme/profile/{id}"),
+    let base_url = match &profile_id {
+        // The id as it stands in a URL (percent-encoded), so URLs and headers built on it stay valid
+        // whatever a client put in the path.
+        Some(id) => {
+            let encoded: String = id
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            format!("{root}/acme/profile/{encoded}")
+        }
         None => format!("{root}/acme"),
     };
-    state.engine.acme().directory(profile_id, base).await.map_err(|problem| reply::problem(state, &problem, None))
+    Addressed { profile_id, base_url }
 }
 
 /// `scheme://host[:port]` as the client reached the server: a proxy's `Forwarded` or

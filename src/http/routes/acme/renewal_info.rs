@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::{directory_of, reply};
+use super::{addressed, reply};
 use crate::http::AppState;
 
 async fn renewal_info(
@@ -15,20 +15,17 @@ async fn renewal_info(
     profile_id: Option<String>,
     cert_id: String,
 ) -> HttpResponse {
-    let directory = match directory_of(&state, &req, profile_id.as_deref()).await {
-        Ok(directory) => directory,
-        Err(response) => return response,
-    };
-    match state.engine.acme().renewal_info(&cert_id).await {
+    let at = addressed(&state, &req, profile_id);
+    match state.engine.acme().renewal_info(&at, &cert_id).await {
         Ok(info) => {
-            let at = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-            reply::builder(&state, StatusCode::OK, Some(&directory))
+            let rfc3339 = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            reply::builder(&state, StatusCode::OK, Some(&at))
                 .insert_header((header::RETRY_AFTER, info.retry_after.as_secs().to_string()))
                 // The answer may be cached briefly; the window itself changes only with certctl's plan.
                 .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
-                .json(json!({"suggestedWindow": {"start": at(info.start), "end": at(info.end)}}))
+                .json(json!({"suggestedWindow": {"start": rfc3339(info.start), "end": rfc3339(info.end)}}))
         }
-        Err(problem) => reply::problem(&state, &problem, Some(&directory)),
+        Err(problem) => reply::problem(&state, &problem, Some(&at)),
     }
 }
 
