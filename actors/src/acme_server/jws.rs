@@ -3,9 +3,6 @@
 //! exactly one of `jwk` (new-account, revocation by the certificate's key) or `kid` (the account
 //! URL). Parsing checks the shape; the caller checks the nonce and the URL, finds the key (from
 //! `jwk`, or the account named by `kid`) and calls [`Jws::verify`].
-//!
-//! External Account Binding and key-change carry a JWS inside the payload; [`Jws::parse_inner`]
-//! reads those (no nonce, and for EAB a MAC algorithm).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -28,7 +25,7 @@ pub enum Signer {
 pub struct Jws {
     /// The protected header's algorithm.
     pub alg: String,
-    /// `nonce` (absent only in inner JWSs).
+    /// `nonce` ([`Jws::parse`] refuses a JWS without one).
     pub nonce: Option<String>,
     /// `url`.
     pub url: Option<String>,
@@ -57,7 +54,7 @@ fn decode(part: &str, what: &str) -> Result<Vec<u8>, AcmeProblem> {
 impl Jws {
     /// Reads a request body.
     pub fn parse(body: &[u8]) -> Result<Jws, AcmeProblem> {
-        let jws = Jws::parse_value(body, true)?;
+        let jws = Jws::parse_value(body)?;
         if jws.nonce.is_none() {
             return Err(AcmeProblem::new(
                 super::problem::AcmeErrorType::BadNonce,
@@ -70,17 +67,7 @@ impl Jws {
         Ok(jws)
     }
 
-    /// Reads a JWS nested in a payload (key-change's inner JWS): `jwk`, no nonce.
-    pub fn parse_inner(value: &Value) -> Result<Jws, AcmeProblem> {
-        let bytes = serde_json::to_vec(value).map_err(|_| AcmeProblem::malformed("the inner JWS is not JSON"))?;
-        let jws = Jws::parse_value(&bytes, false)?;
-        if jws.nonce.is_some() {
-            return Err(AcmeProblem::malformed("the inner JWS must not carry a nonce"));
-        }
-        Ok(jws)
-    }
-
-    fn parse_value(body: &[u8], outer: bool) -> Result<Jws, AcmeProblem> {
+    fn parse_value(body: &[u8]) -> Result<Jws, AcmeProblem> {
         let value: Value = serde_json::from_slice(body).map_err(|_| AcmeProblem::malformed("the body is not JSON"))?;
         let Value::Object(object) = value else {
             return Err(AcmeProblem::malformed("the body is not a JWS in the flattened JSON serialization"));
@@ -108,8 +95,7 @@ impl Jws {
         let alg = text(&header, "alg")?.ok_or_else(|| AcmeProblem::malformed("the JWS has no \"alg\""))?.to_owned();
         let signer = match (header.get("jwk"), text(&header, "kid")?) {
             (Some(jwk), None) => Signer::Key(AccountKey::from_jwk(jwk)?),
-            (None, Some(kid)) if outer => Signer::Account(kid.to_owned()),
-            (None, Some(_)) => return Err(AcmeProblem::malformed("the inner JWS must carry \"jwk\", not \"kid\"")),
+            (None, Some(kid)) => Signer::Account(kid.to_owned()),
             (Some(_), Some(_)) => return Err(AcmeProblem::malformed("the JWS carries both \"jwk\" and \"kid\"")),
             (None, None) => return Err(AcmeProblem::malformed("the JWS carries neither \"jwk\" nor \"kid\"")),
         };
